@@ -1,0 +1,73 @@
+"""Sampling responses from a causal LM, with the KV cache and an explicit random generator.
+
+A hand-written loop rather than ``model.generate``: it takes a ``torch.Generator`` (so the same
+seed gives the same samples), applies the temperature in one visible place, and on the tiny
+models it is faster because it does nothing else.
+"""
+from __future__ import annotations
+
+import torch
+
+from .sequences import decode_responses, encode_prompts, position_ids, response_mask_from
+
+__all__ = ["sample_responses", "sample_texts"]
+
+
+@torch.no_grad()
+def sample_responses(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                     max_new_tokens: int, eos_id: int, pad_id: int, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one response per prompt: ``y_t ~ softmax(logits_t / temperature)``.
+
+    Args:
+        prompt_ids, prompt_mask: (B, P) left-padded prompts and their attention mask.
+        max_new_tokens: R_max, the longest response; a response that has not produced ``eos_id``
+            by then is cut (and has no end-of-sequence).
+    Returns:
+        response_ids (B, R) with ``pad_id`` after each ``eos_id``, and response_mask (B, R) bool,
+        True up to and including the first ``eos_id``. R <= max_new_tokens: the loop stops as soon
+        as every row has ended.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    B = prompt_ids.shape[0]
+    attention_mask = prompt_mask.long()
+    pos = position_ids(attention_mask)
+    out = model(input_ids=prompt_ids, attention_mask=attention_mask, position_ids=pos, use_cache=True)
+    next_pos = pos[:, -1:] + 1                                            # (B, 1)
+    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)   # (B, V)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)     # (B,)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        tokens.append(token)
+        done = done | (token == eos_id)
+        if bool(done.all()):
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attention_mask,
+                    position_ids=next_pos, cache=out.cache, use_cache=True)
+        next_pos = next_pos + 1
+    response_ids = torch.stack(tokens, dim=1)                             # (B, R)
+    return response_ids, response_mask_from(response_ids, eos_id)
+
+
+@torch.no_grad()
+def sample_texts(model, tokenizer, prompts, max_new_tokens: int, seed: int,
+                 batch_size: int = 512, temperature: float = 1.0) -> list[str]:
+    """Sample one reply (as text, ending in ``<eos>`` if it ended) for each prompt in ``prompts``."""
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    texts: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        ids, mask = encode_prompts(tokenizer, chunk)
+        response, response_mask = sample_responses(
+            model, ids.to(device), mask.to(device), max_new_tokens, tokenizer.eos_token_id,
+            tokenizer.pad_token_id, temperature, generator)
+        texts += decode_responses(tokenizer, response.cpu(), response_mask.cpu())
+    return texts

@@ -1,0 +1,81 @@
+"""Losses of the first two stages, as pure tensor functions.
+
+* :func:`response_logprob` — log pi(y | x) of a whole response (notebook 00);
+* :func:`sft_loss` — masked, response-only next-token loss (stage 1, notebook 01);
+* :func:`bt_probability`, :func:`bradley_terry_loss` — the Bradley-Terry model (stage 2, notebook 02).
+
+The PPO-stage equations live in :mod:`rlhf_lab.rl_losses`; the logits/labels shift lives in
+:func:`rlhf_lab.masking.gather_logprobs` and nowhere else.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .masking import check_mask, gather_logprobs, masked_mean, masked_sum
+
+__all__ = ["response_logprob", "sft_loss", "bt_probability", "bradley_terry_loss"]
+
+
+def response_logprob(logits: torch.Tensor, input_ids: torch.Tensor,
+                     response_mask: torch.Tensor) -> torch.Tensor:
+    """``log pi(y|x) = sum_t log pi(y_t | x, y_<t)`` over the response tokens of each row.
+
+    Args: logits (B, T, V) of the model on ``input_ids`` (B, T); response_mask (B, T) bool over
+    ``input_ids``, True on response tokens. Returns (B,).
+
+    Example: uniform logits over V = 4 and a 3-token response give ``3 log(1/4) = -4.159``.
+    """
+    check_mask(response_mask, input_ids)
+    logp = gather_logprobs(logits, input_ids)                  # (B, T-1): token t+1 given <= t
+    return masked_sum(logp, response_mask[:, 1:], dim=-1)      # mask aligned with the labels
+
+
+def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor,
+             response_mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Response-only negative log-likelihood, ``L_SFT = -mean_t log pi(y_t | x, y_<t)``.
+
+    The mean runs over every response token of the batch (prompt and padding are masked out, so
+    changing them changes nothing). Returns ``(loss, stats)`` with ``stats["nll"]`` and
+    ``stats["tokens"]``.
+
+    Example: uniform logits over V = 4 give ``loss = log 4 = 1.386`` whatever the mask.
+    """
+    check_mask(response_mask, input_ids)
+    mask = response_mask[:, 1:]                                # (B, T-1), lines up with labels
+    if not bool(mask.any()):
+        raise ValueError("response_mask selects no token: the SFT loss would be empty")
+    loss = -masked_mean(gather_logprobs(logits, input_ids), mask)
+    return loss, {"nll": loss.item(), "tokens": int(mask.sum())}
+
+
+def bt_probability(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry: ``P(y_w > y_l | x) = sigmoid(r(x, y_w) - r(x, y_l))``, elementwise.
+
+    Only the difference counts, so adding any c(x) to both rewards changes nothing.
+    Example: r_chosen = [1.0], r_rejected = [0.0] -> [0.7311].
+    """
+    if r_chosen.shape != r_rejected.shape:
+        raise ValueError(f"r_chosen {tuple(r_chosen.shape)} and r_rejected "
+                         f"{tuple(r_rejected.shape)} must have the same shape")
+    return torch.sigmoid(r_chosen - r_rejected)
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Reward-model loss ``L_RM = -mean log sigmoid(r_chosen - r_rejected)``.
+
+    ``logsigmoid`` stays finite and exact for huge gaps, where ``log(sigmoid(.))`` gives -inf at
+    a gap of -1e4 (sigmoid underflows to 0). Returns ``(loss, stats)`` with the pairwise accuracy
+    and the mean reward margin.
+
+    Example: equal rewards give ``log 2 = 0.6931``; a gap of -1e4 gives 1e4.
+    """
+    if r_chosen.shape != r_rejected.shape or r_chosen.dim() != 1:
+        raise ValueError(f"r_chosen and r_rejected must be 1-D of the same shape, got "
+                         f"{tuple(r_chosen.shape)} and {tuple(r_rejected.shape)}")
+    margin = r_chosen - r_rejected
+    loss = -F.logsigmoid(margin).mean()
+    with torch.no_grad():
+        stats = {"loss": loss.item(), "accuracy": (margin > 0).float().mean().item(),
+                 "margin": margin.mean().item()}
+    return loss, stats
