@@ -31,13 +31,13 @@ class PretrainConfig:
     """Model shape, a key of ``models.PRESETS`` ("tiny": ~0.1M params, seconds on a CPU)."""
     corpus_size: int = 20000
     """Number of web replies generated for the corpus (typical 5k-50k)."""
-    steps: int = 500
+    steps: int = 600
     """Optimiser steps (typical 200-2000)."""
     batch_size: int = 128
     """Sequences per step (typical 64-256)."""
     lr: float = 3e-3
     """AdamW learning rate, with linear warm-up over 5 % of the steps and cosine decay."""
-    max_response_len: int = 32
+    max_response_len: int = 24
     """Longest reply in tokens, ``<eos>`` included; longer replies are cut."""
     seed: int = 0
     """Seed for the corpus, the initialisation and the batch order."""
@@ -53,11 +53,11 @@ class SFTConfig:
     """Stage 1: supervised fine-tuning on curated demonstrations (response tokens only)."""
     n_demonstrations: int = 1500
     """Curated (prompt, reply) pairs: the best 15 % of web replies by gold utility."""
-    steps: int = 200
+    steps: int = 400
     """Optimiser steps (typical 100-500)."""
     batch_size: int = 64
     """Sequences per step."""
-    lr: float = 1e-3
+    lr: float = 2e-3
     """AdamW learning rate (warm-up then cosine decay)."""
     heldout_fraction: float = 0.1
     """Share of demonstrations kept aside for the held-out loss."""
@@ -84,9 +84,11 @@ def _forward_logits(model, batch: Batch) -> torch.Tensor:
 
 
 def _rows(batch: Batch, idx: torch.Tensor, loss_mask: torch.Tensor) -> tuple[Batch, torch.Tensor]:
-    sub = Batch(batch.input_ids[idx], batch.attention_mask[idx], batch.response_mask[idx],
-                batch.prompt_len)
-    return sub, loss_mask[idx]
+    """The rows ``idx`` of a data set, cut to their longest real sequence (less work per step)."""
+    width = int(batch.attention_mask[idx].sum(-1).max())
+    sub = Batch(batch.input_ids[idx, :width], batch.attention_mask[idx, :width],
+                batch.response_mask[idx, :width], batch.prompt_len)
+    return sub, loss_mask[idx, :width]
 
 
 def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, batch_size: int,
@@ -133,7 +135,7 @@ def heldout_loss(model, data: Batch, batch_size: int = 256) -> float:
     return total / max(tokens, 1)
 
 
-def evaluate_gold(model, tokenizer, n_per_prompt: int, seed: int, max_new_tokens: int = 32):
+def evaluate_gold(model, tokenizer, n_per_prompt: int, seed: int, max_new_tokens: int = 24):
     """Sample ``n_per_prompt`` replies to each of the 48 prompts; return (prompts, texts, gold)."""
     prompts = world.all_prompts() * n_per_prompt
     texts = sample_texts(model, tokenizer, prompts, max_new_tokens, seed)
@@ -155,7 +157,7 @@ def pretrain(cfg: PretrainConfig, tokenizer=None):
 
 
 def train_sft(cfg: SFTConfig, base_model, tokenizer=None, loss_fn=sft_loss,
-              max_response_len: int = 32):
+              max_response_len: int = 24):
     """Stage 1: fine-tune (a copy of) ``base_model`` on curated demonstrations.
 
     Returns (SFT model, metrics) with the loss history and the held-out loss before and after.

@@ -84,7 +84,8 @@ def vocabulary() -> list[str]:
 # H = hedge. Every other symbol is a literal word.
 TEMPLATES: dict[str, list[str]] = {
     "review": ["the A is J .", "the A is I J .", "the T is J .", "it has a J A .",
-               "the A of the T is J .", "i like the A .", "this T has J A and J A ."],
+               "the A of the T is J .", "i like the A .", "this T has J A and J A .",
+               "the A and the A are J ."],
     "advise": ["you should V the A .", "V the A first .", "you should V the A and the A .",
                "then V its A .", "you should also V the A ."],
     "describe": ["the T has a A .", "it has a A and a A .", "its A is J .",

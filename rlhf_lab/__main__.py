@@ -1,0 +1,35 @@
+"""Command line: ``python -m rlhf_lab {pipeline,data} ...``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlhf_lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pipeline", help="run every stage on the default world; write figures + summary")
+    p.add_argument("--out", default="out", help="output folder for figures and summary.md")
+    d = sub.add_parser("data", help="write the world's data sets as JSONL into a folder")
+    d.add_argument("--out", default="data", help="folder to write (default: data/)")
+    d.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    import torch
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    if args.command == "pipeline":
+        import matplotlib
+        matplotlib.use("Agg")
+        from .report import run_pipeline
+        summary = run_pipeline(args.out)
+        print(summary.read_text())
+        print(f"wrote {summary} and figures in {summary.parent}/")
+    elif args.command == "data":
+        from .datasets import write_data
+        for name, rows in write_data(args.out, args.seed).items():
+            print(f"{args.out}/{name}: {rows} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The pipeline: base -> SFT -> reward model(s) -> ..., each stage a cached artifact.
+
+Notebooks and the CLI ask for what they need (``load_or_train_sft(run)``); whatever is missing
+upstream is trained first and cached, so every notebook runs on its own and re-runs are instant.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import models
+from .artifacts import cached, read_json, write_json
+from .config import config_dict, config_hash
+from .reward_model import (RewardConfig, evaluate_reward_model, sample_preferences,
+                           train_reward_model)
+from .sft import PretrainConfig, SFTConfig, evaluate_gold, pretrain, train_sft
+
+__all__ = ["RunConfig", "Artifact", "load_or_train_base", "load_or_train_sft", "load_or_train_rm",
+           "stage_keys", "HELDOUT_SEED"]
+
+HELDOUT_SEED = 10_000   # seed of the held-out preference pairs (never a training seed)
+EVAL_SAMPLES_PER_PROMPT = 8
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every stage's config in one place. ``dataclasses.replace`` makes a variant."""
+    base: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rm: RewardConfig = field(default_factory=RewardConfig)
+
+    def with_rm(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, rm=dataclasses.replace(self.rm, **changes))
+
+
+@dataclass
+class Artifact:
+    """A trained model, its metrics and where it is stored."""
+    model: torch.nn.Module
+    metrics: dict
+    path: Path
+    key: str
+
+
+def stage_keys(run: RunConfig) -> dict[str, str]:
+    """Cache keys: each hashes its own config and the key of the stage it was trained from."""
+    base = config_hash(run.base)
+    sft = config_hash(run.sft, base)
+    return {"base": base, "sft": sft, "rm": config_hash(run.rm, sft)}
+
+
+def _saver(extra: dict | None = None):
+    def save(obj, folder: Path):
+        model, metrics, config = obj
+        model.save_pretrained(folder / "model")
+        models.world_tokenizer().save_pretrained(folder / "model")
+        write_json(folder / "metrics.json", metrics)
+        write_json(folder / "config.json", config)
+    return save
+
+
+def _loader(model_cls, key):
+    def load(folder: Path) -> Artifact:
+        model = model_cls.from_pretrained(folder / "model")
+        model.eval()
+        return Artifact(model, read_json(folder / "metrics.json"), folder, key)
+    return load
+
+
+def load_or_train_base(run: RunConfig = RunConfig(), root=None) -> Artifact:
+    """Stage 0: the base model pretrained on the web corpus."""
+    from transformers import GPT2LMHeadModel
+    key = stage_keys(run)["base"]
+
+    def train():
+        model, metrics = pretrain(run.base)
+        _, _, gold = evaluate_gold(model, models.world_tokenizer(), EVAL_SAMPLES_PER_PROMPT,
+                                   seed=run.base.seed + 1)
+        metrics["gold_samples"] = gold
+        metrics["gold_mean"] = statistics.fmean(gold)
+        return model, metrics, config_dict(run.base)
+
+    return cached("base", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
+
+
+def load_or_train_sft(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> Artifact:
+    """Stage 1: SFT on curated demonstrations. A custom ``loss_fn`` is never cached."""
+    from transformers import GPT2LMHeadModel
+    key = stage_keys(run)["sft"]
+    base = load_or_train_base(run, root)
+
+    def train():
+        kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
+        model, metrics = train_sft(run.sft, base.model, **kwargs)
+        tok = models.world_tokenizer()
+        prompts, texts, gold = evaluate_gold(model, tok, EVAL_SAMPLES_PER_PROMPT, seed=run.sft.seed + 1)
+        metrics.update(gold_samples=gold, gold_mean=statistics.fmean(gold),
+                       gold_std=statistics.pstdev(gold), base_gold_mean=base.metrics["gold_mean"],
+                       samples=[[p.text, t] for p, t in zip(prompts[:12], texts[:12])])
+        return model, metrics, config_dict(run.sft)
+
+    if loss_fn is not None:
+        model, metrics, _ = train()
+        return Artifact(model, metrics, Path(), key + "-custom")
+    return cached("sft", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
+
+
+def load_or_train_rm(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> Artifact:
+    """Stage 2: a reward model on ``run.rm.n_pairs`` pairs sampled from the SFT policy,
+    evaluated on 1000 fresh held-out pairs."""
+    from transformers import GPT2ForSequenceClassification
+    key = stage_keys(run)["rm"]
+    sft = load_or_train_sft(run, root)
+
+    def train():
+        tok = models.world_tokenizer()
+        kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
+        model, metrics = train_reward_model(run.rm, sft.model, tok, **kwargs)
+        heldout = sample_preferences(sft.model, tok, run.rm.n_heldout, HELDOUT_SEED,
+                                     run.rm.max_response_len)
+        metrics.update(evaluate_reward_model(model, tok, heldout, run.rm.max_response_len))
+        return model, metrics, config_dict(run.rm)
+
+    if loss_fn is not None:
+        model, metrics, _ = train()
+        return Artifact(model, metrics, Path(), key + "-custom")
+    return cached("rm", key, train, _saver(), _loader(GPT2ForSequenceClassification, key), root)

@@ -1,0 +1,21 @@
+import pytest
+
+from rlhf_lab.reward_model import RewardConfig
+from rlhf_lab.sft import PretrainConfig, SFTConfig
+
+
+@pytest.mark.parametrize("cls,field,value", [
+    (PretrainConfig, "lr", -1e-3), (PretrainConfig, "batch_size", 0), (PretrainConfig, "preset", "huge"),
+    (PretrainConfig, "steps", 0), (SFTConfig, "lr", -1.0), (SFTConfig, "batch_size", 0),
+    (SFTConfig, "heldout_fraction", 1.5), (RewardConfig, "n_pairs", -5), (RewardConfig, "lr", 0.0),
+    (RewardConfig, "batch_size", 0),
+])
+def test_nonsense_values_raise_naming_the_field(cls, field, value):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        cls(**{field: value})
+
+
+def test_configs_are_frozen():
+    cfg = SFTConfig()
+    with pytest.raises(Exception):
+        cfg.lr = 1.0
