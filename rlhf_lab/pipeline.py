@@ -15,12 +15,13 @@ import torch
 from . import models
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash
+from .ppo import PPOConfig, PPOLosses, train_ppo
 from .reward_model import (RewardConfig, evaluate_reward_model, sample_preferences,
                            train_reward_model)
 from .sft import PretrainConfig, SFTConfig, evaluate_gold, pretrain, train_sft
 
 __all__ = ["RunConfig", "Artifact", "load_or_train_base", "load_or_train_sft", "load_or_train_rm",
-           "stage_keys", "HELDOUT_SEED"]
+           "load_or_train_ppo", "stage_keys", "HELDOUT_SEED"]
 
 HELDOUT_SEED = 10_000   # seed of the held-out preference pairs (never a training seed)
 EVAL_SAMPLES_PER_PROMPT = 8
@@ -32,9 +33,13 @@ class RunConfig:
     base: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     rm: RewardConfig = field(default_factory=RewardConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def with_rm(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, rm=dataclasses.replace(self.rm, **changes))
+
+    def with_ppo(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, ppo=dataclasses.replace(self.ppo, **changes))
 
 
 @dataclass
@@ -50,7 +55,8 @@ def stage_keys(run: RunConfig) -> dict[str, str]:
     """Cache keys: each hashes its own config and the key of the stage it was trained from."""
     base = config_hash(run.base)
     sft = config_hash(run.sft, base)
-    return {"base": base, "sft": sft, "rm": config_hash(run.rm, sft)}
+    rm = config_hash(run.rm, sft)
+    return {"base": base, "sft": sft, "rm": rm, "ppo": config_hash(run.ppo, rm)}
 
 
 def _saver(extra: dict | None = None):
@@ -129,3 +135,23 @@ def load_or_train_rm(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> A
         model, metrics, _ = train()
         return Artifact(model, metrics, Path(), key + "-custom")
     return cached("rm", key, train, _saver(), _loader(GPT2ForSequenceClassification, key), root)
+
+
+def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses | None = None) -> Artifact:
+    """Stage 3: PPO from the SFT policy against the reward model of ``run.rm`` (or the gold
+    utility when ``run.ppo.reward == "gold"``). Custom ``losses`` are never cached."""
+    from transformers import GPT2LMHeadModel
+    key = stage_keys(run)["ppo"]
+    sft = load_or_train_sft(run, root)
+    rm = load_or_train_rm(run, root) if run.ppo.reward == "proxy" else None
+
+    def train():
+        result = train_ppo(run.ppo, sft.model, rm.model if rm else None, models.world_tokenizer(),
+                           **({"losses": losses} if losses is not None else {}))
+        metrics = {"history": result.history, "samples": result.samples, "stopped": result.stopped}
+        return result.policy, metrics, config_dict(run.ppo)
+
+    if losses is not None:
+        model, metrics, _ = train()
+        return Artifact(model, metrics, Path(), key + "-custom")
+    return cached("ppo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)

@@ -1,0 +1,346 @@
+"""Stage 3: KL-regularised PPO against a reward model — one flat loop.
+
+Per iteration (the lecture's pseudocode, one named function per step)::
+
+    1. generate   y ~ pi_theta(. | x) for a batch of prompts            (KV cache, no grad)
+    2. score      logp_old, logp_ref, values V(s_t), r_phi(x, y)        (forwards, no grad)
+    3. rewards    r_t = -beta (logp_old - logp_ref) + [t = T] r_phi      (shaped_rewards)
+    4. GAE        adv, returns                                          (gae)
+    5. K epochs of minibatches: PPO clip loss + clipped value loss      (ppo_clip_loss, value_loss)
+
+The four networks of the lecture: the policy pi_theta (trained), the reference pi_ref (the frozen
+SFT model), the reward model r_phi (frozen) and the critic V (trained; by default a separate
+network initialised from the RM, or ``critic="head"``: a value head on the policy's trunk).
+Every equation is a parameter of :func:`train_ppo` (``losses=PPOLosses(...)``), so a student's
+version can drive the real training.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+from tqdm.auto import tqdm
+
+from . import models, rl_losses, world
+from .config import in_unit_interval, non_negative, positive, require
+from .generation import sample_responses
+from .masking import entropy_from_logits, gather_logprobs, masked_mean, masked_whiten
+from .sequences import decode_responses, encode_prompts, position_ids
+from .student import as_loss_and_stats, pluggable
+
+__all__ = ["PPOConfig", "PPOLosses", "PolicyWithValueHead", "Rollout", "train_ppo",
+           "adaptive_beta", "generate_rollout"]
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Stage 3: PPO against a reward model with a KL penalty to the SFT reference."""
+    beta: float = 0.03
+    """KL coefficient β in r_t = -β (log π - log π_ref) + r_φ at the end (typical 0.01-0.3);
+    the starting value when ``kl_target`` is set."""
+    iterations: int = 80
+    """PPO iterations, each one rollout batch + K epochs (typical 50-200)."""
+    rollouts: int = 256
+    """Responses sampled per iteration (the batch B)."""
+    epochs: int = 4
+    """K, passes over each rollout batch."""
+    minibatch_size: int = 64
+    """Responses per gradient step; B / minibatch_size steps per epoch."""
+    lr: float = 5e-5
+    """Policy learning rate. At 3e-4 the KL overshoots the gold peak within a few iterations."""
+    critic_lr: float = 2e-4
+    """Critic learning rate (the critic starts from the RM and must move faster than the policy)."""
+    clip_eps: float = 0.2
+    """ε, the PPO clip range of the ratio π_θ/π_θold (typical 0.1-0.3)."""
+    clip_eps_value: float = 0.2
+    """Clip range of the value update around the rollout's values."""
+    gamma: float = 1.0
+    """γ, discount per token (1: an episode is one short reply)."""
+    lam: float = 0.95
+    """λ of GAE: 0 = one-step TD, 1 = Monte Carlo returns."""
+    temperature: float = 1.0
+    """Sampling temperature; the same one divides the logits when log-probs are recomputed."""
+    max_new_tokens: int = 24
+    """Longest response in tokens."""
+    kl_target: float | None = None
+    """If set, β adapts toward this mean sequence KL (Ziegler et al. 2019); else β is fixed."""
+    kl_horizon: int = 10_000
+    """Horizon of the adaptive controller, in responses."""
+    critic: str = "separate"
+    """"separate": a critic network initialised from the RM (four networks); "head": a value head
+    on the policy trunk (three networks, faster)."""
+    reward: str = "proxy"
+    """"proxy": the reward model; "gold": the world's gold utility itself (the oracle)."""
+    missing_eos_penalty: float = 0.0
+    """Subtracted from the score of a response that never produced <eos> (0 = off)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss when the critic is a head on the policy trunk."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping for policy and critic."""
+    sample_every: int = 10
+    """Keep a few sample texts every this many iterations."""
+    seed: int = 0
+    """Seed of the prompt order, the sampling and the value head."""
+
+    def __post_init__(self):
+        non_negative(self, "beta", "missing_eos_penalty", "vf_coef")
+        positive(self, "iterations", "rollouts", "epochs", "minibatch_size", "lr", "critic_lr",
+                 "temperature", "max_new_tokens", "kl_horizon", "max_grad_norm", "sample_every")
+        require(0 < self.clip_eps < 1, "clip_eps", f"must lie in (0, 1), got {self.clip_eps}")
+        require(self.clip_eps_value > 0, "clip_eps_value", f"must be > 0, got {self.clip_eps_value}")
+        in_unit_interval(self, "gamma", "lam")
+        require(self.kl_target is None or self.kl_target > 0, "kl_target",
+                f"must be > 0 or None, got {self.kl_target}")
+        require(self.rollouts % self.minibatch_size == 0, "minibatch_size",
+                f"must divide rollouts ({self.rollouts}), got {self.minibatch_size}")
+        require(self.critic in ("separate", "head"), "critic",
+                f"must be 'separate' or 'head', got {self.critic!r}")
+        require(self.reward in ("proxy", "gold"), "reward",
+                f"must be 'proxy' or 'gold', got {self.reward!r}")
+
+
+@dataclass(frozen=True)
+class PPOLosses:
+    """The equations the loop calls; replace any of them with a student's version."""
+    shaped_rewards: callable = rl_losses.shaped_rewards
+    gae: callable = rl_losses.gae
+    ppo_clip_loss: callable = rl_losses.ppo_clip_loss
+    value_loss: callable = rl_losses.value_loss
+
+    def pluggable(self) -> "PPOLosses":
+        ref = PPOLosses()
+        return PPOLosses(**{name: pluggable(getattr(self, name), getattr(ref, name), name)
+                            for name in ("shaped_rewards", "gae", "ppo_clip_loss", "value_loss")})
+
+
+class PolicyWithValueHead(torch.nn.Module):
+    """A causal LM with a value head V(s_t) on its last hidden state: one trunk, two outputs."""
+
+    def __init__(self, policy, seed: int = 0):
+        super().__init__()
+        self.policy = policy
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.value_head = torch.nn.Linear(policy.config.n_embd, 1)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids, output_hidden_states=True)
+        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)   # (B,T,V), (B,T)
+
+
+@dataclass
+class Rollout:
+    """One batch of experience. Per-token tensors are response-only: (B, R)."""
+    input_ids: torch.Tensor        # (B, P+R) prompt + response
+    attention_mask: torch.Tensor   # (B, P+R)
+    response_mask: torch.Tensor    # (B, R) bool
+    prompts: list
+    texts: list[str]
+    scores: torch.Tensor = None    # (B,) reward used for training (RM or gold)
+    gold: torch.Tensor = None      # (B,) gold utility, for monitoring
+    logp_old: torch.Tensor = None
+    logp_ref: torch.Tensor = None
+    values: torch.Tensor = None
+    entropy: torch.Tensor = None
+
+
+def adaptive_beta(beta: float, kl: float, kl_target: float, horizon: int, n_responses: int) -> float:
+    """Ziegler et al. (2019) proportional controller:
+    ``β <- β (1 + clip(KL / KL_target - 1, -0.2, 0.2) · n / horizon)``."""
+    error = max(-0.2, min(0.2, kl / kl_target - 1.0))
+    return beta * (1.0 + error * n_responses / horizon)
+
+
+def _response_logits(logits: torch.Tensor, prompt_len: int, temperature: float) -> torch.Tensor:
+    """Logits (B, P+R, V) -> the ones that score the response tokens, with the sampling
+    temperature. Position t predicts token t+1, so response token j is scored at P-1+j."""
+    return logits[:, prompt_len - 1:-1] / temperature                                  # (B, R, V)
+
+
+def _token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_len: int,
+                    temperature: float) -> torch.Tensor:
+    """log π(y_t | s_t) of the response tokens, (B, R): the shift lives in gather_logprobs."""
+    return gather_logprobs(logits / temperature, input_ids)[:, prompt_len - 1:]
+
+
+def _forward(model, input_ids, attention_mask):
+    return model(input_ids=input_ids, attention_mask=attention_mask,
+                 position_ids=position_ids(attention_mask))
+
+
+@torch.no_grad()
+def generate_rollout(policy, tokenizer, prompts, cfg: PPOConfig, generator) -> Rollout:
+    """Step 1: sample one response per prompt; stop at <eos> and mask everything after it."""
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
+    lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
+    lm.eval()
+    response, response_mask = sample_responses(lm, prompt_ids, prompt_mask, cfg.max_new_tokens,
+                                               tokenizer.eos_token_id, tokenizer.pad_token_id,
+                                               cfg.temperature, generator)
+    return Rollout(input_ids=torch.cat([prompt_ids, response], 1),
+                   attention_mask=torch.cat([prompt_mask, response_mask.long()], 1),
+                   response_mask=response_mask, prompts=list(prompts),
+                   texts=decode_responses(tokenizer, response, response_mask))
+
+
+@torch.no_grad()
+def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg: PPOConfig) -> None:
+    """Step 2: old-policy and reference log-probs, values V(s_t), entropy and the reward."""
+    ids, am, P = rollout.input_ids, rollout.attention_mask, rollout.input_ids.shape[1] - rollout.response_mask.shape[1]
+    if isinstance(policy, PolicyWithValueHead):
+        logits, values = policy(ids, am, position_ids(am))
+    else:
+        logits = _forward(policy, ids, am).logits
+        values = _forward(critic, ids, am).logits[..., 0]                           # (B, P+R)
+    rollout.logp_old = _token_logprobs(logits, ids, P, cfg.temperature)             # (B, R)
+    rollout.entropy = entropy_from_logits(_response_logits(logits, P, cfg.temperature))
+    rollout.logp_ref = _token_logprobs(_forward(reference, ids, am).logits, ids, P, cfg.temperature)
+    rollout.values = values[:, P - 1:-1].float()                # V(s_t) is read where y_t is predicted
+    rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts))
+    if cfg.reward == "gold":
+        scores = rollout.gold.clone()
+    else:
+        scores = _forward(reward_model, ids, am).logits[:, 0].float()
+    ended = rollout.input_ids[:, P:].eq(reward_model.config.eos_token_id if reward_model is not None
+                                        else policy_eos(policy)).any(-1)
+    rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
+
+
+def policy_eos(policy) -> int:
+    lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
+    return lm.config.eos_token_id
+
+
+def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: PPOConfig,
+               losses: PPOLosses, generator) -> dict:
+    """Step 5: K epochs of minibatch updates on one rollout; returns averaged stats."""
+    P = rollout.input_ids.shape[1] - rollout.response_mask.shape[1]
+    B = rollout.input_ids.shape[0]
+    totals: dict[str, float] = {}
+    steps = 0
+    policy.train()
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
+            ids, am, mask = rollout.input_ids[idx], rollout.attention_mask[idx], rollout.response_mask[idx]
+            if isinstance(policy, PolicyWithValueHead):
+                logits, values = policy(ids, am, position_ids(am))
+            else:
+                logits = _forward(policy, ids, am).logits
+                values = _forward(critic, ids, am).logits[..., 0]
+            logp = _token_logprobs(logits, ids, P, cfg.temperature)
+            pg_loss, pg_stats = as_loss_and_stats(
+                losses.ppo_clip_loss(logp, rollout.logp_old[idx], adv[idx], mask, cfg.clip_eps))
+            vf_loss, vf_stats = as_loss_and_stats(
+                losses.value_loss(values[:, P - 1:-1], rollout.values[idx], returns[idx], mask,
+                                  cfg.clip_eps_value))
+            for name, loss in (("policy loss", pg_loss), ("value loss", vf_loss)):
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"the {name} became {loss.item()}")
+            if critic is None:                      # one trunk: one combined step
+                _step(optimizers[0], pg_loss + cfg.vf_coef * vf_loss, policy, cfg.max_grad_norm)
+            else:
+                _step(optimizers[0], pg_loss, policy, cfg.max_grad_norm)
+                _step(optimizers[1], vf_loss, critic, cfg.max_grad_norm)
+            for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss.item(), "vf_loss": vf_loss.item()}.items():
+                if isinstance(v, (int, float)):
+                    totals[k] = totals.get(k, 0.0) + float(v)
+            steps += 1
+    policy.eval()
+    return {k: v / steps for k, v in totals.items()}
+
+
+def _step(optimizer, loss, module, max_grad_norm) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
+    optimizer.step()
+
+
+@dataclass
+class PPOResult:
+    """The trained policy (a plain causal LM), one metrics row per iteration, sample texts, and
+    why training stopped early (None if it ran to the end)."""
+    policy: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    samples: list[dict] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
+              losses: PPOLosses = PPOLosses()) -> PPOResult:
+    """Stage 3: PPO from ``sft_model`` (also the frozen reference) against ``reward_model``.
+
+    A NaN or inf loss stops training with a message naming the quantity; the policy returned is
+    the last good one (from before the failing iteration).
+    """
+    require(cfg.reward == "gold" or reward_model is not None, "reward_model",
+            "is required unless cfg.reward == 'gold'")
+    tokenizer = tokenizer or models.world_tokenizer()
+    losses = losses.pluggable()
+    torch.manual_seed(cfg.seed)
+    reference = copy.deepcopy(sft_model).eval().requires_grad_(False)
+    if reward_model is not None:
+        reward_model = reward_model.eval().requires_grad_(False)
+    lm = copy.deepcopy(sft_model)
+    if cfg.critic == "head":
+        policy, critic = PolicyWithValueHead(lm, seed=cfg.seed), None
+        optimizers = [torch.optim.AdamW([{"params": lm.parameters(), "lr": cfg.lr},
+                                         {"params": policy.value_head.parameters(), "lr": cfg.critic_lr}],
+                                        weight_decay=0.0)]
+    else:
+        policy = lm
+        critic = models.critic_from(reward_model if reward_model is not None else sft_model, seed=cfg.seed)
+        optimizers = [torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.0),
+                      torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=0.0)]
+    rng = random.Random(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    prompts_all = world.all_prompts()
+    result = PPOResult(policy=lm)
+    beta = cfg.beta
+    for it in tqdm(range(cfg.iterations), desc=f"PPO β={cfg.beta:g}", leave=False):
+        last_good = {k: v.detach().clone() for k, v in lm.state_dict().items()}
+        t0 = time.perf_counter()
+        prompts = [rng.choice(prompts_all) for _ in range(cfg.rollouts)]
+        # 1. generate
+        rollout = generate_rollout(policy, tokenizer, prompts, cfg, generator)
+        t1 = time.perf_counter()
+        # 2. score: logp_old, logp_ref, values, reward
+        score_rollout(rollout, policy, reference, critic, reward_model, cfg)
+        mask = rollout.response_mask
+        t2 = time.perf_counter()
+        with torch.no_grad():
+            # 3. KL-shaped token rewards
+            rewards = losses.shaped_rewards(rollout.scores, rollout.logp_old, rollout.logp_ref, mask, beta)
+            # 4. GAE, then whiten the advantages over the batch's response tokens
+            adv, returns = losses.gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
+            adv = masked_whiten(adv, mask)
+        # 5. K epochs of minibatch updates
+        try:
+            stats = ppo_update(rollout, adv, returns, policy, critic, optimizers, cfg, losses, generator)
+        except FloatingPointError as err:
+            lm.load_state_dict(last_good)
+            result.stopped = f"stopped at iteration {it}: {err}; kept the policy of iteration {it - 1}"
+            import warnings
+            warnings.warn(result.stopped, RuntimeWarning)
+            break
+        t3 = time.perf_counter()
+        kl = rl_losses.sequence_kl(rollout.logp_old, rollout.logp_ref, mask).mean().item()
+        result.history.append({
+            "iteration": it, "proxy": rollout.scores.mean().item(), "gold": rollout.gold.mean().item(),
+            "kl": kl, "beta": beta, "objective": rollout.scores.mean().item() - beta * kl,
+            "entropy": masked_mean(rollout.entropy, mask).item(),
+            "length": mask.sum(-1).float().mean().item(), **stats,
+            "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2, "tokens": int(mask.sum())})
+        if it % cfg.sample_every == 0 or it == cfg.iterations - 1:
+            result.samples += [{"iteration": it, "prompt": p.text, "text": t, "gold": g, "score": s}
+                               for p, t, g, s in zip(rollout.prompts[:3], rollout.texts[:3],
+                                                     rollout.gold[:3].tolist(), rollout.scores[:3].tolist())]
+        if cfg.kl_target is not None:
+            beta = adaptive_beta(beta, kl, cfg.kl_target, cfg.kl_horizon, cfg.rollouts)
+    return result

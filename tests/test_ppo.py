@@ -1,0 +1,137 @@
+"""The PPO loop: config checks, rollout alignment, the controller, fault handling, smoke runs."""
+import dataclasses
+
+import pytest
+import torch
+
+from rlhf_lab import models, pipeline, world
+from rlhf_lab.ppo import (PPOConfig, PPOLosses, _token_logprobs, adaptive_beta, generate_rollout,
+                          score_rollout, train_ppo)
+from rlhf_lab.pipeline import RunConfig
+from rlhf_lab.rl_losses import ppo_clip_loss
+
+from test_pipeline import SMALL
+
+FAST = dict(iterations=2, rollouts=32, minibatch_size=16, epochs=2, max_new_tokens=12)
+
+
+@pytest.mark.parametrize("field,value", [("beta", -0.1), ("clip_eps", 0.0), ("clip_eps", 1.0),
+                                         ("gamma", 1.5), ("lam", -0.1), ("rollouts", 0),
+                                         ("critic", "twin"), ("reward", "human"), ("kl_target", -1.0),
+                                         ("minibatch_size", 48)])
+def test_bad_config_raises_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        PPOConfig(**{field: value})
+
+
+def test_adaptive_beta_is_ziegler_controller():
+    assert adaptive_beta(0.1, kl=2.0, kl_target=1.0, horizon=1000, n_responses=100) == pytest.approx(0.1 * 1.02)
+    assert adaptive_beta(0.1, kl=0.5, kl_target=1.0, horizon=1000, n_responses=100) == pytest.approx(0.1 * 0.98)
+    assert adaptive_beta(0.1, kl=1.0, kl_target=1.0, horizon=1000, n_responses=100) == pytest.approx(0.1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    return (pipeline.load_or_train_sft(SMALL, root=root).model,
+            pipeline.load_or_train_rm(SMALL, root=root).model, root)
+
+
+def test_rollout_alignment_and_temperature(trained, tok):
+    sft, rm, _ = trained
+    prompts = world.all_prompts()[:8]
+    cfg = PPOConfig(temperature=0.05, max_new_tokens=10, **{k: v for k, v in FAST.items() if k != "max_new_tokens"})
+    rollout = generate_rollout(sft, tok, prompts, cfg, torch.Generator().manual_seed(0))
+    critic = models.critic_from(rm)
+    score_rollout(rollout, sft, sft, critic, rm, cfg)
+    mask = rollout.response_mask
+    # a low temperature sharpens both the sampling and the recomputed log-probs
+    hot = generate_rollout(sft, tok, prompts, dataclasses.replace(cfg, temperature=1.0),
+                           torch.Generator().manual_seed(0))
+    score_rollout(hot, sft, sft, critic, rm, dataclasses.replace(cfg, temperature=1.0))
+    assert rollout.logp_old[mask].mean() > hot.logp_old[hot.response_mask].mean() + 0.5
+    # the recomputed log-prob of token j is log softmax(logits / T) at its own prefix, computed here
+    # one prefix at a time, without the cache or any padding
+    row, P = 0, rollout.input_ids.shape[1] - mask.shape[1]
+    for j in range(int(mask[row].sum())):
+        with torch.no_grad():
+            logits = sft(input_ids=rollout.input_ids[row:row + 1, :P + j]).logits[0, -1]
+        expected = torch.log_softmax(logits / 0.05, -1)[rollout.input_ids[row, P + j]]
+        assert rollout.logp_old[row, j].item() == pytest.approx(expected.item(), abs=1e-3)
+    assert torch.equal(rollout.logp_old, rollout.logp_ref)              # reference == policy here
+    # V(s_0) is the critic's output at the last prompt token (before any response token)
+    with torch.no_grad():
+        v0 = critic(input_ids=rollout.input_ids[:1, :P]).logits[0, -1, 0]
+    assert rollout.values[0, 0].item() == pytest.approx(v0.item(), abs=1e-5)
+    # nothing after <eos> is kept
+    after_eos = rollout.input_ids[:, P:][~mask]
+    assert after_eos.eq(tok.pad_token_id).all()
+
+
+@pytest.mark.parametrize("critic", ["separate", "head"])
+def test_smoke_run_records_every_metric(trained, critic):
+    sft, rm, _ = trained
+    result = train_ppo(PPOConfig(critic=critic, **FAST), sft, rm)
+    assert result.stopped is None and len(result.history) == 2
+    row = result.history[-1]
+    for key in ("proxy", "gold", "kl", "entropy", "length", "clipfrac", "approx_kl", "vf_loss",
+                "explained_variance", "beta", "t_generate", "t_update"):
+        assert key in row and row[key] == row[key], key          # present and not NaN
+    assert result.history[0]["kl"] == pytest.approx(0.0, abs=1e-5)    # first rollout: policy == ref
+    assert result.samples and {"prompt", "text", "gold", "score"} <= set(result.samples[0])
+
+
+def test_same_seed_same_numbers(trained):
+    sft, rm, _ = trained
+    a = train_ppo(PPOConfig(**FAST), sft, rm).history
+    b = train_ppo(PPOConfig(**FAST), sft, rm).history
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("t_")} for r in rows]
+    assert strip(a) == strip(b)
+
+
+def test_nan_loss_stops_and_keeps_last_good_policy(trained):
+    sft, rm, _ = trained
+    calls = {"n": 0}
+
+    def breaks_in_second_iteration(logp, logp_old, adv, mask, clip_eps):
+        calls["n"] += 1
+        loss, stats = ppo_clip_loss(logp, logp_old, adv, mask, clip_eps)
+        return (loss * float("nan"), stats) if calls["n"] > 4 else (loss, stats)   # 2 epochs x 2
+
+    cfg = PPOConfig(**FAST)
+    with pytest.warns(RuntimeWarning, match="policy loss"):
+        broken = train_ppo(cfg, sft, rm, losses=PPOLosses(ppo_clip_loss=breaks_in_second_iteration))
+    assert "policy loss" in broken.stopped and len(broken.history) == 1
+    one_iteration = train_ppo(dataclasses.replace(cfg, iterations=1), sft, rm).policy
+    for (name, a), b in zip(broken.policy.state_dict().items(), one_iteration.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_unwritten_student_function_falls_back(trained):
+    from rlhf_lab.student import FallbackWarning
+    sft, rm, _ = trained
+
+    def gae(rewards, values, response_mask, gamma, lam):
+        raise NotImplementedError
+
+    with pytest.warns(FallbackWarning, match="gae"):
+        result = train_ppo(PPOConfig(**FAST), sft, rm, losses=PPOLosses(gae=gae))
+    assert len(result.history) == 2
+
+
+def test_ppo_on_gold_raises_gold(trained):
+    """Against the oracle (the gold utility itself) a short run must clearly raise mean gold."""
+    sft, _, _ = trained
+    cfg = PPOConfig(reward="gold", beta=0.01, iterations=12, rollouts=64, minibatch_size=32,
+                    epochs=2, lr=1e-3, critic="head", max_new_tokens=16)
+    history = train_ppo(cfg, sft, None).history
+    first, last = history[0]["gold"], sum(h["gold"] for h in history[-3:]) / 3
+    assert last > first + 0.5, (first, last)
+
+
+def test_pipeline_caches_ppo(trained):
+    _, _, root = trained
+    run = SMALL.with_ppo(**FAST)
+    a = pipeline.load_or_train_ppo(run, root=root)
+    b = pipeline.load_or_train_ppo(run, root=root)
+    assert a.metrics == b.metrics and a.path == b.path
