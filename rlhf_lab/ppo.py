@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -141,7 +142,7 @@ class Rollout:
     attention_mask: torch.Tensor   # (B, P+R)
     response_mask: torch.Tensor    # (B, R) bool
     prompts: list
-    texts: list[str]
+    texts: list[str] | None          # decoded responses (None outside the world, e.g. benchmarks)
     scores: torch.Tensor = None    # (B,) reward used for training (RM or gold)
     gold: torch.Tensor = None      # (B,) gold utility, for monitoring
     logp_old: torch.Tensor = None
@@ -192,7 +193,8 @@ def generate_rollout(policy, tokenizer, prompts, cfg: PPOConfig, generator) -> R
 @torch.no_grad()
 def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg: PPOConfig) -> None:
     """Step 2: old-policy and reference log-probs, values V(s_t), entropy and the reward."""
-    ids, am, P = rollout.input_ids, rollout.attention_mask, rollout.input_ids.shape[1] - rollout.response_mask.shape[1]
+    ids, am = rollout.input_ids, rollout.attention_mask
+    P = ids.shape[1] - rollout.response_mask.shape[1]
     if isinstance(policy, PolicyWithValueHead):
         logits, values = policy(ids, am, position_ids(am))
     else:
@@ -202,19 +204,15 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     rollout.entropy = entropy_from_logits(_response_logits(logits, P, cfg.temperature))
     rollout.logp_ref = _token_logprobs(_forward(reference, ids, am).logits, ids, P, cfg.temperature)
     rollout.values = values[:, P - 1:-1].float()                # V(s_t) is read where y_t is predicted
-    rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts))
+    if rollout.texts is not None:                               # the world's prompts: monitor gold
+        rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts))
     if cfg.reward == "gold":
         scores = rollout.gold.clone()
     else:
         scores = _forward(reward_model, ids, am).logits[:, 0].float()
-    ended = rollout.input_ids[:, P:].eq(reward_model.config.eos_token_id if reward_model is not None
-                                        else policy_eos(policy)).any(-1)
-    rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
-
-
-def policy_eos(policy) -> int:
     lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
-    return lm.config.eos_token_id
+    ended = rollout.input_ids[:, P:].eq(lm.config.eos_token_id).any(-1)
+    rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
 
 def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: PPOConfig,
@@ -255,6 +253,26 @@ def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: 
     return {k: v / steps for k, v in totals.items()}
 
 
+def ppo_step(rollout: Rollout, policy, reference, critic, reward_model, optimizers,
+             cfg: PPOConfig, losses: PPOLosses, beta: float, generator) -> dict:
+    """Steps 2-5 of one iteration on a generated rollout; returns the update's stats and the
+    seconds spent scoring (``t_score``) and updating (``t_update``)."""
+    t0 = time.perf_counter()
+    # 2. score: logp_old, logp_ref, values, reward
+    score_rollout(rollout, policy, reference, critic, reward_model, cfg)
+    mask = rollout.response_mask
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        # 3. KL-shaped token rewards
+        rewards = losses.shaped_rewards(rollout.scores, rollout.logp_old, rollout.logp_ref, mask, beta)
+        # 4. GAE, then whiten the advantages over the batch's response tokens
+        adv, returns = losses.gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
+        adv = masked_whiten(adv, mask)
+    # 5. K epochs of minibatch updates
+    stats = ppo_update(rollout, adv, returns, policy, critic, optimizers, cfg, losses, generator)
+    return {**stats, "t_score": t1 - t0, "t_update": time.perf_counter() - t1}
+
+
 def _step(optimizer, loss, module, max_grad_norm) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -272,17 +290,12 @@ class PPOResult:
     stopped: str | None = None
 
 
-def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
-              losses: PPOLosses = PPOLosses()) -> PPOResult:
-    """Stage 3: PPO from ``sft_model`` (also the frozen reference) against ``reward_model``.
+def build_networks(cfg: PPOConfig, sft_model, reward_model):
+    """The four networks and the optimisers: (policy, lm, critic, reference, reward_model, optimizers).
 
-    A NaN or inf loss stops training with a message naming the quantity; the policy returned is
-    the last good one (from before the failing iteration).
+    ``lm`` is the causal LM being trained; ``policy`` is ``lm`` itself or, with
+    ``cfg.critic == "head"``, ``lm`` with a value head (then ``critic`` is None).
     """
-    require(cfg.reward == "gold" or reward_model is not None, "reward_model",
-            "is required unless cfg.reward == 'gold'")
-    tokenizer = tokenizer or models.world_tokenizer()
-    losses = losses.pluggable()
     torch.manual_seed(cfg.seed)
     reference = copy.deepcopy(sft_model).eval().requires_grad_(False)
     if reward_model is not None:
@@ -298,6 +311,21 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
         critic = models.critic_from(reward_model if reward_model is not None else sft_model, seed=cfg.seed)
         optimizers = [torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.0),
                       torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=0.0)]
+    return policy, lm, critic, reference, reward_model, optimizers
+
+
+def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
+              losses: PPOLosses = PPOLosses()) -> PPOResult:
+    """Stage 3: PPO from ``sft_model`` (also the frozen reference) against ``reward_model``.
+
+    A NaN or inf loss stops training with a message naming the quantity; the policy returned is
+    the last good one (from before the failing iteration).
+    """
+    require(cfg.reward == "gold" or reward_model is not None, "reward_model",
+            "is required unless cfg.reward == 'gold'")
+    tokenizer = tokenizer or models.world_tokenizer()
+    losses = losses.pluggable()
+    policy, lm, critic, reference, reward_model, optimizers = build_networks(cfg, sft_model, reward_model)
     rng = random.Random(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     prompts_all = world.all_prompts()
@@ -310,25 +338,16 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
         # 1. generate
         rollout = generate_rollout(policy, tokenizer, prompts, cfg, generator)
         t1 = time.perf_counter()
-        # 2. score: logp_old, logp_ref, values, reward
-        score_rollout(rollout, policy, reference, critic, reward_model, cfg)
-        mask = rollout.response_mask
-        t2 = time.perf_counter()
-        with torch.no_grad():
-            # 3. KL-shaped token rewards
-            rewards = losses.shaped_rewards(rollout.scores, rollout.logp_old, rollout.logp_ref, mask, beta)
-            # 4. GAE, then whiten the advantages over the batch's response tokens
-            adv, returns = losses.gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
-            adv = masked_whiten(adv, mask)
-        # 5. K epochs of minibatch updates
+        # 2.-5. score, shape rewards, GAE, K epochs of updates
         try:
-            stats = ppo_update(rollout, adv, returns, policy, critic, optimizers, cfg, losses, generator)
+            stats = ppo_step(rollout, policy, reference, critic, reward_model, optimizers, cfg,
+                             losses, beta, generator)
         except FloatingPointError as err:
             lm.load_state_dict(last_good)
             result.stopped = f"stopped at iteration {it}: {err}; kept the policy of iteration {it - 1}"
-            import warnings
             warnings.warn(result.stopped, RuntimeWarning)
             break
+        mask = rollout.response_mask
         t3 = time.perf_counter()
         kl = rl_losses.sequence_kl(rollout.logp_old, rollout.logp_ref, mask).mean().item()
         result.history.append({
@@ -336,7 +355,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
             "kl": kl, "beta": beta, "objective": rollout.scores.mean().item() - beta * kl,
             "entropy": masked_mean(rollout.entropy, mask).item(),
             "length": mask.sum(-1).float().mean().item(), **stats,
-            "t_generate": t1 - t0, "t_score": t2 - t1, "t_update": t3 - t2, "tokens": int(mask.sum())})
+            "t_generate": t1 - t0, "t_total": t3 - t0, "tokens": int(mask.sum())})
         if it % cfg.sample_every == 0 or it == cfg.iterations - 1:
             result.samples += [{"iteration": it, "prompt": p.text, "text": t, "gold": g, "score": s}
                                for p, t, g, s in zip(rollout.prompts[:3], rollout.texts[:3],

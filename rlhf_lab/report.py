@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 
 from . import plots
-from .pipeline import RunConfig, load_or_train_base, load_or_train_rm, load_or_train_sft
+from .pipeline import (RunConfig, load_or_train_base, load_or_train_ppo, load_or_train_rm,
+                       load_or_train_sft)
 
-__all__ = ["run_pipeline", "RM_PAIR_GRID"]
+__all__ = ["run_pipeline", "ppo_section", "RM_PAIR_GRID", "PPO_BETAS"]
 
 RM_PAIR_GRID = (250, 1000, 4000, 16000)
+PPO_BETAS = (0.3, 0.03, 0.01)
 
 
 def _timed(fn, *args, **kwargs):
@@ -56,7 +58,37 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     lines += [f"| {r['n_pairs']} | {r['seconds']:.1f} | {r['accuracy']:.3f} | {r['bayes_ceiling']:.3f} "
               f"| {r['bayes_ceiling'] - r['accuracy']:.3f} | {r['gold_order_accuracy']:.3f} "
               f"| {r['gold_correlation']:.3f} |" for r in rows]
+    lines += ppo_section(run, out)
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
     return summary
+
+
+def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS) -> list[str]:
+    """PPO against the proxy RM at each β, and against the gold utility itself (the oracle)."""
+    runs = {f"β={b:g}": run.with_ppo(beta=b) for b in betas}
+    runs["oracle (gold reward)"] = run.with_ppo(reward="gold")
+    lines = ["", "## Stage 3: PPO (tiny preset, default settings)", "",
+             "| run | time (s, 0 if cached) | KL start -> end | proxy start -> end | gold start -> peak -> end |",
+             "|---|---|---|---|---|"]
+    histories = {}
+    for name, variant in runs.items():
+        art, seconds = _timed(load_or_train_ppo, variant)
+        h = histories[name] = art.metrics["history"]
+        peak = max(h, key=lambda row: row["gold"])
+        lines.append(f"| {name} | {seconds:.1f} | {h[0]['kl']:.2f} -> {h[-1]['kl']:.2f} "
+                     f"| {h[0]['proxy']:.2f} -> {h[-1]['proxy']:.2f} "
+                     f"| {h[0]['gold']:.2f} -> {peak['gold']:.2f} (it. {peak['iteration']}) -> {h[-1]['gold']:.2f} |")
+        if art.metrics.get("stopped"):
+            lines.append(f"|  | {art.metrics['stopped']} | | | |")
+    plots.save(plots.ppo_training_curves(histories), out / "ppo_curves.png")
+    smallest = f"β={min(betas):g}"
+    plots.save(plots.gold_vs_proxy_over_training(histories[smallest],
+                                                 f"Proxy vs gold during PPO, {smallest}"),
+               out / "ppo_gold_vs_proxy.png")
+    last = [s for s in load_or_train_ppo(runs[smallest]).metrics["samples"]][-3:]
+    lines += ["", f"Samples at the end of PPO with {smallest} (what the policy learnt to do):", ""]
+    lines += [f"- `{s['prompt']}` -> `{s['text']}` (proxy {s['score']:.2f}, gold {s['gold']:.2f})"
+              for s in last]
+    return lines

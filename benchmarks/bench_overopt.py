@@ -1,0 +1,115 @@
+"""Benchmark of the best-of-n overoptimisation study (notebook 06, ``rlhf_lab.overopt``).
+
+Runs :func:`rlhf_lab.overopt.overoptimisation_study` with its defaults from an empty cache (a
+temporary ``RLHF_LAB_CACHE``, so base, SFT and every reward model are trained too), then once
+more from the warm cache, and prints the time of each part and the headline numbers.
+
+    python benchmarks/bench_overopt.py [--threads 2] [--figures DIR] [--cache DIR]
+
+The budget (DESIGN.md section 9): the overoptimisation notebook within 4 min from an empty cache
+on 2 CPU cores. Other processes on the machine slow every part down; the load average and the
+CPU seconds (all threads of this process) are printed beside the wall-clock seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[c if isinstance(c, str) else f"{c:.2f}" if isinstance(c, float) else str(c)
+                         for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--cache", default=None, help="cache folder (default: a new empty one)")
+    parser.add_argument("--figures", default=None, help="also save the three figures here")
+    args = parser.parse_args()
+
+    cache = Path(args.cache or tempfile.mkdtemp(prefix="rlhf_lab_bench_overopt_"))
+    os.environ["RLHF_LAB_CACHE"] = str(cache)
+    import matplotlib
+    matplotlib.use("Agg")
+    import torch
+    torch.set_num_threads(args.threads)
+    from rlhf_lab import overopt, plots
+    from rlhf_lab.pipeline import RunConfig
+
+    load_before = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    res = overopt.overoptimisation_study(RunConfig())
+    cold = (time.perf_counter() - wall, time.process_time() - cpu)
+    wall = time.perf_counter()
+    again = overopt.overoptimisation_study(RunConfig())
+    warm = time.perf_counter() - wall
+    assert again == res
+
+    print(f"cache {cache}  torch threads {args.threads}  load average (1 min) "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+    rows = [[part, t["wall_s"], t["cpu_s"] if "cpu_s" in t else "-"] for part, t in res["timings"].items()]
+    rows += [["whole call, empty cache", cold[0], cold[1]], ["whole call, warm cache", warm, "-"]]
+    print(_table(["part", "wall s", "cpu s"], rows))
+
+    pool, oracle = res["pool"], res["oracle"]
+    print(f"\npool: {pool['prompts']} prompts x {pool['m']} replies, {pool['distinct_fraction']:.0%} "
+          f"distinct; gold {pool['gold_mean']:.2f} ± {pool['gold_std']:.2f}; oracle gain at "
+          f"n={res['ns'][-1]}: {oracle['curve']['gold_gain'][-1]:+.2f}\n")
+    rows = []
+    for p in res["proxies"]:
+        c, fit = p["curve"], p["fit"]
+        rows.append([p["n_pairs"], p["accuracy"], p["gold_correlation"], p["peak"]["n"], p["peak"]["d"],
+                     f"{p['peak']['gold_gain']:+.2f}", fit["d_peak"] if fit["d_peak"] is not None else "none",
+                     f"{c['gold_gain'][-1]:+.2f}", f"{p['fall']:+.2f}", f"{c['proxy_gain'][-1]:+.2f}",
+                     f"{c['kl_plugin'][-1]:.2f}"])
+    print("Best-of-n per proxy size (gains over n = 1; d = sqrt(KL_bon); last columns at n = n_max)")
+    print(_table(["pairs", "RM acc", "corr gold", "peak n", "peak d", "peak gold", "fit d*",
+                  "gold@max", "fall", "proxy@max", "KL plug-in@max"], rows))
+    print(f"(KL_bon bound at n = {res['ns'][-1]}: {oracle['curve']['kl_bon'][-1]:.2f})")
+
+    ens = res["ensemble"]
+    rows = [[f"member seed {m['seed']}", m["peak"]["n"], f"{m['peak']['gold_gain']:+.2f}",
+             f"{m['curve']['gold_gain'][-1]:+.2f}", f"{m['fall']:+.2f}"] for m in ens["members"]]
+    rows += [[f"ensemble {how}", a["peak"]["n"], f"{a['peak']['gold_gain']:+.2f}",
+              f"{a['curve']['gold_gain'][-1]:+.2f}", f"{a['fall']:+.2f}"] for how, a in ens["aggregates"].items()]
+    rows += [[f"one RM on {p['n_pairs']} pairs", p["peak"]["n"], f"{p['peak']['gold_gain']:+.2f}",
+              f"{p['curve']['gold_gain'][-1]:+.2f}", f"{p['fall']:+.2f}"]
+             for p in res["proxies"] if p["n_pairs"] == ens["same_labels_n_pairs"]]
+    print(f"\nEnsemble of {len(ens['members'])} RMs on {ens['n_pairs']} pairs each (k = {ens['k']:g})")
+    print(_table(["reward", "peak n", "peak gold", "gold@max", "fall"], rows))
+    print(f"disagreement (std of members) at member 0's choice: {ens['disagreement'][0]:.2f} (n=1) -> "
+          f"{ens['disagreement'][-1]:.2f} (n={res['ns'][-1]})")
+
+    det = res["detection"]
+    rows = [[f"held-out RM ({det['heldout']['n_pairs']} pairs, seed {det['heldout']['seed']})",
+             r["n_pairs"], r["n_chosen"], r["n_peak"], f"{r['gold_gain_chosen']:+.2f}",
+             f"{r['gold_gain_peak']:+.2f}", r["regret"], f"{r['octaves']:+.1f}"] for r in det["heldout"]["per_proxy"]]
+    r = det["ensemble_others"]
+    rows.append(["other members, mean - k std", ens["n_pairs"], r["n_chosen"], r["n_peak"],
+                 f"{r['gold_gain_chosen']:+.2f}", f"{r['gold_gain_peak']:+.2f}", r["regret"], f"{r['octaves']:+.1f}"])
+    print("\nChoosing n without gold")
+    print(_table(["judge", "proxy pairs", "n chosen", "gold peak n", "gold@chosen", "gold@peak",
+                  "regret", "octaves"], rows))
+
+    if args.figures:
+        out = Path(args.figures)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("bon_gao_curves", "bon_ensemble", "bon_peak_detection"):
+            plots.save(getattr(plots, name)(res), out / f"{name}.png")
+        print(f"\nfigures in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
