@@ -31,8 +31,20 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths)] + lines[1:])
 
 
+def _bon_row(name: str, summary: dict, accuracy=None) -> list:
+    gain = summary["curve"]["gold_gain"]
+    return [name, "-" if accuracy is None else accuracy, summary["peak"]["n"],
+            f"{summary['peak']['gold_gain']:+.2f}", f"{gain[-1]:+.2f}", f"{summary['fall']:+.2f}"]
+
+
+def _choice_row(judge: str, proxy_pairs: int, r: dict) -> list:
+    return [judge, proxy_pairs, r["n_chosen"], r["n_peak"], f"{r['gold_gain_chosen']:+.2f}",
+            f"{r['gold_gain_peak']:+.2f}", r["regret"], f"{r['octaves']:+.1f}"]
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--cache", default=None, help="cache folder (default: a new empty one)")
     parser.add_argument("--figures", default=None, help="also save the three figures here")
@@ -68,8 +80,8 @@ def main() -> int:
           f"n={res['ns'][-1]}: {oracle['curve']['gold_gain'][-1]:+.2f}\n")
     rows = []
     for p in res["proxies"]:
-        c, fit = p["curve"], p["fit"]
-        rows.append([p["n_pairs"], p["accuracy"], p["gold_correlation"], p["peak"]["n"], p["peak"]["d"],
+        c, fit, rm = p["curve"], p["fit"], res["reward_models"][f"proxy-{p['n_pairs']}"]
+        rows.append([p["n_pairs"], rm["accuracy"], rm["gold_correlation"], p["peak"]["n"], p["peak"]["d"],
                      f"{p['peak']['gold_gain']:+.2f}", fit["d_peak"] if fit["d_peak"] is not None else "none",
                      f"{c['gold_gain'][-1]:+.2f}", f"{p['fall']:+.2f}", f"{c['proxy_gain'][-1]:+.2f}",
                      f"{c['kl_plugin'][-1]:.2f}"])
@@ -78,26 +90,21 @@ def main() -> int:
                   "gold@max", "fall", "proxy@max", "KL plug-in@max"], rows))
     print(f"(KL_bon bound at n = {res['ns'][-1]}: {oracle['curve']['kl_bon'][-1]:.2f})")
 
-    ens = res["ensemble"]
-    rows = [[f"member seed {m['seed']}", m["peak"]["n"], f"{m['peak']['gold_gain']:+.2f}",
-             f"{m['curve']['gold_gain'][-1]:+.2f}", f"{m['fall']:+.2f}"] for m in ens["members"]]
-    rows += [[f"ensemble {how}", a["peak"]["n"], f"{a['peak']['gold_gain']:+.2f}",
-              f"{a['curve']['gold_gain'][-1]:+.2f}", f"{a['fall']:+.2f}"] for how, a in ens["aggregates"].items()]
-    rows += [[f"one RM on {p['n_pairs']} pairs", p["peak"]["n"], f"{p['peak']['gold_gain']:+.2f}",
-              f"{p['curve']['gold_gain'][-1]:+.2f}", f"{p['fall']:+.2f}"]
+    ens, rms = res["ensemble"], res["reward_models"]
+    rows = [_bon_row(f"member seed {m['seed']}", m, rms[f"ensemble-{m['seed']}"]["accuracy"])
+            for m in ens["members"]]
+    rows += [_bon_row(f"ensemble {how}", a) for how, a in ens["aggregates"].items()]
+    rows += [_bon_row(f"one RM on {p['n_pairs']} pairs", p, rms[f"proxy-{p['n_pairs']}"]["accuracy"])
              for p in res["proxies"] if p["n_pairs"] == ens["same_labels_n_pairs"]]
     print(f"\nEnsemble of {len(ens['members'])} RMs on {ens['n_pairs']} pairs each (k = {ens['k']:g})")
-    print(_table(["reward", "peak n", "peak gold", "gold@max", "fall"], rows))
-    print(f"disagreement (std of members) at member 0's choice: {ens['disagreement'][0]:.2f} (n=1) -> "
-          f"{ens['disagreement'][-1]:.2f} (n={res['ns'][-1]})")
+    print(_table(["reward", "RM acc", "peak n", "peak gold", "gold@max", "fall"], rows))
+    print(f"disagreement (std of the members) on member 0's choice: {ens['disagreement'][0]:.2f} "
+          f"(n=1) -> {ens['disagreement'][-1]:.2f} (n={res['ns'][-1]})")
 
     det = res["detection"]
-    rows = [[f"held-out RM ({det['heldout']['n_pairs']} pairs, seed {det['heldout']['seed']})",
-             r["n_pairs"], r["n_chosen"], r["n_peak"], f"{r['gold_gain_chosen']:+.2f}",
-             f"{r['gold_gain_peak']:+.2f}", r["regret"], f"{r['octaves']:+.1f}"] for r in det["heldout"]["per_proxy"]]
-    r = det["ensemble_others"]
-    rows.append(["other members, mean - k std", ens["n_pairs"], r["n_chosen"], r["n_peak"],
-                 f"{r['gold_gain_chosen']:+.2f}", f"{r['gold_gain_peak']:+.2f}", r["regret"], f"{r['octaves']:+.1f}"])
+    held = f"held-out RM ({det['heldout']['n_pairs']} pairs, acc {rms['heldout']['accuracy']:.2f})"
+    rows = [_choice_row(held, r["n_pairs"], r) for r in det["heldout"]["per_proxy"]]
+    rows.append(_choice_row("other members, mean - k std", ens["n_pairs"], det["ensemble_others"]))
     print("\nChoosing n without gold")
     print(_table(["judge", "proxy pairs", "n chosen", "gold peak n", "gold@chosen", "gold@peak",
                   "regret", "octaves"], rows))

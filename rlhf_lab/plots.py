@@ -54,7 +54,7 @@ def rm_accuracy_vs_pairs(rows: list[dict]):
     Bayes ceiling E[sigmoid(|Δr*|)] and chance. ``rows``: {n_pairs, accuracy, bayes_ceiling,
     gold_order_accuracy}."""
     n = [r["n_pairs"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
     ax.plot(n, [r["accuracy"] for r in rows], "o-", color=COLORS["proxy"], label="vs annotator labels")
     ax.plot(n, [r["gold_order_accuracy"] for r in rows], "s--", color=COLORS["gold"],
             label="vs gold order")
@@ -62,9 +62,11 @@ def rm_accuracy_vs_pairs(rows: list[dict]):
                label="Bayes ceiling (vs labels)")
     ax.axhline(0.5, color="#999999", lw=0.8, label="chance")
     ax.set_xscale("log")
+    ax.set_xticks(n, [str(v) for v in n])
+    ax.minorticks_off()
     ax.set(title="Reward model accuracy on held-out pairs", xlabel="training pairs",
            ylabel="pairwise accuracy")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
@@ -87,3 +89,283 @@ def save(fig, path) -> None:
     """Save a figure as PNG and close it."""
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- notebooks 00-03
+# (world and base model, reward model, Boltzmann closed form)
+
+
+def scatter_vs_gold(values, gold, xlabel: str, title: str, max_points: int = 2000):
+    """Any per-reply number (a log-probability, a reward-model score) against the gold utility
+    r*(x, y) of the same replies, with their correlation."""
+    x = np.asarray(values, dtype=float)[:max_points]
+    y = np.asarray(gold, dtype=float)[:max_points]
+    corr = np.corrcoef(x, y)[0, 1]
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.scatter(x, y, s=9, alpha=0.35, color=COLORS["proxy"], edgecolors="none")
+    ax.set(title=f"{title} (correlation {corr:.2f})", xlabel=xlabel, ylabel="gold utility r*(x, y)")
+    fig.tight_layout()
+    return fig
+
+
+def score_histograms(samples: dict[str, list[float]], xlabel: str, title: str):
+    """Overlaid histograms (normalised, so groups of any size compare) of a score for named
+    groups of replies, with each group's mean."""
+    samples = {name: np.asarray(values, dtype=float) for name, values in samples.items()}
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    all_values = np.concatenate(list(samples.values()))
+    bins = np.linspace(all_values.min(), all_values.max(), 40)
+    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(samples)))
+    for (name, values), color in zip(samples.items(), colors):
+        ax.hist(values, bins=bins, density=True, alpha=0.5, color=color,
+                label=f"{name}: {len(values)} replies, mean {np.mean(values):.2f}")
+        ax.axvline(np.mean(values), color=color, ls="--", lw=1.5)
+    ax.set(title=title, xlabel=xlabel, ylabel="density")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bt_league(teams: list[str], strengths, wins):
+    """A Bradley-Terry fit of a league: the strengths (left), and each pair's observed share of
+    wins against the share sigmoid(s_i - s_j) the fit predicts (right)."""
+    s = np.asarray(strengths, dtype=float)
+    w = np.asarray(wins, dtype=float)
+    games = w + w.T
+    order = np.argsort(-s)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.barh(np.arange(len(s)), s[order], color=COLORS["sft"])
+    left.set_yticks(np.arange(len(s)), [teams[i] for i in order])
+    left.invert_yaxis()
+    left.axvline(0, color="k", lw=0.8)
+    left.set(title="Fitted strengths (centred)", xlabel="strength s")
+    i, j = np.nonzero(games)
+    predicted = 1 / (1 + np.exp(-(s[i] - s[j])))
+    right.plot([0, 1], [0, 1], color="#999999", lw=1, label="perfect fit")
+    right.scatter(predicted, w[i, j] / games[i, j], s=8 + 3 * games[i, j], color=COLORS["proxy"],
+                  alpha=0.7, label="pair (i, j)")
+    right.set(title="Observed vs predicted", xlabel="predicted P(i beats j)",
+              ylabel="share of games i won", xlim=(0, 1), ylim=(0, 1))
+    right.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_policies(ax, rewards, policies: dict[str, np.ndarray], bins: int = 24):
+    """How each policy spreads its mass over the reward: P_π(r(y) in bin), one bar per bin of r.
+    The first policy (π_ref) is drawn as grey bars, the others as lines."""
+    r = np.asarray(rewards, dtype=float)
+    edges = np.linspace(r.min(), r.max(), bins + 1)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    colors = plt.cm.plasma(np.linspace(0.1, 0.8, max(1, len(policies) - 1)))
+    for k, (name, probs) in enumerate(policies.items()):
+        mass, _ = np.histogram(r, bins=edges, weights=np.asarray(probs, dtype=float))
+        if k == 0:
+            ax.bar(centres, mass, width=edges[1] - edges[0], color="#c8c8c8", label=name)
+        else:
+            ax.step(centres, mass, where="mid", color=colors[k - 1], lw=2, label=name)
+    ax.set(xlabel="reward r(y)", ylabel="probability mass")
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
+
+
+def _draw_frontier(ax, frontier: dict, marks: dict | None = None, cloud=None):
+    """The reward-KL frontier (KL on x, expected reward on y), optional points and a cloud."""
+    if cloud is not None:
+        ax.scatter(np.asarray(cloud[0]), np.asarray(cloud[1]), s=6, color="#bbbbbb", alpha=0.6,
+                   label="random policies", edgecolors="none")
+    ax.plot(np.asarray(frontier["kl"]), np.asarray(frontier["expected_reward"]),
+            color=COLORS["sft"], lw=2, label="π* for every β")
+    for name, (kl, reward) in (marks or {}).items():
+        ax.plot([kl], [reward], "o", ms=7, color=COLORS["ppo"])
+        ax.annotate(name, (kl, reward), textcoords="offset points", xytext=(8, -14), fontsize=8)
+    ax.set(xlabel="KL(π ‖ π_ref) (nats)", ylabel="expected reward E_π[r]")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+
+
+def boltzmann_policies(rewards, policies: dict[str, np.ndarray],
+                       title: str = "The optimal policy π* at several β"):
+    """π_ref (the first entry, drawn as bars) and π* at several β over an enumerable space."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    _draw_policies(ax, rewards, policies)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def reward_kl_frontier(frontier: dict, marks: dict | None = None, cloud=None,
+                       title: str = "The reward–KL frontier"):
+    """Expected reward against KL of π* over a grid of β (``frontier``: arrays ``kl`` and
+    ``expected_reward``), with named points ``marks`` {name: (kl, reward)} and a ``cloud``
+    (kl array, reward array) of other policies, which can never lie above the curve."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    _draw_frontier(ax, frontier, marks, cloud)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def boltzmann_panel(rewards, p_ref, p_star, beta: float, frontier: dict):
+    """One β at a glance: π_ref and π* over the responses (left), and where π* sits on the
+    reward-KL frontier (right)."""
+    p_ref, p_star, r = (np.asarray(a, dtype=float) for a in (p_ref, p_star, rewards))
+    on = p_star > 0
+    kl = float(np.sum(p_star[on] * np.log(p_star[on] / p_ref[on])))
+    reward = float(np.sum(p_star * r))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    _draw_policies(left, r, {"π_ref": p_ref, f"π* (β = {beta:.3g})": p_star})
+    left.set_title(f"β = {beta:.3g}: E[r] = {reward:.2f}, KL = {kl:.2f}")
+    _draw_frontier(right, frontier, {f"β = {beta:.3g}": (kl, reward)})
+    right.set_title("The reward–KL frontier")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["scatter_vs_gold", "score_histograms", "bt_league", "boltzmann_policies",
+            "reward_kl_frontier", "boltzmann_panel"]
+
+
+# ----------------------------------------------------------------------------- notebook 06: best-of-n
+# (from overopt.overoptimisation_study's results dict)
+
+
+def _size_colors(count: int):
+    return plt.cm.viridis(np.linspace(0.15, 0.8, max(count, 1)))
+
+
+def _bon_gold(ax, curve: dict, label: str, color, fit: dict | None = None, **style):
+    """Gold gain of one best-of-n curve against d = sqrt(KL_bon), and its fit d(α − βd)."""
+    ax.plot(curve["d"], curve["gold_gain"], color=color, label=label, **style)
+    if fit is not None:
+        d = np.linspace(0, max(curve["d"]), 100)
+        ax.plot(d, d * (fit["alpha"] - fit["beta"] * d), color=color, ls=":", lw=1.2)
+
+
+def _n_axis(ax, ns, ds):
+    """A top axis that labels d = sqrt(KL_bon) with n."""
+    top = ax.secondary_xaxis("top")
+    shown = [i for i, n in enumerate(ns) if n in (1, 4, 16, 64, 256, 1024, 4096)]
+    top.set_xticks([ds[i] for i in shown], [str(ns[i]) for i in shown])
+    top.set_xlabel("n", fontsize=8)
+
+
+def bon_gao_curves(results: dict):
+    """Gao et al. (2023) for best-of-n: the gold gain (left) and the proxy gain (right) of the
+    proxy's choice against d = sqrt(KL_bon), one colour per reward-model size; dotted: the fit
+    d(α − βd); black: best-of-n on gold itself (the oracle)."""
+    proxies, oracle = results["proxies"], results["oracle"]
+    fig, (gold_ax, proxy_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for p, color in zip(proxies, _size_colors(len(proxies))):
+        _bon_gold(gold_ax, p["curve"], f"RM on {p['n_pairs']} pairs", color, p["fit"], marker="o", ms=3)
+        proxy_ax.plot(p["curve"]["d"], p["curve"]["proxy_gain"], color=color, marker="o", ms=3,
+                      label=f"RM on {p['n_pairs']} pairs")
+    _bon_gold(gold_ax, oracle["curve"], "oracle (best-of-n on gold)", "k", lw=1.5)
+    gold_ax.axhline(0, color="#999999", lw=0.8)
+    gold_ax.set(title="Gold gain of best-of-n", xlabel="d = sqrt(KL_bon)",
+                ylabel="gold utility gain over n = 1")
+    proxy_ax.set(title="Proxy gain of best-of-n", xlabel="d = sqrt(KL_bon)",
+                 ylabel="proxy score gain over n = 1")
+    for ax in (gold_ax, proxy_ax):
+        _n_axis(ax, oracle["curve"]["n"], oracle["curve"]["d"])
+        ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def bon_ensemble(results: dict):
+    """An RM ensemble against overoptimisation (Coste et al. 2024). Left: the gold gain of
+    best-of-n against each member alone (grey), against the mean, the min and mean − k·std of
+    the members, and against one RM trained on all their labels (if in the grid). Right: how
+    much the members disagree (std) on the reply one member alone picks."""
+    ens = results["ensemble"]
+    fig, (gold_ax, spread_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, member in enumerate(ens["members"]):
+        gold_ax.plot(member["curve"]["d"], member["curve"]["gold_gain"], color="#b0b0b0", lw=1,
+                     label=f"single RM ({ens['n_pairs']} pairs)" if i == 0 else None)
+    styles = {"mean": ("#1f77b4", "mean"), "min": ("#d62728", "min"),
+              "mean_minus_std": ("#2ca02c", f"mean − {ens['k']:g}·std")}
+    for how, agg in ens["aggregates"].items():
+        color, name = styles[how]
+        gold_ax.plot(agg["curve"]["d"], agg["curve"]["gold_gain"], color=color, marker="o", ms=3,
+                     label=f"ensemble of {len(ens['members'])}: {name}")
+    same = [p for p in results["proxies"] if p["n_pairs"] == ens.get("same_labels_n_pairs")]
+    for p in same:
+        gold_ax.plot(p["curve"]["d"], p["curve"]["gold_gain"], color="k", ls="--",
+                     label=f"one RM on {p['n_pairs']} pairs (same labels)")
+    gold_ax.axhline(0, color="#999999", lw=0.8)
+    gold_ax.set(title="Gold gain: single RMs vs ensembles", xlabel="d = sqrt(KL_bon)",
+                ylabel="gold utility gain over n = 1")
+    gold_ax.legend(frameon=False, fontsize=7)
+    d = ens["members"][0]["curve"]["d"]
+    spread_ax.plot(d, ens["disagreement"], color=COLORS["proxy"], marker="o", ms=3)
+    spread_ax.set(title="Ensemble disagreement on one RM's choice", xlabel="d = sqrt(KL_bon)",
+                  ylabel="std of the members' scores")
+    for ax in (gold_ax, spread_ax):
+        _n_axis(ax, ens["members"][0]["curve"]["n"], d)
+    fig.tight_layout()
+    return fig
+
+
+def bon_peak_detection(results: dict):
+    """Choosing n without gold: for each proxy, the gold gain of its best-of-n choice (green)
+    and the gain a held-out reward model (trained on other labels) gives the same choice
+    (orange); dotted: the true gold peak, dashed: the n the held-out model picks."""
+    rows = results["detection"]["heldout"]["per_proxy"]
+    curves = {p["n_pairs"]: p["curve"] for p in results["proxies"]}
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.4), squeeze=False)
+    for ax, row in zip(axes[0], rows):
+        curve = curves[row["n_pairs"]]
+        d_of = dict(zip(curve["n"], curve["d"]))
+        ax.plot(curve["d"], curve["gold_gain"], color=COLORS["gold"], marker="o", ms=3,
+                label="gold gain")
+        ax.plot(curve["d"], row["judge_gain"], color=COLORS["proxy"], marker="s", ms=3,
+                label="held-out RM gain")
+        ax.axvline(d_of[row["n_peak"]], color=COLORS["gold"], ls=":", label=f"gold peak n={row['n_peak']}")
+        ax.axvline(d_of[row["n_chosen"]], color=COLORS["proxy"], ls="--",
+                   label=f"chosen n={row['n_chosen']}")
+        ax.set(title=f"proxy on {row['n_pairs']} pairs (regret {row['regret']:.2f})",
+               xlabel="d = sqrt(KL_bon)", ylabel="gain over n = 1")
+        ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["bon_gao_curves", "bon_ensemble", "bon_peak_detection"]
+
+
+# ---------------------------------------------------------------------------------------------
+# PPO (stage 3)
+# ---------------------------------------------------------------------------------------------
+PPO_PANELS = [("proxy", "proxy reward r_φ"), ("gold", "gold utility r*"), ("kl", "KL(π‖π_ref), nats"),
+              ("length", "response length"), ("entropy", "entropy per token"), ("clipfrac", "clip fraction")]
+
+
+def ppo_training_curves(histories: dict[str, list[dict]], panels=PPO_PANELS):
+    """One panel per metric of the PPO loop, one line per run (``{"β=0.03": history, ...}``)."""
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.2))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(2, len(histories))))
+    for ax, (key, label) in zip(axes.flat, panels):
+        for color, (name, history) in zip(colors, histories.items()):
+            x = [h["iteration"] for h in history]
+            y = [h[key] for h in history]
+            ax.plot(x, y, color=color, alpha=0.35, lw=0.8)
+            smooth = _smooth(y, 5)
+            ax.plot(x[len(x) - len(smooth):], smooth, color=color, lw=2, label=name)
+        ax.set(title=label, xlabel="PPO iteration")
+    axes.flat[0].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def gold_vs_proxy_over_training(history: list[dict], title: str = "Proxy vs gold during PPO"):
+    """Proxy reward and gold utility against sqrt(KL) along one run: where the two part ways,
+    the policy has found what the reward model misses."""
+    d = np.sqrt(np.maximum([h["kl"] for h in history], 0.0))
+    fig, ax = plt.subplots(figsize=(5.8, 3.6))
+    for key, label in (("proxy", "proxy r_φ"), ("gold", "gold r*")):
+        y = np.asarray([h[key] for h in history])
+        ax.plot(d, y - y[0], "o-", ms=2.5, lw=1, color=COLORS[key], label=f"{label} (gain)")
+    ax.axhline(0, color="#999999", lw=0.8)
+    ax.set(title=title, xlabel="d = sqrt(KL(π‖π_ref))", ylabel="gain over the SFT policy")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig

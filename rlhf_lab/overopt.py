@@ -1,0 +1,399 @@
+"""Best-of-n against proxy reward models: Gao et al.'s overoptimisation curves, and mitigations.
+
+Best-of-n (BoN) draws n replies from the SFT policy π_ref and keeps the one the proxy reward model
+r_φ scores highest. Gao, Schulman & Hilton (2023, "Scaling Laws for Reward Model Overoptimization")
+plot the *gold* gain of that choice against d = sqrt(KL_bon), KL_bon = log n − (n−1)/n, and fit
+R_bon(d) = d(α − βd): the gold rises, peaks and falls while the proxy keeps rising. Here the
+world's gold utility r*(x, y) plays Gao's gold reward model. :func:`overoptimisation_study`:
+
+1. sample a pool of m replies to each of the 48 prompts from π_ref, with their gold utility;
+2. score the pool with every reward model (each distinct reply once);
+3. per proxy size, the BoN curve for n = 1..m by the unbiased order-statistics estimator, the fit
+   d(α − βd) and the observed peak; the oracle is BoN on gold itself;
+4. an ensemble (Coste et al. 2024, "Reward Model Ensembles Help Mitigate Overoptimization"): BoN
+   against the mean, the min and mean − k·std of the members;
+5. choosing n without gold: judge each proxy's choice by a held-out reward model trained on other
+   labels (or by the other ensemble members, penalised by their disagreement).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import models, world
+from .artifacts import cached, read_json, write_json
+from .config import config_dict, config_hash, non_negative, positive, require
+from .overopt_math import aggregate_ensemble, best_of_n_expected, fit_bon, kl_best_of_n
+from .pipeline import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys
+from .sequences import decode_responses, encode_pairs, encode_prompts, position_ids, response_mask_from
+
+__all__ = ["BestOfNConfig", "Pool", "sample_pool", "score_pool", "n_grid", "plugin_kl_best_of_n",
+           "best_of_n_curve", "gao_summary", "choose_n", "analyse", "overoptimisation_study"]
+
+AGGREGATES = ("mean", "min", "mean_minus_std")
+
+
+@dataclass(frozen=True)
+class BestOfNConfig:
+    """The best-of-n overoptimisation study."""
+    pairs_grid: tuple = (500, 2000, 8000)
+    """Training pairs of the proxy reward models, one Gao curve each (typical 250-32000)."""
+    n_max: int = 1024
+    """m, replies sampled per prompt; the curves run n = 1..m (KL_bon(1024) = 5.9 nats)."""
+    points_per_octave: int = 2
+    """Values of n per doubling on the curve (2: n = 1, 2, 3, 4, 6, 8, 11, 16, ...)."""
+    ensemble_pairs: int = 500
+    """Training pairs of each ensemble member (the smallest proxy overoptimises most)."""
+    ensemble_seeds: tuple = (0, 1, 2, 3)
+    """One member per seed; a seed draws its own pairs, labels, head and batch order."""
+    ensemble_k: float = 1.0
+    """k in the conservative aggregate mean − k·std (typical 0.5-2)."""
+    heldout_pairs: int = 2000
+    """Training pairs of the held-out reward model that picks n without gold."""
+    heldout_seed: int = 100
+    """Seed of the held-out reward model: other labels than every proxy's."""
+    pool_seed: int = 20_000
+    """Seed of the pool of replies (never a reward model's seed)."""
+    max_new_tokens: int = 24
+    """Longest sampled reply, in tokens."""
+
+    def __post_init__(self):
+        grid = self.pairs_grid
+        require(isinstance(grid, tuple) and len(grid) > 0 and all(isinstance(p, int) and p > 0
+                                                                  for p in grid)
+                and list(grid) == sorted(set(grid)), "pairs_grid",
+                f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
+        require(isinstance(self.n_max, int) and self.n_max >= 2, "n_max",
+                f"must be an int >= 2, got {self.n_max!r}")
+        positive(self, "points_per_octave", "ensemble_pairs", "heldout_pairs", "max_new_tokens")
+        require(isinstance(self.ensemble_seeds, tuple) and len(self.ensemble_seeds) >= 2
+                and len(set(self.ensemble_seeds)) == len(self.ensemble_seeds), "ensemble_seeds",
+                f"must be a tuple of >= 2 distinct seeds, got {self.ensemble_seeds!r}")
+        non_negative(self, "ensemble_k")
+        require(self.heldout_seed not in self.ensemble_seeds, "heldout_seed",
+                f"must differ from every ensemble seed {self.ensemble_seeds}, got {self.heldout_seed}")
+
+
+# ----------------------------------------------------------------------------- 1. the pool
+
+
+@dataclass
+class Pool:
+    """m replies to each of P prompts, and the distinct (prompt, reply) pairs among them."""
+    prompts: list            # (P,) world.Prompt
+    texts: list              # P lists of m reply texts
+    gold: np.ndarray         # (P, m) gold utility r*(x, y)
+    unique_prompts: list     # (U,) the prompt of each distinct (prompt, reply) pair
+    unique_texts: list       # (U,) its reply
+    index: np.ndarray        # (P, m) int: row of each sample in the unique lists
+    max_new_tokens: int      # the longest reply, in tokens
+    seconds: dict            # time spent sampling, decoding and computing gold
+
+
+@torch.no_grad()
+def _sample_ids(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_id: int, pad_id: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """generation.sample_responses, except that rows which have ended leave the batch.
+
+    Replies average ~10 of 24 tokens, so dropping finished rows (and their KV cache) whenever a
+    fifth of the batch has ended halves the work. Returns response ids (B, max_new_tokens),
+    ``pad_id`` after each ``eos_id``.
+    """
+    attention_mask = prompt_mask.long()
+    pos = position_ids(attention_mask)
+    out = model(input_ids=prompt_ids, attention_mask=attention_mask, position_ids=pos, use_cache=True)
+    next_pos = pos[:, -1:] + 1                                            # (B, 1)
+    response = torch.full((len(prompt_ids), max_new_tokens), pad_id, dtype=torch.long)
+    rows = torch.arange(len(prompt_ids))                                  # batch row -> output row
+    done = torch.zeros(len(rows), dtype=torch.bool)
+    for t in range(max_new_tokens):
+        probs = torch.softmax(out.logits[:, -1].float(), dim=-1)          # (B_live, V)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        response[rows, t] = torch.where(done, torch.full_like(token, pad_id), token)
+        done = done | (token == eos_id)
+        if t == max_new_tokens - 1 or bool(done.all()):
+            break
+        if int(done.sum()) > 0.2 * len(rows):                             # drop the ended rows
+            keep = (~done).nonzero().squeeze(-1)
+            rows, token, done = rows[keep], token[keep], done[keep]
+            attention_mask, next_pos = attention_mask[keep], next_pos[keep]
+            out.cache.batch_select_indices(keep)
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attention_mask,
+                    position_ids=next_pos, cache=out.cache, use_cache=True)
+        next_pos = next_pos + 1
+    return response
+
+
+def sample_pool(policy, tokenizer, n_per_prompt: int, seed: int, max_new_tokens: int = 24,
+                batch_size: int = 8192) -> Pool:
+    """m = ``n_per_prompt`` replies from ``policy`` to each of the 48 world prompts, with gold.
+
+    Sampled in large batches from one ``torch.Generator`` (same seed and batch size, same pool).
+    The policy repeats its favourite replies (a quarter of 48 x 1024 samples are repeats), so
+    each distinct reply is decoded and scored by the gold utility once.
+    """
+    require(isinstance(n_per_prompt, int) and n_per_prompt >= 1, "n_per_prompt",
+            f"must be an int >= 1, got {n_per_prompt!r}")
+    policy.eval()
+    prompts = world.all_prompts()
+    P, m = len(prompts), n_per_prompt
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)          # (P, L)
+    owner = torch.arange(P).repeat_interleave(m)                          # (P*m,) prompt of each row
+    generator = torch.Generator().manual_seed(seed)
+    seconds, start = {}, time.perf_counter()
+    ids = torch.cat([_sample_ids(policy, prompt_ids[rows], prompt_mask[rows], max_new_tokens,
+                                 tokenizer.eos_token_id, tokenizer.pad_token_id, generator)
+                     for rows in owner.split(batch_size)])                # (P*m, R)
+    seconds["sampling"], start = time.perf_counter() - start, time.perf_counter()
+    # decode each distinct (prompt, token ids) once
+    distinct, inverse = np.unique(torch.cat([owner[:, None], ids], 1).numpy(), axis=0,
+                                  return_inverse=True)
+    distinct_ids = torch.from_numpy(distinct[:, 1:])
+    texts = decode_responses(tokenizer, distinct_ids,
+                             response_mask_from(distinct_ids, tokenizer.eos_token_id))
+    seconds["decoding"], start = time.perf_counter() - start, time.perf_counter()
+    # gold utility of each distinct (prompt, text) once
+    row_of: dict[tuple[int, str], int] = {}                               # (prompt, text) -> row
+    text_row = np.array([row_of.setdefault((int(p), t), len(row_of))
+                         for p, t in zip(distinct[:, 0], texts)])
+    unique_prompts, unique_texts = [prompts[p] for p, _ in row_of], [t for _, t in row_of]
+    gold_u = np.array(world.gold_utilities(unique_prompts, unique_texts))
+    index = text_row[inverse.reshape(-1)].reshape(P, m)                   # (P, m)
+    seconds["gold"] = time.perf_counter() - start
+
+    return Pool(prompts, [[unique_texts[u] for u in row] for row in index.tolist()], gold_u[index],
+                unique_prompts, unique_texts, index, max_new_tokens, seconds)
+
+
+# ----------------------------------------------------------------------------- 2. proxy scores
+
+
+@torch.no_grad()
+def score_pool(rm, tokenizer, pool: Pool, batch_size: int = 4096) -> np.ndarray:
+    """Reward-model scores r_φ(x, y) of every sample in the pool: (P, m), or (M, P, m) for a list
+    of M reward models.
+
+    The distinct (prompt, reply) pairs are encoded once (as reward_model.score_texts does) and
+    sorted by length, so each batch carries little padding; every model scores each pair once.
+    """
+    rms = list(rm) if isinstance(rm, (list, tuple)) else [rm]
+    batch = encode_pairs(tokenizer, pool.unique_prompts, pool.unique_texts, pool.max_new_tokens)
+    lengths = batch.attention_mask.sum(-1)
+    order = torch.argsort(lengths)
+    scores = torch.empty(len(rms), len(order))                            # (M, U)
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo:lo + batch_size]
+        width = int(lengths[idx].max())
+        ids, mask = batch.input_ids[idx, :width], batch.attention_mask[idx, :width]
+        for j, model in enumerate(rms):
+            model.eval()
+            out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                        use_cache=False)
+            scores[j, idx] = out.logits[:, 0].float()
+    per_sample = scores.numpy().astype(np.float64)[:, pool.index]         # (M, P, m)
+    return per_sample if isinstance(rm, (list, tuple)) else per_sample[0]
+
+
+# ----------------------------------------------------------------------------- 3. BoN curves
+
+
+def n_grid(n_max: int, points_per_octave: int = 2) -> list[int]:
+    """n = round(2^(k / points_per_octave)) for k = 0, 1, ..., up to n_max, without repeats.
+
+    Example: n_grid(16, 2) = [1, 2, 3, 4, 6, 8, 11, 16].
+    """
+    octaves = math.log2(n_max)
+    raw = np.round(2.0 ** (np.arange(0, octaves * points_per_octave + 1e-9) / points_per_octave))
+    return sorted({int(n) for n in raw} | {1, n_max})
+
+
+def plugin_kl_best_of_n(proxy, ns) -> np.ndarray:
+    """A plug-in estimate of the true KL(π_bon ‖ π_ref), to set beside the bound KL_bon(n).
+
+    Per prompt, p̂ is the empirical distribution of the m samples over their distinct proxy
+    scores s_1 < s_2 < ... (tied replies merge; BoN splits a tie in proportion to p̂, so the KL is
+    unchanged). BoN with n i.i.d. draws from p̂ lands on level l with probability
+    q_l = F_l^n − F_{l−1}^n, F_l = Σ_{k≤l} p̂_k, and KL_plugin(n) = Σ_l q_l log(q_l / p̂_l).
+    Exact for p̂ (and below the bound when replies repeat), but it cannot exceed log m, so it
+    underestimates the true KL once n nears the number of distinct replies.
+
+    Args: proxy (P, m); ns (G,) integers >= 1. Returns: (G,) the mean over prompts.
+    Example: proxy [[0, 1]] (p̂ = [½, ½]), n = 2: q = [¼, ¾], KL = 0.131 < KL_bon(2) = 0.193.
+    """
+    proxy = np.atleast_2d(np.asarray(proxy, dtype=np.float64))
+    ns = np.asarray(ns, dtype=np.float64)[:, None]                        # (G, 1)
+    kls = []
+    for row in proxy:
+        _, counts = np.unique(row, return_counts=True)                     # ascending levels
+        mass = counts / counts.sum()                                       # (L,)
+        cdf = np.minimum(np.cumsum(mass), 1.0)
+        q = cdf ** ns - np.clip(cdf - mass, 0.0, 1.0) ** ns                # (G, L)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kls.append(np.where(q > 0, q * np.log(q / mass), 0.0).sum(axis=1))
+    return np.mean(kls, axis=0)
+
+
+def best_of_n_curve(proxy, gold, ns) -> dict:
+    """Expected gold and proxy score of the proxy's best-of-n choice, for each n in ``ns``.
+
+    By unbiased order statistics (overopt_math.best_of_n_expected), with E[·(y)] the mean over
+    all samples (the n = 1 value):
+        kl_bon = log n − (n−1)/n (an upper bound on the KL), d = sqrt(kl_bon),
+        gold_gain = E[r*(y_bon)] − E[r*(y)],  proxy_gain = E[r_φ(y_bon)] − E[r_φ(y)],
+    and kl_plugin (:func:`plugin_kl_best_of_n`), an estimate of the true KL.
+
+    Args: proxy, gold (P, m) scores of the same samples; ns integers in 1..m.
+    Returns: a dict of lists (G,): n, kl_bon, d, kl_plugin, gold, proxy, gold_gain, proxy_gain.
+    Example: proxy [[1, 2, 3]], gold [[10, 0, 5]], n = 2: gold 3.33, gold_gain 3.33 − 5 = −1.67,
+    proxy_gain 2.67 − 2 = 0.67.
+    """
+    proxy, gold = np.atleast_2d(proxy), np.atleast_2d(gold)
+    bon = best_of_n_expected(proxy, gold, ns)
+    kl = kl_best_of_n(bon["n"])
+    return {"n": [int(n) for n in bon["n"]], "kl_bon": kl.tolist(), "d": np.sqrt(kl).tolist(),
+            "kl_plugin": plugin_kl_best_of_n(proxy, bon["n"]).tolist(),
+            "gold": bon["gold"].tolist(), "proxy": bon["proxy"].tolist(),
+            "gold_gain": (bon["gold"] - gold.mean()).tolist(),
+            "proxy_gain": (bon["proxy"] - proxy.mean()).tolist()}
+
+
+def gao_summary(curve: dict) -> dict:
+    """Fit R_bon(d) = d(α − βd) to a curve's gold gain (Gao et al. 2023) and find its peaks.
+
+    Returns the curve itself, the fit (alpha, beta, d_peak = α/(2β), kl_peak, gain_peak; None
+    where the fit never turns down), the observed peak (n, d, gold_gain at the best n of the
+    grid) and the fall from there to the largest n: ``fall = gold_gain(n_max) − gold_gain(n_peak)``.
+    """
+    fit = fit_bon(curve["d"], curve["gold_gain"])
+    finite = lambda x: float(x) if math.isfinite(x) else None             # JSON: no peak -> null
+    i = int(np.argmax(curve["gold_gain"]))
+    return {"curve": curve, "fit": {"alpha": fit.alpha, "beta": fit.beta, "d_peak": finite(fit.d_peak),
+                                    "kl_peak": finite(fit.kl_peak), "gain_peak": finite(fit.gain_peak)},
+            "peak": {"n": curve["n"][i], "d": curve["d"][i], "gold_gain": curve["gold_gain"][i]},
+            "fall": curve["gold_gain"][-1] - curve["gold_gain"][i]}
+
+
+# ----------------------------------------------------------------------------- 5. choosing n without gold
+
+
+def choose_n(proxy, judge, gold, ns) -> dict:
+    """Pick n without gold: n* = argmax_n E[judge(y_bon(n))], y_bon chosen by ``proxy``.
+
+    ``judge`` is any score that the proxy was not trained to please: a held-out reward model, or
+    the other ensemble members' mean − k·std. Reports n* and the gold gain there next to the true
+    peak of the gold gain: ``regret = gold_gain(n_peak) − gold_gain(n*)`` (>= 0) and
+    ``octaves = log2(n* / n_peak)``.
+    """
+    judged = best_of_n_expected(proxy, judge, ns)
+    golden = best_of_n_expected(proxy, gold, ns)
+    gain = golden["gold"] - np.mean(gold)
+    i, j = int(np.argmax(judged["gold"])), int(np.argmax(gain))          # "gold" = the 2nd score
+    return {"judge_gain": (judged["gold"] - np.mean(judge)).tolist(),
+            "n_chosen": int(ns[i]), "gold_gain_chosen": float(gain[i]),
+            "n_peak": int(ns[j]), "gold_gain_peak": float(gain[j]),
+            "regret": float(gain[j] - gain[i]), "octaves": float(math.log2(ns[i] / ns[j]))}
+
+
+# ----------------------------------------------------------------------------- the whole study
+
+
+def _reward_model_runs(run: RunConfig, cfg: BestOfNConfig) -> dict[str, RunConfig]:
+    """Every reward model of the study: ``proxy-<pairs>`` (the Gao grid, seed ``run.rm.seed``),
+    ``ensemble-<seed>`` and ``heldout``. Equal configs share one cached artifact."""
+    require(cfg.heldout_seed != run.rm.seed, "heldout_seed",
+            f"must differ from run.rm.seed ({run.rm.seed}), the seed of the proxies")
+    runs = {f"proxy-{p}": run.with_rm(n_pairs=p) for p in cfg.pairs_grid}
+    runs.update({f"ensemble-{s}": run.with_rm(n_pairs=cfg.ensemble_pairs, seed=s)
+                 for s in cfg.ensemble_seeds})
+    runs["heldout"] = run.with_rm(n_pairs=cfg.heldout_pairs, seed=cfg.heldout_seed)
+    return runs
+
+
+def overoptimisation_study(run: RunConfig = RunConfig(), pairs_grid=(500, 2000, 8000),
+                           n_max: int = 1024, ensemble_seeds=(0, 1, 2, 3), root=None,
+                           **options) -> dict:
+    """Best-of-n against proxy reward models of several sizes, an RM ensemble and a gold-free
+    peak detector; a plain dict of lists and floats (see the module docstring for the steps).
+
+    ``options`` are the other fields of :class:`BestOfNConfig`. Missing upstream artifacts (SFT,
+    reward models) are trained first; the results are cached as the artifact ``bon-<key>``,
+    ``key`` hashing the config and the keys of the SFT policy and every reward model, so a
+    rerun is instant (its ``timings`` are those of the run that computed it).
+    """
+    cfg = BestOfNConfig(pairs_grid=tuple(pairs_grid), n_max=n_max,
+                        ensemble_seeds=tuple(ensemble_seeds), **options)
+    runs = _reward_model_runs(run, cfg)
+    key = config_hash(cfg, stage_keys(run)["sft"], *(stage_keys(r)["rm"] for r in runs.values()))
+    return cached("bon", key, lambda: _study(run, cfg, runs, root),
+                  lambda results, folder: write_json(folder / "results.json", results),
+                  lambda folder: read_json(folder / "results.json"), root)
+
+
+def _timed(timings: dict, name: str, fn, *args):
+    """Call ``fn(*args)``; record its wall-clock and CPU seconds (all threads) under ``name``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    timings[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    return out
+
+
+def _study(run: RunConfig, cfg: BestOfNConfig, runs: dict, root) -> dict:
+    wall, cpu, timings = time.perf_counter(), time.process_time(), {}
+    tok = models.world_tokenizer()
+    # 0. the SFT policy and the reward models (loaded, or trained once and cached)
+    sft = _timed(timings, "sft policy", load_or_train_sft, run, root)
+    rms = {label: _timed(timings, f"reward model {label}", load_or_train_rm, r, root)
+           for label, r in runs.items()}
+    # 1. the pool: m replies per prompt from π_ref, with gold
+    pool = _timed(timings, "pool", sample_pool, sft.model, tok, cfg.n_max, cfg.pool_seed,
+                  cfg.max_new_tokens)
+    timings.update({f"pool: {part}": {"wall_s": s} for part, s in pool.seconds.items()})
+    # 2. every reward model scores the pool
+    scores = _timed(timings, "reward model scores", score_pool, [a.model for a in rms.values()],
+                    tok, pool)
+    # 3.-5. curves, fits, the ensemble, choosing n without gold
+    results = _timed(timings, "curves and fits", analyse, dict(zip(rms, scores)), pool.gold, cfg)
+    timings["total"] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
+    keep = ("accuracy", "bayes_ceiling", "gold_order_accuracy", "gold_correlation")
+    return {"config": config_dict(cfg), **results,
+            "pool": {"m": cfg.n_max, "prompts": len(pool.prompts),
+                     "distinct_fraction": len(pool.unique_texts) / pool.gold.size,
+                     "gold_mean": float(pool.gold.mean()), "gold_std": float(pool.gold.std())},
+            "reward_models": {label: {"key": a.key, **{k: a.metrics[k] for k in keep}}
+                              for label, a in rms.items()},
+            "timings": timings}
+
+
+def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
+    """Steps 3-5 of the study from the scores of the pool: ``scores`` maps ``proxy-<pairs>``,
+    ``ensemble-<seed>`` and ``heldout`` to (P, m) arrays; ``gold`` is (P, m)."""
+    ns = n_grid(cfg.n_max, cfg.points_per_octave)
+    bon = lambda proxy: gao_summary(best_of_n_curve(proxy, gold, ns))
+    # 3. Gao curves: one per proxy size, and the oracle (best-of-n on gold itself)
+    proxies = [{"n_pairs": p, **bon(scores[f"proxy-{p}"])} for p in cfg.pairs_grid]
+    # 4. the ensemble, aggregated three ways (Coste et al. 2024)
+    members = np.stack([scores[f"ensemble-{s}"] for s in cfg.ensemble_seeds])   # (M, P, m)
+    ensemble = {
+        "n_pairs": cfg.ensemble_pairs, "seeds": list(cfg.ensemble_seeds), "k": cfg.ensemble_k,
+        "members": [{"seed": s, **bon(r)} for s, r in zip(cfg.ensemble_seeds, members)],
+        "aggregates": {how: bon(aggregate_ensemble(members, how, cfg.ensemble_k))
+                       for how in AGGREGATES},
+        # E[std of the members' scores] of the reply that member 0 alone picks, per n
+        "disagreement": best_of_n_expected(members[0], members.std(0), ns)["gold"].tolist(),
+        "same_labels_n_pairs": next((p for p in cfg.pairs_grid
+                                     if p == len(members) * cfg.ensemble_pairs), None)}
+    # 5. choosing n without gold: a held-out RM, or the other members penalised by their spread
+    others = aggregate_ensemble(members[1:], "mean_minus_std", cfg.ensemble_k)
+    detection = {
+        "heldout": {"n_pairs": cfg.heldout_pairs, "seed": cfg.heldout_seed, "per_proxy": [
+            {"n_pairs": p, **choose_n(scores[f"proxy-{p}"], scores["heldout"], gold, ns)}
+            for p in cfg.pairs_grid]},
+        "ensemble_others": {"proxy_seed": cfg.ensemble_seeds[0],
+                            **choose_n(members[0], others, gold, ns)}}
+    return {"ns": ns, "oracle": bon(gold), "proxies": proxies, "ensemble": ensemble,
+            "detection": detection}

@@ -1,0 +1,243 @@
+"""Tests of rlhf_lab.overopt: the pool, the best-of-n curves, the ensemble, the cached study."""
+import json
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from rlhf_lab import overopt, pipeline, plots, world                                # noqa: E402
+from rlhf_lab.generation import sample_responses                                     # noqa: E402
+from rlhf_lab.overopt_math import aggregate_ensemble, kl_best_of_n, kl_exact_best_of_n  # noqa: E402
+from rlhf_lab.pipeline import RunConfig                                              # noqa: E402
+from rlhf_lab.reward_model import RewardConfig, score_texts                          # noqa: E402
+from rlhf_lab.sequences import encode_prompts                                        # noqa: E402
+from rlhf_lab.sft import PretrainConfig, SFTConfig                                   # noqa: E402
+
+TINY = RunConfig(base=PretrainConfig(corpus_size=2000, steps=60, batch_size=64),
+                 sft=SFTConfig(n_demonstrations=300, steps=40, batch_size=32),
+                 rm=RewardConfig(n_pairs=256, epochs=1, batch_size=32, n_heldout=128))
+STUDY = dict(pairs_grid=(64, 128), n_max=32, ensemble_seeds=(0, 1), ensemble_pairs=64,
+             heldout_pairs=64)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("overopt_cache")
+
+
+@pytest.fixture(scope="module")
+def study(root):
+    return overopt.overoptimisation_study(TINY, root=root, **STUDY)
+
+
+@pytest.fixture(scope="module")
+def sft(root):
+    return pipeline.load_or_train_sft(TINY, root=root).model
+
+
+# ----------------------------------------------------------------------------- exact values
+
+
+def test_n_grid_example():
+    assert overopt.n_grid(16, 2) == [1, 2, 3, 4, 6, 8, 11, 16]
+    assert overopt.n_grid(1024, 1) == [2 ** k for k in range(11)]
+    assert overopt.n_grid(40, 1)[-1] == 40
+
+
+def test_best_of_n_curve_docstring_example():
+    curve = overopt.best_of_n_curve([[1, 2, 3]], [[10, 0, 5]], [1, 2])
+    assert curve["n"] == [1, 2] and curve["kl_bon"][0] == 0.0
+    assert curve["gold"][1] == pytest.approx(10 / 3)
+    assert curve["gold_gain"][1] == pytest.approx(10 / 3 - 5)
+    assert curve["proxy_gain"][1] == pytest.approx(8 / 3 - 2)
+    assert curve["d"][1] == pytest.approx(math.sqrt(math.log(2) - 0.5))
+
+
+def test_plugin_kl_matches_the_exact_best_of_n_kl_of_the_empirical_distribution():
+    rng = np.random.default_rng(0)
+    proxy = rng.integers(0, 6, size=(3, 40)).astype(float)             # many repeated replies
+    ns = [1, 2, 5, 40]
+    expected = []
+    for row in proxy:
+        levels, counts = np.unique(row, return_counts=True)
+        expected.append([kl_exact_best_of_n(counts / counts.sum(), levels, n) for n in ns])
+    got = overopt.plugin_kl_best_of_n(proxy, ns)
+    assert np.allclose(got, np.mean(expected, axis=0))
+    assert got[0] == 0 and np.all(got <= kl_best_of_n(np.array(ns)) + 1e-12)
+
+
+def test_gao_summary_recovers_a_known_curve():
+    ns = overopt.n_grid(1024, 2)
+    d = np.sqrt(kl_best_of_n(np.array(ns)))
+    gain = d * (0.8 - 0.4 * d)                                          # peak at d* = 1, gain 0.4
+    curve = {"n": ns, "d": d.tolist(), "gold_gain": gain.tolist(), "proxy_gain": d.tolist()}
+    summary = overopt.gao_summary(curve)
+    fit = summary["fit"]
+    assert fit["alpha"] == pytest.approx(0.8) and fit["beta"] == pytest.approx(0.4)
+    assert fit["d_peak"] == pytest.approx(1.0) and fit["gain_peak"] == pytest.approx(0.4)
+    assert summary["curve"] is curve
+    i = int(np.argmax(gain))
+    assert summary["peak"]["n"] == ns[i] and summary["fall"] == pytest.approx(gain[-1] - gain[i])
+    assert summary["fall"] < 0
+
+
+def test_choose_n_with_gold_as_judge_finds_the_true_peak():
+    rng = np.random.default_rng(1)
+    gold = rng.normal(size=(5, 64))
+    proxy = gold + rng.normal(scale=2.0, size=gold.shape) + 3 * (gold < -1.5)   # a hackable proxy
+    row = overopt.choose_n(proxy, gold, gold, overopt.n_grid(64))
+    assert row["n_chosen"] == row["n_peak"] and row["regret"] == 0 and row["octaves"] == 0
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_of_n_curve_properties(seed):
+    """Zero gain at n = 1; the proxy gain never falls with n; the oracle's gold gain bounds
+    every proxy's; the plug-in KL stays below the bound and below log m."""
+    rng = np.random.default_rng(seed)
+    gold = rng.normal(size=(6, 128)).round(1)                           # ties, as in the world
+    proxy = gold + rng.normal(scale=1.5, size=gold.shape)
+    ns = overopt.n_grid(128, 3)
+    curve = overopt.best_of_n_curve(proxy, gold, ns)
+    oracle = overopt.best_of_n_curve(gold, gold, ns)
+    assert curve["gold_gain"][0] == pytest.approx(0, abs=1e-9)
+    assert curve["proxy_gain"][0] == pytest.approx(0, abs=1e-9)
+    assert np.all(np.diff(curve["proxy_gain"]) >= -1e-9)
+    assert np.all(np.array(oracle["gold_gain"]) >= np.array(curve["gold_gain"]) - 1e-9)
+    assert np.all(np.array(curve["kl_plugin"]) <= np.array(curve["kl_bon"]) + 1e-9)
+    assert max(curve["kl_plugin"]) <= math.log(128) + 1e-9
+
+
+# ----------------------------------------------------------------------------- the pool
+
+
+def test_pool_shapes_gold_and_determinism(sft, tok):
+    pool = overopt.sample_pool(sft, tok, 8, seed=3)
+    assert len(pool.prompts) == 48 and pool.gold.shape == (48, 8) and pool.index.shape == (48, 8)
+    assert len(pool.texts) == 48 and all(len(row) == 8 for row in pool.texts)
+    for i in (0, 17, 47):
+        assert pool.gold[i].tolist() == [world.gold_utility(pool.prompts[i], t) for t in pool.texts[i]]
+        assert [pool.unique_texts[u] for u in pool.index[i]] == pool.texts[i]
+        assert {pool.unique_prompts[u] for u in pool.index[i]} == {pool.prompts[i]}
+    assert len(set(zip(pool.unique_prompts, pool.unique_texts))) == len(pool.unique_texts)
+    again = overopt.sample_pool(sft, tok, 8, seed=3)
+    assert again.texts == pool.texts and np.array_equal(again.gold, pool.gold)
+    assert overopt.sample_pool(sft, tok, 8, seed=4).texts != pool.texts
+
+
+def test_pool_sampler_matches_the_reference_sampler_row_by_row(sft, tok):
+    """One row at a time nothing is dropped, so the generator's draws line up exactly."""
+    for prompt, seed in [(world.all_prompts()[0], 0), (world.all_prompts()[30], 5)]:
+        ids, mask = encode_prompts(tok, [prompt])
+        ref, _ = sample_responses(sft, ids, mask, 24, tok.eos_token_id, tok.pad_token_id,
+                                  generator=torch.Generator().manual_seed(seed))
+        got = overopt._sample_ids(sft, ids, mask, 24, tok.eos_token_id, tok.pad_token_id,
+                                  torch.Generator().manual_seed(seed))
+        assert torch.equal(got[:, :ref.shape[1]], ref)
+        assert bool((got[:, ref.shape[1]:] == tok.pad_token_id).all())
+
+
+def test_score_pool_matches_score_texts(root, sft, tok):
+    rms = [pipeline.load_or_train_rm(TINY.with_rm(n_pairs=64, seed=s), root=root).model for s in (0, 1)]
+    pool = overopt.sample_pool(sft, tok, 4, seed=0)
+    one = overopt.score_pool(rms[0], tok, pool)
+    both = overopt.score_pool(rms, tok, pool, batch_size=50)
+    assert one.shape == (48, 4) and both.shape == (2, 48, 4)
+    assert np.allclose(both[0], one, atol=1e-5)
+    prompts = [p for p in pool.prompts for _ in range(4)]
+    texts = [t for row in pool.texts for t in row]
+    reference = score_texts(rms[1], tok, prompts, texts).numpy().reshape(48, 4)
+    assert np.allclose(both[1], reference, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def test_config_validation_names_the_field(tmp_path):
+    with pytest.raises(ValueError, match="n_max"):
+        overopt.BestOfNConfig(n_max=1)
+    with pytest.raises(ValueError, match="pairs_grid"):
+        overopt.BestOfNConfig(pairs_grid=(2000, 500))
+    with pytest.raises(ValueError, match="ensemble_seeds"):
+        overopt.BestOfNConfig(ensemble_seeds=(1,))
+    with pytest.raises(ValueError, match="heldout_seed"):
+        overopt.BestOfNConfig(ensemble_seeds=(0, 1), heldout_seed=1)
+    with pytest.raises(ValueError, match="heldout_seed"):           # raised before any training
+        overopt.overoptimisation_study(TINY.with_rm(seed=100), root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="ensemble_k"):
+        overopt.BestOfNConfig(ensemble_k=-1.0)
+
+
+def test_study_shapes_and_properties(study):
+    ns = study["ns"]
+    assert ns[0] == 1 and ns[-1] == STUDY["n_max"]
+    assert [p["n_pairs"] for p in study["proxies"]] == list(STUDY["pairs_grid"])
+    oracle = np.array(study["oracle"]["curve"]["gold_gain"])
+    curves = [p["curve"] for p in study["proxies"]] + [m["curve"] for m in study["ensemble"]["members"]]
+    curves += [a["curve"] for a in study["ensemble"]["aggregates"].values()]
+    for curve in curves:
+        assert curve["n"] == ns and len(curve["gold_gain"]) == len(ns)
+        assert curve["gold_gain"][0] == pytest.approx(0, abs=1e-9)
+        assert np.all(np.diff(curve["proxy_gain"]) >= -1e-9)
+        assert np.all(oracle >= np.array(curve["gold_gain"]) - 1e-9)
+    assert study["ensemble"]["same_labels_n_pairs"] == 128
+    for row in study["detection"]["heldout"]["per_proxy"] + [study["detection"]["ensemble_others"]]:
+        assert row["n_chosen"] in ns and row["n_peak"] in ns and row["regret"] >= -1e-12
+    json.dumps(study, allow_nan=False)                                  # plain JSON
+
+
+def test_study_ensemble_is_wired_to_the_members(study, root, sft, tok):
+    """Recompute the members' scores and every aggregate's curve outside the study."""
+    cfg = overopt.BestOfNConfig(**STUDY)
+    pool = overopt.sample_pool(sft, tok, cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
+    rms = [pipeline.load_or_train_rm(TINY.with_rm(n_pairs=cfg.ensemble_pairs, seed=s), root=root).model
+           for s in cfg.ensemble_seeds]
+    members = overopt.score_pool(rms, tok, pool)
+    for how, agg in study["ensemble"]["aggregates"].items():
+        expected = overopt.best_of_n_curve(aggregate_ensemble(members, how, cfg.ensemble_k),
+                                           pool.gold, study["ns"])
+        assert np.allclose(agg["curve"]["gold_gain"], expected["gold_gain"], atol=1e-6), how
+    member0 = overopt.best_of_n_curve(members[0], pool.gold, study["ns"])
+    assert np.allclose(study["ensemble"]["members"][0]["curve"]["gold_gain"], member0["gold_gain"], atol=1e-6)
+    assert np.allclose(study["proxies"][0]["curve"]["gold_gain"], member0["gold_gain"], atol=1e-6)
+    assert study["ensemble"]["members"][1]["curve"] != study["ensemble"]["members"][0]["curve"]
+
+
+def test_study_is_cached_and_reloads_identical(study, root):
+    folders = [p.name for p in root.iterdir() if p.name.startswith("bon-")]
+    assert len(folders) == 1
+    again = overopt.overoptimisation_study(TINY, root=root, **STUDY)
+    assert again == study
+    other = overopt.overoptimisation_study(TINY, root=root, **{**STUDY, "n_max": 16})
+    assert other["ns"][-1] == 16 and len([p for p in root.iterdir() if p.name.startswith("bon-")]) == 2
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _lines(ax):
+    return len(ax.get_lines())
+
+
+def test_figures_have_the_expected_axes_and_lines(study):
+    G = len(study["proxies"])
+    fig = plots.bon_gao_curves(study)
+    gold_ax, proxy_ax = fig.axes
+    assert _lines(gold_ax) == 2 * G + 1 + 1          # data + fit per RM, the oracle, zero line
+    assert _lines(proxy_ax) == G
+    fig = plots.bon_ensemble(study)
+    gold_ax, spread_ax = fig.axes
+    M = len(study["ensemble"]["members"])
+    assert _lines(gold_ax) == M + 3 + 1 + 1          # members, 3 aggregates, same-label RM, zero line
+    assert _lines(spread_ax) == 1
+    fig = plots.bon_peak_detection(study)
+    assert len(fig.axes) == G and all(_lines(ax) == 4 for ax in fig.axes)
+    for f in matplotlib.pyplot.get_fignums():
+        matplotlib.pyplot.close(f)
