@@ -42,7 +42,7 @@ class PPOConfig:
     beta: float = 0.03
     """KL coefficient β in r_t = -β (log π - log π_ref) + r_φ at the end (typical 0.01-0.3);
     the starting value when ``kl_target`` is set."""
-    iterations: int = 80
+    iterations: int = 60
     """PPO iterations, each one rollout batch + K epochs (typical 50-200)."""
     rollouts: int = 256
     """Responses sampled per iteration (the batch B)."""

@@ -20,7 +20,7 @@ from . import models, world
 from .config import positive, require
 from .generation import sample_texts
 from .losses import bradley_terry_loss
-from .sequences import Batch, encode_pairs, position_ids
+from .sequences import encode_pairs, position_ids
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["RewardConfig", "PreferenceData", "sample_preferences", "score_texts", "train_reward_model",
@@ -128,7 +128,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
         perm = torch.randperm(len(data), generator=order)
         for i in tqdm(range(steps_per_epoch), desc=f"reward model {epoch + 1}/{cfg.epochs}", leave=False):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            both = _rows(pairs, torch.cat([idx, idx + n]))             # 2B rows: chosen, then rejected
+            both = pairs.rows(torch.cat([idx, idx + n]))               # 2B rows: chosen, then rejected
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * min(1.0, (step + 1) / 20)
@@ -144,13 +144,6 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
                             "accuracy": (r_chosen > r_rejected).float().mean().item()})
     rm.eval()
     return rm, {"history": history, "n_pairs": len(data)}
-
-
-def _rows(data: Batch, idx: torch.Tensor) -> Batch:
-    """Rows ``idx`` of an encoded data set, cut to their longest real sequence."""
-    width = int(data.attention_mask[idx].sum(-1).max())
-    return Batch(data.input_ids[idx, :width], data.attention_mask[idx, :width],
-                 data.response_mask[idx, :width], data.prompt_len)
 
 
 def calibration_table(p_first: torch.Tensor, first_preferred: torch.Tensor, bins: int = 10) -> list[dict]:

@@ -31,6 +31,12 @@ class Batch:
     response_mask: torch.Tensor   # (B, P+R) bool, True on response tokens
     prompt_len: int               # P, the column where responses start
 
+    def rows(self, idx: torch.Tensor) -> "Batch":
+        """The rows ``idx``, cut to their longest real sequence (less work per training step)."""
+        width = int(self.attention_mask[idx].sum(-1).max())
+        return Batch(self.input_ids[idx, :width], self.attention_mask[idx, :width],
+                     self.response_mask[idx, :width], self.prompt_len)
+
     def to(self, device) -> "Batch":
         return Batch(self.input_ids.to(device), self.attention_mask.to(device),
                      self.response_mask.to(device), self.prompt_len)

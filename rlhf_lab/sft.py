@@ -84,11 +84,9 @@ def _forward_logits(model, batch: Batch) -> torch.Tensor:
 
 
 def _rows(batch: Batch, idx: torch.Tensor, loss_mask: torch.Tensor) -> tuple[Batch, torch.Tensor]:
-    """The rows ``idx`` of a data set, cut to their longest real sequence (less work per step)."""
-    width = int(batch.attention_mask[idx].sum(-1).max())
-    sub = Batch(batch.input_ids[idx, :width], batch.attention_mask[idx, :width],
-                batch.response_mask[idx, :width], batch.prompt_len)
-    return sub, loss_mask[idx, :width]
+    """The rows ``idx`` of a data set and of its loss mask, cut to their longest sequence."""
+    sub = batch.rows(idx)
+    return sub, loss_mask[idx, :sub.input_ids.shape[1]]
 
 
 def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, batch_size: int,
