@@ -21,7 +21,8 @@ def _timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_PAIR_GRID) -> Path:
+def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_PAIR_GRID,
+                 betas=PPO_BETAS) -> Path:
     """Train (or load from the cache) every stage, save figures and ``summary.md``; return its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     lines += [f"| {r['n_pairs']} | {r['seconds']:.1f} | {r['accuracy']:.3f} | {r['bayes_ceiling']:.3f} "
               f"| {r['bayes_ceiling'] - r['accuracy']:.3f} | {r['gold_order_accuracy']:.3f} "
               f"| {r['gold_correlation']:.3f} |" for r in rows]
-    lines += ppo_section(run, out)
+    lines += ppo_section(run, out, betas)
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
