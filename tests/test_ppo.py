@@ -135,3 +135,12 @@ def test_pipeline_caches_ppo(trained):
     a = pipeline.load_or_train_ppo(run, root=root)
     b = pipeline.load_or_train_ppo(run, root=root)
     assert a.metrics == b.metrics and a.path == b.path
+
+
+def test_adaptive_controller_moves_beta_toward_the_target(trained):
+    sft, rm, _ = trained
+    cfg = PPOConfig(kl_target=1e-4, kl_horizon=64, beta=0.05, **{**FAST, "iterations": 3})
+    betas = [h["beta"] for h in train_ppo(cfg, sft, rm).history]
+    assert betas[0] == 0.05
+    # the KL of iteration 0 is exactly 0 (below target): beta falls by the clipped 20 % x B / horizon
+    assert betas[1] == pytest.approx(0.05 * (1 - 0.2 * 32 / 64))
