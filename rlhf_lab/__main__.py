@@ -1,4 +1,4 @@
-"""Command line: ``python -m rlhf_lab {pipeline,data} ...``."""
+"""Command line: ``python -m rlhf_lab {pipeline,data,release} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,18 @@ def main(argv=None) -> int:
     d = sub.add_parser("data", help="write the world's data sets as JSONL into a folder")
     d.add_argument("--out", default="data", help="folder to write (default: data/)")
     d.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("release", help="write the student notebooks from the solution notebooks")
+    r.add_argument("--solutions", default="solutions", help="solution notebooks (default: solutions/)")
+    r.add_argument("--out", default="notebooks", help="folder to write (default: notebooks/)")
+    r.add_argument("--clean-solutions", action="store_true",
+                   help="first strip the solutions' outputs in place (check cells excepted)")
     args = parser.parse_args(argv)
+
+    if args.command == "release":                  # no torch needed
+        from .release import release
+        for path in release(args.solutions, args.out, args.clean_solutions):
+            print(f"wrote {path}")
+        return 0
 
     import torch
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))

@@ -4,7 +4,8 @@
 * SFT demonstrations: the best 15 % of a larger pool of web replies by gold utility, the way a
   curation team keeps only good examples (stage 1);
 * preference pairs: two replies to one prompt, labelled by the simulated annotator (a teaching
-  set; the pipeline's reward model is trained on pairs sampled from the SFT policy instead).
+  set; the pipeline's reward model is trained on pairs sampled from the SFT policy instead);
+* a small sports league table (:func:`league_table`), for fitting Bradley-Terry strengths by hand.
 
 ``python -m rlhf_lab data`` writes them; the same seed always writes the same bytes.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 from . import world
 
 __all__ = ["pretraining_corpus", "sft_demonstrations", "world_preference_pairs", "write_data",
-           "DATA_SIZES"]
+           "DATA_SIZES", "league_table"]
 
 DATA_SIZES = {"pretrain": 6000, "sft": 1500, "preferences": 2000}
 
@@ -61,6 +62,24 @@ def world_preference_pairs(n: int, seed: int) -> list[dict]:
                      "gold_chosen": round(world.gold_utility(p, chosen), 4),
                      "gold_rejected": round(world.gold_utility(p, rejected), 4)})
     return rows
+
+
+def league_table():
+    """A season of a six-team league, every pair meeting 10 times: ``(teams, wins)``.
+
+    ``wins[i, j]`` (a (6, 6) float tensor) counts the games ``teams[i]`` won against ``teams[j]``.
+    The results were drawn once from Bradley-Terry with strengths 1.0, 0.6, 0.2, -0.1, -0.6, -1.1
+    (in this order), so a fit should find roughly those, centred.
+    """
+    import torch
+    teams = ["Ravens", "Otters", "Badgers", "Herons", "Foxes", "Lynxes"]
+    wins = torch.tensor([[0, 7, 6, 9, 10, 9],
+                         [3, 0, 4, 7, 6, 9],
+                         [4, 6, 0, 6, 8, 7],
+                         [1, 3, 4, 0, 8, 7],
+                         [0, 4, 2, 2, 0, 6],
+                         [1, 1, 3, 3, 4, 0]], dtype=torch.float64)
+    return teams, wins
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

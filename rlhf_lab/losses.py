@@ -2,7 +2,9 @@
 
 * :func:`response_logprob` — log pi(y | x) of a whole response (notebook 00);
 * :func:`sft_loss` — masked, response-only next-token loss (stage 1, notebook 01);
-* :func:`bt_probability`, :func:`bradley_terry_loss` — the Bradley-Terry model (stage 2, notebook 02).
+* :func:`bt_probability`, :func:`bradley_terry_loss` — the Bradley-Terry model (stage 2, notebook 02);
+* :func:`fit_bradley_terry` — Bradley-Terry strengths of a league table by maximum likelihood
+  (notebook 02: the model's original use, ranking sports teams).
 
 The PPO-stage equations live in :mod:`rlhf_lab.rl_losses`; the logits/labels shift lives in
 :func:`rlhf_lab.masking.gather_logprobs` and nowhere else.
@@ -14,7 +16,8 @@ import torch.nn.functional as F
 
 from .masking import check_mask, gather_logprobs, masked_mean, masked_sum
 
-__all__ = ["response_logprob", "sft_loss", "bt_probability", "bradley_terry_loss"]
+__all__ = ["response_logprob", "sft_loss", "bt_probability", "bradley_terry_loss",
+           "fit_bradley_terry"]
 
 
 def response_logprob(logits: torch.Tensor, input_ids: torch.Tensor,
@@ -79,3 +82,38 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> tupl
         stats = {"loss": loss.item(), "accuracy": (margin > 0).float().mean().item(),
                  "margin": margin.mean().item()}
     return loss, stats
+
+
+def fit_bradley_terry(wins: torch.Tensor, steps: int = 50) -> torch.Tensor:
+    """Maximum-likelihood Bradley-Terry strengths from a table of win counts (Newton's method).
+
+    ``wins[i, j]`` counts the games team i won against team j (the diagonal is ignored). The
+    model is ``P(i beats j) = sigmoid(s_i - s_j)`` and the log-likelihood
+
+        L(s) = sum_ij wins[i, j] * log sigmoid(s_i - s_j)
+
+    has gradient ``dL/ds_i = W_i - sum_j n_ij sigmoid(s_i - s_j)``: the wins of team i minus the
+    wins the model expects, with ``n_ij = wins[i, j] + wins[j, i]`` games played. L does not
+    change when a constant is added to every strength, so the result is centred (mean 0). The
+    maximum exists when no group of teams beat every team outside it.
+
+    Args: wins (K, K) non-negative counts. Returns (K,) float64 strengths, mean 0.
+
+    Example: wins [[0, 3], [1, 0]] gives s = [0.549, -0.549] (s_0 - s_1 = log 3).
+    """
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    if wins.dim() != 2 or wins.shape[0] != wins.shape[1] or wins.shape[0] < 2:
+        raise ValueError(f"wins must be a square (K, K) table with K >= 2, got {tuple(wins.shape)}")
+    if not (torch.isfinite(wins).all() and (wins >= 0).all()):
+        raise ValueError("wins must hold finite counts >= 0")
+    wins = wins * (1 - torch.eye(len(wins), dtype=wins.dtype))          # ignore the diagonal
+    games, won = wins + wins.T, wins.sum(1)                               # (K, K), (K,)
+    s = torch.zeros(len(wins), dtype=torch.float64)
+    for _ in range(steps):
+        p = torch.sigmoid(s[:, None] - s[None, :])                        # (K, K) P(i beats j)
+        grad = won - (games * p).sum(1)                                   # observed - expected
+        curvature = games * p * (1 - p)                                   # (K, K)
+        hessian = curvature - torch.diag(curvature.sum(1))                # negative semi-definite
+        s = s - torch.linalg.pinv(hessian) @ grad                         # Newton step
+        s = s - s.mean()
+    return s

@@ -1,0 +1,344 @@
+"""The visible checks: the reference passes, a stub is 'not implemented yet', and each common
+mistake fails with a message that names it."""
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlhf_lab import checks, losses, overopt_math, rl_losses, theory
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+# (check, reference functions) for every check
+CHECKS = {
+    "response_logprob": (checks.check_response_logprob, [losses.response_logprob]),
+    "sft_loss": (checks.check_sft_loss, [losses.sft_loss]),
+    "bt_probability": (checks.check_bt_probability, [losses.bt_probability]),
+    "bradley_terry_loss": (checks.check_bt_loss, [losses.bradley_terry_loss]),
+    "fit_bradley_terry": (checks.check_bt_fit, [losses.fit_bradley_terry]),
+    "boltzmann_policy": (checks.check_boltzmann_policy, [theory.boltzmann_policy]),
+    "optimal_objective": (checks.check_optimal_objective, [theory.optimal_objective]),
+    "kl_optimal": (checks.check_kl_optimal, [theory.kl_optimal]),
+    "kl_estimators": (checks.check_kl_estimators, [rl_losses.kl_k1, rl_losses.kl_k3]),
+    "shaped_rewards": (checks.check_shaped_rewards, [rl_losses.shaped_rewards]),
+    "gae": (checks.check_gae, [rl_losses.gae]),
+    "ppo_clip_loss": (checks.check_ppo_clip_loss, [rl_losses.ppo_clip_loss]),
+    "value_loss": (checks.check_value_loss, [rl_losses.value_loss]),
+    "kl_best_of_n": (checks.check_kl_best_of_n, [overopt_math.kl_best_of_n]),
+    "fit_bon": (checks.check_gao_fit, [overopt_math.fit_bon]),
+    "aggregate_ensemble": (checks.check_ensemble, [overopt_math.aggregate_ensemble]),
+}
+
+
+def run(check, *fns, **kwargs):
+    return check(*fns, **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_reference_passes_with_one_stable_line(name, capsys):
+    check, refs = CHECKS[name]
+    assert check(*refs) is True
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith(f"✓ {name}: all ") and "checks passed" in out
+    assert check(*refs) is True
+    assert capsys.readouterr().out == out                      # stable: same line every time
+
+
+def test_rl_form_of_the_gao_fit_passes(capsys):
+    assert checks.check_gao_fit(overopt_math.fit_rl, form="rl") is True
+    assert capsys.readouterr().out.startswith("✓ fit_rl: all ")
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_stub_is_not_implemented_yet(name, capsys):
+    check, refs = CHECKS[name]
+    assert check(*[stub] * len(refs)) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"✗ {name}: not implemented yet") and out.count("\n") == 1
+
+
+def test_other_failures_are_reported_not_raised(capsys):
+    def crashes(*args):
+        raise KeyError("oops")
+
+    assert checks.check_sft_loss(crashes) is False
+    assert "raised KeyError" in capsys.readouterr().out
+    assert checks.check_bt_probability(lambda a, b: (a - b).tolist()) is False
+    assert "should be a torch tensor, got list" in capsys.readouterr().out
+    assert checks.check_bt_probability(lambda a, b: torch.sigmoid(a - b).sum()) is False
+    assert "has shape ()" in capsys.readouterr().out
+    assert checks.check_bt_probability(lambda a, b: a * float("nan")) is False
+    assert "NaN" in capsys.readouterr().out
+    assert checks.check_sft_loss(lambda logits, ids, mask: logits.mean(-1)) is False
+    assert "a single number" in capsys.readouterr().out
+    assert checks.check_sft_loss("not a function") is False
+    assert "expected a function" in capsys.readouterr().out
+
+
+def test_in_place_changes_to_an_argument_are_reported(capsys):
+    def in_place(r_chosen, r_rejected):
+        r_chosen -= r_rejected
+        return torch.sigmoid(r_chosen)
+
+    assert checks.check_bt_probability(in_place) is False
+    assert "changed its argument `r_chosen` in place" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ realistic wrong answers
+
+def _lsm_gather(logits, ids):
+    return F.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+
+def logprob_no_shift(logits, input_ids, response_mask):
+    return (_lsm_gather(logits, input_ids) * response_mask).sum(-1)
+
+
+def logprob_no_mask(logits, input_ids, response_mask):
+    return _lsm_gather(logits[:, :-1], input_ids[:, 1:]).sum(-1)
+
+
+def logprob_mean(logits, input_ids, response_mask):
+    m = response_mask[:, 1:]
+    return (_lsm_gather(logits[:, :-1], input_ids[:, 1:]) * m).sum(-1) / m.sum(-1)
+
+
+def logprob_log_of_softmax(logits, input_ids, response_mask):
+    p = torch.softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (torch.log(p) * response_mask[:, 1:]).sum(-1)
+
+
+def sft_no_shift(logits, input_ids, response_mask):
+    return -(_lsm_gather(logits, input_ids) * response_mask).sum() / response_mask.sum()
+
+
+def sft_mask_not_shifted(logits, input_ids, response_mask):
+    m = response_mask[:, :-1]
+    return -(_lsm_gather(logits[:, :-1], input_ids[:, 1:]) * m).sum() / m.sum()
+
+
+def sft_sum(logits, input_ids, response_mask):
+    m = response_mask[:, 1:]
+    return -(_lsm_gather(logits[:, :-1], input_ids[:, 1:]) * m).sum()
+
+
+def sft_positive(logits, input_ids, response_mask):
+    return -losses.sft_loss(logits, input_ids, response_mask)[0]
+
+
+def bt_prob_swapped(r_chosen, r_rejected):
+    return torch.sigmoid(r_rejected - r_chosen)
+
+
+def bt_prob_exp(r_chosen, r_rejected):
+    return torch.exp(r_chosen) / (torch.exp(r_chosen) + torch.exp(r_rejected))
+
+
+def bt_loss_log_sigmoid(r_chosen, r_rejected):
+    return -torch.log(torch.sigmoid(r_chosen - r_rejected)).mean()
+
+
+def bt_loss_sum(r_chosen, r_rejected):
+    return -F.logsigmoid(r_chosen - r_rejected).sum()
+
+
+def bt_loss_swapped(r_chosen, r_rejected):
+    return -F.logsigmoid(r_rejected - r_chosen).mean()
+
+
+def bt_fit_transposed(wins):
+    return losses.fit_bradley_terry(torch.as_tensor(wins).T)
+
+
+def bt_fit_not_centred(wins):
+    return losses.fit_bradley_terry(wins) + 1.0
+
+
+def bt_fit_too_few_steps(wins, steps=3, lr=0.5):
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    games, won = wins + wins.T, wins.sum(1)
+    s = torch.zeros(len(wins), dtype=torch.float64)
+    for _ in range(steps):
+        s = s + lr * (won - (games * torch.sigmoid(s[:, None] - s[None, :])).sum(1)) / games.sum(1)
+    return s - s.mean()
+
+
+def boltzmann_times_beta(logp_ref, rewards, beta):
+    s = logp_ref + rewards * beta
+    return s - torch.logsumexp(s, -1, keepdim=True)
+
+
+def boltzmann_unnormalised(logp_ref, rewards, beta):
+    return logp_ref + rewards / beta
+
+
+def boltzmann_naive_exp(logp_ref, rewards, beta):
+    w = logp_ref.exp() * torch.exp(rewards / beta)
+    return torch.log(w / w.sum(-1, keepdim=True))
+
+
+def objective_log_z(logp_ref, rewards, beta):
+    return torch.logsumexp(logp_ref + rewards / beta, -1)
+
+
+def kl_optimal_no_beta(logp_ref, rewards, beta):
+    logp = theory.boltzmann_policy(logp_ref, rewards, beta)
+    return (logp.exp() * rewards).sum(-1) - torch.logsumexp(logp_ref + rewards / beta, -1)
+
+
+def k1_reversed(logp, logp_ref):
+    return logp_ref - logp
+
+
+def k3_reversed_ratio(logp, logp_ref):
+    log_rho = logp - logp_ref
+    return torch.expm1(log_rho) - log_rho
+
+
+def shaped_last_column(scores, logp, logp_ref, response_mask, beta):
+    r = -beta * (logp - logp_ref) * response_mask
+    r[:, -1] += scores
+    return r
+
+
+def shaped_wrong_sign(scores, logp, logp_ref, response_mask, beta):
+    return rl_losses.shaped_rewards(scores, logp, logp_ref, response_mask, beta) \
+        + 2 * beta * (logp - logp_ref) * response_mask
+
+
+def gae_past_the_end(rewards, values, response_mask, gamma, lam):
+    """CleanRL-style loop without 'dones': bootstraps from the padding after the last token."""
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    R = rewards.shape[1]
+    for t in reversed(range(R)):
+        next_v = values[:, t + 1] if t + 1 < R else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_v - values[:, t]
+        last = delta + gamma * lam * last
+        adv[:, t] = last
+    adv = adv * response_mask
+    return adv, (adv + values) * response_mask
+
+
+def gae_lambda_only(rewards, values, response_mask, gamma, lam):
+    adv = torch.zeros_like(rewards)
+    next_v = last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        m = response_mask[:, t]
+        delta = rewards[:, t] * m + gamma * next_v - values[:, t] * m
+        last = (delta + lam * last) * m
+        next_v = values[:, t] * m
+        adv[:, t] = last
+    return adv, (adv + values) * response_mask
+
+
+def ppo_max(logp, logp_old, adv, response_mask, clip_eps):
+    ratio = torch.exp(logp - logp_old)
+    obj = torch.maximum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
+    return -(obj * response_mask).sum() / response_mask.sum()
+
+
+def ppo_no_mask(logp, logp_old, adv, response_mask, clip_eps):
+    ratio = torch.exp(logp - logp_old)
+    return -torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv).mean()
+
+
+def value_no_half(values, values_old, returns, response_mask, clip_eps_value):
+    return 2 * rl_losses.value_loss(values, values_old, returns, response_mask, clip_eps_value)[0]
+
+
+def value_min(values, values_old, returns, response_mask, clip_eps_value):
+    clipped = values_old + (values - values_old).clamp(-clip_eps_value, clip_eps_value)
+    err = torch.minimum((values - returns) ** 2, (clipped - returns) ** 2)
+    return 0.5 * (err * response_mask).sum() / response_mask.sum()
+
+
+def kl_bon_log2(n):
+    return np.log2(n) - (n - 1) / n
+
+
+def kl_bon_math_log(n):
+    return math.log(n) - (n - 1) / n
+
+
+def fit_bon_intercept(d, gain):
+    d, gain = np.asarray(d, float), np.asarray(gain, float)
+    X = np.stack([np.ones_like(d), d, -d ** 2], 1)
+    _, alpha, beta = np.linalg.lstsq(X, gain, rcond=None)[0]
+    return alpha, beta
+
+
+def fit_rl_plus_log(d, gain):
+    """Fits d(α + β log d): the sign of β flipped."""
+    d, gain = np.asarray(d, float), np.asarray(gain, float)
+    alpha, beta = np.linalg.lstsq(np.stack([d, d * np.log(d)], 1), gain, rcond=None)[0]
+    return alpha, beta
+
+
+def ensemble_sample_std(scores, how, k=1.0):
+    if how == "mean_minus_std":
+        return scores.mean(0) - k * scores.std(0)
+    return overopt_math.aggregate_ensemble(scores, how, k)
+
+
+def ensemble_min_tuple(scores, how, k=1.0):
+    if how == "min":
+        return scores.min(0)
+    return overopt_math.aggregate_ensemble(scores, how, k)
+
+
+WRONG = [
+    (checks.check_response_logprob, [logprob_no_shift], "off by one"),
+    (checks.check_response_logprob, [logprob_no_mask], "you counted every token"),
+    (checks.check_response_logprob, [logprob_mean], "log π(y|x) is their sum"),
+    (checks.check_response_logprob, [logprob_log_of_softmax], "use F.log_softmax"),
+    (checks.check_sft_loss, [sft_no_shift], "off by one"),
+    (checks.check_sft_loss, [sft_mask_not_shifted], "your mask is one step off"),
+    (checks.check_sft_loss, [sft_sum], "you summed over tokens"),
+    (checks.check_sft_loss, [sft_positive], "NEGATIVE log-likelihood"),
+    (checks.check_bt_probability, [bt_prob_swapped], "you swapped the two rewards"),
+    (checks.check_bt_probability, [bt_prob_exp], "exp overflows"),
+    (checks.check_bt_loss, [bt_loss_log_sigmoid], "log(sigmoid(x)) underflows"),
+    (checks.check_bt_loss, [bt_loss_sum], "you summed over pairs"),
+    (checks.check_bt_loss, [bt_loss_swapped], "you swapped chosen and rejected"),
+    (checks.check_bt_fit, [bt_fit_transposed], "wrong sign"),
+    (checks.check_bt_fit, [bt_fit_not_centred], "not centred"),
+    (checks.check_bt_fit, [bt_fit_too_few_steps], "not at the maximum of the likelihood"),
+    (checks.check_boltzmann_policy, [boltzmann_times_beta], "multiplied the rewards by β"),
+    (checks.check_boltzmann_policy, [boltzmann_unnormalised], "not normalised"),
+    (checks.check_boltzmann_policy, [boltzmann_naive_exp], "exp(r/β) overflows"),
+    (checks.check_optimal_objective, [objective_log_z], "you returned log Z"),
+    (checks.check_kl_optimal, [kl_optimal_no_beta], "forgot to divide E_π*[r] by β"),
+    (checks.check_kl_estimators, [k1_reversed, rl_losses.kl_k3], "k1 has the wrong sign"),
+    (checks.check_kl_estimators, [rl_losses.kl_k1, k3_reversed_ratio], "ρ = π_ref/π"),
+    (checks.check_shaped_rewards, [shaped_last_column], "the score went to the last column"),
+    (checks.check_shaped_rewards, [shaped_wrong_sign], "KL penalty has the wrong sign"),
+    (checks.check_gae, [gae_past_the_end], "bootstrapped past the end"),
+    (checks.check_gae, [gae_lambda_only], "λ alone"),
+    (checks.check_ppo_clip_loss, [ppo_max], "max of the two surrogates"),
+    (checks.check_ppo_clip_loss, [ppo_no_mask], "masked tokens changed your loss"),
+    (checks.check_value_loss, [value_no_half], "factor 1/2"),
+    (checks.check_value_loss, [value_min], "min of the two squared errors"),
+    (checks.check_kl_best_of_n, [kl_bon_log2], "natural log"),
+    (checks.check_kl_best_of_n, [kl_bon_math_log], "np.log"),
+    (checks.check_gao_fit, [fit_bon_intercept], "intercept"),
+    (functools.partial(checks.check_gao_fit, form="rl"), [fit_rl_plus_log], "wrong sign"),
+    (checks.check_ensemble, [ensemble_sample_std], "population std"),
+    (checks.check_ensemble, [ensemble_min_tuple], ".values"),
+]
+
+
+@pytest.mark.parametrize("check, fns, phrase", WRONG,
+                         ids=[f"{fns[-1].__name__}" if fns[-1].__module__ == __name__
+                              else fns[0].__name__ for _, fns, _ in WRONG])
+def test_a_realistic_mistake_fails_with_a_message_naming_it(check, fns, phrase, capsys):
+    assert check(*fns) is False
+    out = capsys.readouterr().out
+    assert out.startswith("✗ ") and out.count("\n") == 1
+    assert phrase in out, out

@@ -1,0 +1,232 @@
+"""The course notebooks: solutions/ is the source, notebooks/ is generated from it.
+
+These tests read the notebooks and run only their setup, exercise and check cells (seconds);
+running them whole is ``pytest --nbval-lax solutions/`` (minutes: it trains the models). That
+run compares each check cell's output with the line stored under it, which is why check cells,
+and only they, keep an output in the committed notebooks."""
+import ast
+import contextlib
+import inspect
+import io
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from rlhf_lab import losses, overopt_math, rl_losses, theory
+from rlhf_lab.release import BEGIN, END, STUB, is_check_cell, release, strip_solutions
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+STUDENT = ROOT / "notebooks"
+
+# every exercise of the course, with the package function it must be able to replace
+REFERENCES = {
+    "response_logprob": losses.response_logprob,
+    "sft_loss": losses.sft_loss,
+    "bt_probability": losses.bt_probability,
+    "bradley_terry_loss": losses.bradley_terry_loss,
+    "fit_bradley_terry": losses.fit_bradley_terry,
+    "boltzmann_policy": theory.boltzmann_policy,
+    "optimal_objective": theory.optimal_objective,
+    "kl_optimal": theory.kl_optimal,
+    "kl_k1": rl_losses.kl_k1,
+    "kl_k3": rl_losses.kl_k3,
+    "shaped_rewards": rl_losses.shaped_rewards,
+    "gae": rl_losses.gae,
+    "ppo_clip_loss": rl_losses.ppo_clip_loss,
+    "value_loss": rl_losses.value_loss,
+    "kl_best_of_n": overopt_math.kl_best_of_n,
+    "fit_bon": overopt_math.fit_bon,
+    "fit_rl": overopt_math.fit_rl,
+    "aggregate_ensemble": overopt_math.aggregate_ensemble,
+}
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def tags(cell):
+    return cell.metadata.get("tags", [])
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def is_check(cell):
+    return "checks.check_" in cell.source
+
+
+def ids(paths):
+    return [p.stem for p in paths]
+
+
+def test_there_are_solution_notebooks():
+    names = [p.name for p in SOLUTIONS]
+    for expected in ("00_world_and_base_model.ipynb", "01_sft.ipynb", "02_reward_model.ipynb",
+                     "03_closed_form.ipynb"):
+        assert expected in names
+
+
+def test_student_notebooks_are_in_sync_with_solutions(tmp_path):
+    """notebooks/ is exactly what `python -m rlhf_lab release` writes from solutions/."""
+    fresh = release(ROOT / "solutions", tmp_path)
+    assert sorted(p.name for p in fresh) == sorted(p.name for p in STUDENT.glob("*.ipynb")), \
+        "notebooks/ lists other files than solutions/: run `python -m rlhf_lab release`"
+    for path in fresh:
+        expected, committed = read(path), read(STUDENT / path.name)
+        assert len(expected.cells) == len(committed.cells), f"{path.name}: run the release tool"
+        for a, b in zip(expected.cells, committed.cells):
+            assert (a.cell_type, a.source, tags(a)) == (b.cell_type, b.source, tags(b)), \
+                f"{path.name} is out of date: run `python -m rlhf_lab release`"
+            if a.cell_type == "code":
+                assert (a.outputs, a.execution_count) == (b.outputs, b.execution_count), \
+                    f"{path.name}: outputs differ from a fresh release"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_exercise_cells_are_tagged_and_hold_one_function_with_solution_markers(path):
+    exercises = 0
+    for cell in code_cells(read(path)):
+        has_markers = BEGIN in cell.source
+        assert has_markers == ("exercise" in tags(cell)), \
+            f"{path.name}: a cell with solution markers must be tagged 'exercise' and vice versa"
+        if not has_markers:
+            continue
+        exercises += 1
+        assert cell.source.count(BEGIN) == cell.source.count(END) == 1
+        tree = ast.parse(cell.source)
+        functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        assert len(functions) == 1 and ast.get_docstring(functions[0]), \
+            f"{path.name}: an exercise cell defines one function with a docstring"
+        begin_line = cell.source[:cell.source.index(BEGIN)].count("\n") + 1
+        assert functions[0].lineno < begin_line <= functions[0].end_lineno, \
+            "the solution markers sit inside the function body"
+    assert exercises >= 1
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_each_exercise_is_followed_by_its_check_and_only_checks_are_compared(path):
+    cells = code_cells(read(path))
+    for i, cell in enumerate(cells):
+        assert is_check(cell) == is_check_cell(cell), \
+            f"{path.name}: only a check cell carries # NBVAL_CHECK_OUTPUT, on its first line"
+        assert "NBVAL_CHECK_OUTPUT" not in cell.source or is_check(cell)
+        if "exercise" in tags(cell):
+            name = ast.parse(cell.source).body[0].name
+            following = cells[i + 1]
+            assert is_check(following) and f"({name}" in following.source, \
+                f"{path.name}: the exercise {name} must be followed by a check cell calling it"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_setup_cell_first_and_no_pip(path):
+    nb = read(path)
+    first = code_cells(nb)[0]
+    assert tags(first) == ["setup"] and "%matplotlib inline" in first.source
+    assert "torch.set_num_threads" in first.source and "manual_seed" in first.source
+    for cell in nb.cells:
+        assert "!pip" not in cell.source and "%pip" not in cell.source
+    assert nb.metadata["kernelspec"]["name"] == "python3" and nb.nbformat == 4
+
+
+@pytest.mark.parametrize("path", SOLUTIONS + sorted(STUDENT.glob("*.ipynb")),
+                         ids=[f"{p.parent.name}/{p.stem}" for p in
+                              SOLUTIONS + sorted(STUDENT.glob("*.ipynb"))])
+def test_committed_notebooks_have_no_outputs_but_the_expected_check_lines(path):
+    nb = read(path)
+    assert "widgets" not in nb.metadata
+    for cell in code_cells(nb):
+        if is_check_cell(cell):
+            assert cell.execution_count is not None and len(cell.outputs) == 1
+            out = cell.outputs[0]
+            assert out.output_type == "stream" and out.name == "stdout"
+            assert out.text.startswith("✓ ") and out.text.count("\n") == 1
+        else:
+            assert cell.outputs == [] and cell.execution_count is None, \
+                f"{path} has outputs: run `python -m rlhf_lab release --clean-solutions`"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_exercise_signatures_match_the_package_functions(path):
+    """A student's function can replace the package's in the real training loop."""
+    for cell in code_cells(read(path)):
+        if "exercise" not in tags(cell):
+            continue
+        fn = ast.parse(cell.source).body[0]
+        assert fn.name in REFERENCES, f"{fn.name}: no package function to compare it with"
+        student = [a.arg for a in fn.args.args][:len(fn.args.args) - len(fn.args.defaults)]
+        reference = [p.name for p in inspect.signature(REFERENCES[fn.name]).parameters.values()
+                     if p.default is inspect.Parameter.empty]
+        assert student == reference, f"{fn.name}{tuple(student)} vs the package's {tuple(reference)}"
+
+
+def _expected_check_lines(path):
+    return [c.outputs[0].text.rstrip("\n") for c in code_cells(read(path)) if is_check_cell(c)]
+
+
+def _run_exercises(path):
+    """Run the setup, exercise and check cells of a notebook; return the check cells' output."""
+    namespace, out = {"__name__": "__notebook__"}, io.StringIO()
+    for cell in code_cells(read(path)):
+        if tags(cell) and tags(cell)[0] in ("setup", "exercise") or is_check(cell):
+            source = "\n".join(line for line in cell.source.split("\n")
+                               if not line.startswith("%"))
+            with contextlib.redirect_stdout(out if is_check(cell) else io.StringIO()):
+                exec(compile(source, f"{path.name}", "exec"), namespace)
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_solutions_pass_their_checks_and_print_the_stored_lines(path):
+    lines = _run_exercises(path)
+    assert lines and all(line.startswith("✓ ") and line.endswith("checks passed")
+                         for line in lines), lines
+    assert lines == _expected_check_lines(path), \
+        "a check prints another line than the one stored in the notebook: re-run the solution " \
+        "notebook, save it, and run `python -m rlhf_lab release --clean-solutions`"
+
+
+@pytest.mark.parametrize("path", sorted(STUDENT.glob("*.ipynb")),
+                         ids=ids(sorted(STUDENT.glob("*.ipynb"))))
+def test_student_stubs_are_reported_as_not_implemented(path):
+    lines = _run_exercises(path)
+    assert lines and all(line.startswith("✗ ") and "not implemented yet" in line
+                         for line in lines), lines
+
+
+def test_strip_solutions_keeps_signature_docstring_and_indentation():
+    source = ('def f(x):\n    """Doc."""\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n'
+              '    ### END SOLUTION\n')
+    assert strip_solutions(source) == f'def f(x):\n    """Doc."""\n    y = 1\n    {STUB}\n'
+    with pytest.raises(ValueError, match="never closed"):
+        strip_solutions("### BEGIN SOLUTION\nx = 1")
+    with pytest.raises(ValueError, match="without"):
+        strip_solutions("x = 1\n### END SOLUTION")
+
+
+def test_release_cli_strips_every_output_but_the_check_lines(tmp_path):
+    from nbformat.v4 import new_output
+
+    from rlhf_lab.__main__ import main
+
+    nb = read(ROOT / "solutions" / "01_sft.ipynb")
+    nb.metadata["widgets"] = {"state": {}}
+    for cell in code_cells(nb):
+        if not is_check_cell(cell):
+            cell.outputs = [new_output("stream", name="stdout", text="a number that varies\n")]
+            cell.execution_count = 7
+    (tmp_path / "sol").mkdir()
+    nbformat.write(nb, tmp_path / "sol" / "01_sft.ipynb")
+    assert main(["release", "--solutions", str(tmp_path / "sol"), "--out",
+                 str(tmp_path / "nb"), "--clean-solutions"]) == 0
+    for path in (tmp_path / "sol" / "01_sft.ipynb", tmp_path / "nb" / "01_sft.ipynb"):
+        cleaned = read(path)
+        assert "widgets" not in cleaned.metadata
+        kept = [c.outputs[0].text for c in code_cells(cleaned) if c.outputs]
+        assert kept == ["✓ sft_loss: all 5 checks passed\n"]
+    student = read(tmp_path / "nb" / "01_sft.ipynb")
+    assert BEGIN not in str(student) and STUB in str(student)
+    assert BEGIN in read(tmp_path / "sol" / "01_sft.ipynb").cells[4].source
