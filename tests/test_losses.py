@@ -92,3 +92,17 @@ def test_sft_loss_rejects_bad_masks():
         sft_loss(logits, ids, mask.long())
     with pytest.raises(ValueError, match="response_mask"):
         sft_loss(logits, ids, torch.zeros_like(mask))
+
+
+def test_fit_bradley_terry_matches_exact_cases_and_the_score_equations():
+    from rlhf_lab.datasets import league_table
+    from rlhf_lab.losses import fit_bradley_terry
+
+    s = fit_bradley_terry(torch.tensor([[0.0, 3.0], [1.0, 0.0]]))
+    assert (s[0] - s[1]).item() == pytest.approx(math.log(3)) and s.sum().item() == pytest.approx(0)
+    teams, wins = league_table()
+    s = fit_bradley_terry(wins)
+    expected_wins = ((wins + wins.T) * torch.sigmoid(s[:, None] - s[None, :])).sum(1)
+    assert torch.allclose(expected_wins, wins.sum(1)) and len(teams) == len(s) == 6
+    with pytest.raises(ValueError, match="wins"):
+        fit_bradley_terry(torch.ones(2, 3))
