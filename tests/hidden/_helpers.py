@@ -1,0 +1,155 @@
+"""Shared helpers of the hidden tests: read a student's result, compare, explain.
+
+Hidden tests reach the student only through ``student.call`` / ``student.grad`` (see
+:mod:`rlhf_lab.grading.student`); results arrive as plain data. These helpers turn a result into
+a float64 tensor, check it, and raise ``AssertionError`` with a message written for the student
+(it is shown as feedback, so it describes the case in words and never dumps big tensors).
+
+A correct solution may differ from the reference in ways that do not matter, so the helpers
+accept: a bare loss or a ``(loss, stats)`` tuple; float32 or float64 results; tensors, numpy
+arrays or Python numbers; a fit as a GaoFit (a dict here) or an ``(alpha, beta)`` pair.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["as_tensor", "result", "loss_of", "pair", "alpha_beta", "close", "expect", "fmt",
+           "check_grad", "rng", "garbage_fill"]
+
+
+def fmt(x, digits: int = 4) -> str:
+    """A short rendering of a number or a small tensor (at most 6 entries)."""
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        x = np.asarray(torch.as_tensor(x).detach().double()).tolist()
+    if isinstance(x, list):
+        if len(x) > 6:
+            return "[" + ", ".join(fmt(v, digits) for v in x[:6]) + ", ...]"
+        return "[" + ", ".join(fmt(v, digits) for v in x) + "]"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}" if math.isfinite(x) else str(x)
+    return str(x)
+
+
+def as_tensor(out, what: str) -> torch.Tensor:
+    """A float64 tensor from a tensor, numpy array, number or list of numbers."""
+    if isinstance(out, torch.Tensor):
+        if out.is_complex():
+            raise AssertionError(f"{what} is complex; it should hold real numbers")
+        return out.detach().to(torch.float64)
+    if isinstance(out, np.ndarray) and out.dtype.kind in "biuf":
+        return torch.from_numpy(out.astype(np.float64))
+    if isinstance(out, (bool, int, float)):
+        return torch.tensor(float(out), dtype=torch.float64)
+    if isinstance(out, (list, tuple)):
+        try:
+            return torch.tensor([float(v) for v in out], dtype=torch.float64)
+        except (TypeError, ValueError):
+            pass
+    raise AssertionError(f"{what} should be a tensor of numbers, got {type(out).__name__}")
+
+
+def result(out, what: str, shape=None, allow_nan: bool = False) -> torch.Tensor:
+    """Check a returned tensor's shape and NaNs; return it as float64."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], torch.Tensor) \
+            and not out[1].is_floating_point():
+        raise AssertionError(f"{what} is a pair (values, indices): torch.min / torch.max over a dim "
+                             f"return both; take .values")
+    t = as_tensor(out, what)
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise AssertionError(f"{what} has shape {tuple(t.shape)}, expected {tuple(shape)}")
+    if not allow_nan and bool(torch.isnan(t).any()):
+        raise AssertionError(f"{what} contains NaN")
+    return t
+
+
+def loss_of(out, what: str = "your loss") -> torch.Tensor:
+    """The loss of a result that is ``loss`` or ``(loss, stats)``: a single finite number."""
+    if isinstance(out, (tuple, list)) and len(out) >= 1:
+        out = out[0]
+    t = as_tensor(out, what)
+    if t.numel() != 1:
+        raise AssertionError(f"{what} has shape {tuple(t.shape)}; a loss is one number (a 0-dim "
+                             f"tensor): average over the tokens or pairs")
+    return t.reshape(())
+
+
+def pair(out, what: str, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(adv, returns)`` of gae, both of ``shape``."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise AssertionError(f"{what} should return a pair (adv, returns), got "
+                             f"{type(out).__name__}")
+    return result(out[0], "your adv", shape), result(out[1], "your returns", shape)
+
+
+def alpha_beta(out, what: str) -> tuple[float, float]:
+    """(alpha, beta) of a fit returned as a GaoFit (a dict here), a pair or an array."""
+    if isinstance(out, dict) and "alpha" in out and "beta" in out:
+        return float(as_tensor(out["alpha"], what)), float(as_tensor(out["beta"], what))
+    try:
+        t = as_tensor(out, what).reshape(-1)
+    except AssertionError:
+        t = None
+    if t is not None and t.numel() >= 2:
+        return float(t[0]), float(t[1])
+    raise AssertionError(f"{what} should return a GaoFit or a pair (alpha, beta), got "
+                         f"{type(out).__name__}")
+
+
+def close(got, want, atol: float = 1e-6, rtol: float = 1e-5) -> bool:
+    """Same shape and equal within tolerance (inf must match inf; NaN never matches)."""
+    got = torch.as_tensor(got, dtype=torch.float64)
+    want = torch.as_tensor(want, dtype=torch.float64)
+    return got.shape == want.shape and bool(torch.allclose(got, want, atol=atol, rtol=rtol))
+
+
+def _where(got: torch.Tensor, want: torch.Tensor) -> str:
+    if want.numel() <= 4:
+        return f"expected {fmt(want)}, got {fmt(got)}"
+    gap = (got - want).abs().nan_to_num(math.inf)
+    idx = tuple(int(i) for i in np.unravel_index(int(gap.argmax()), tuple(gap.shape)))
+    return (f"at index {idx}: expected {fmt(want[idx].item())}, got {fmt(got[idx].item())}")
+
+
+def expect(got, want, case: str, wrong=(), atol: float = 1e-6, rtol: float = 1e-5) -> None:
+    """Assert ``got`` ≈ ``want``; if ``got`` matches a known mistake, say which."""
+    got = torch.as_tensor(got, dtype=torch.float64)
+    want = torch.as_tensor(want, dtype=torch.float64)
+    if got.shape != want.shape:
+        raise AssertionError(f"{case}: your result has shape {tuple(got.shape)}, expected "
+                             f"{tuple(want.shape)}")
+    if close(got, want, atol, rtol):
+        return
+    for candidate, message in wrong:
+        if close(got, candidate, atol, rtol):
+            raise AssertionError(f"{case}: {message} ({_where(got, want)})")
+    raise AssertionError(f"{case}: wrong value ({_where(got, want)})")
+
+
+def check_grad(student, name: str, args: tuple, wrt: int, want: torch.Tensor, case: str,
+               atol: float = 1e-6, rtol: float = 1e-5, kwargs=None) -> torch.Tensor:
+    """The student's gradient of its (loss) result with respect to ``args[wrt]`` must be
+    ``want``; returns it."""
+    _, grads = student.grad(name, args, (wrt,), kwargs)
+    grad = grads[0]
+    if grad is None:
+        raise AssertionError(f"{case}: your result does not depend on this input (no gradient "
+                             f"reaches it)")
+    grad = grad.to(torch.float64)
+    if bool(torch.isnan(grad).any()):
+        raise AssertionError(f"{case}: your gradient contains NaN (an exp or log that overflows, "
+                             f"or a NaN in a masked position that still reaches the graph)")
+    if not close(grad, want, atol, rtol):
+        raise AssertionError(f"{case}: your gradient is wrong ({_where(grad, want)})")
+    return grad
+
+
+def rng(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def garbage_fill(x: torch.Tensor, mask: torch.Tensor, value: float) -> torch.Tensor:
+    """``x`` with ``value`` at the masked positions (a correct solution ignores them)."""
+    return torch.where(mask, x, torch.full_like(x, value))

@@ -1,0 +1,88 @@
+"""Realistic wrong answers to ``response_logprob(logits, input_ids, response_mask) -> (B,)``.
+
+Each function is named ``<exercise>__<mistake>``; the hidden tests of that exercise must catch
+every one (tests/test_hidden_strength.py).
+"""
+import torch
+import torch.nn.functional as F
+
+
+def _pick(logp, tokens):
+    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def response_logprob__no_shift(logits, input_ids, response_mask):
+    logp = F.log_softmax(logits, -1)
+    return (_pick(logp, input_ids) * response_mask).sum(-1)
+
+
+def response_logprob__shift_wrong_way(logits, input_ids, response_mask):
+    logp = F.log_softmax(logits[:, 1:], -1)
+    return (_pick(logp, input_ids[:, :-1]) * response_mask[:, :-1]).sum(-1)
+
+
+def response_logprob__mask_not_shifted(logits, input_ids, response_mask):
+    logp = F.log_softmax(logits[:, :-1], -1)
+    return (_pick(logp, input_ids[:, 1:]) * response_mask[:, :-1]).sum(-1)
+
+
+def response_logprob__no_mask(logits, input_ids, response_mask):
+    logp = F.log_softmax(logits[:, :-1], -1)
+    return _pick(logp, input_ids[:, 1:]).sum(-1)
+
+
+def response_logprob__raw_logits(logits, input_ids, response_mask):
+    return (_pick(logits[:, :-1], input_ids[:, 1:]) * response_mask[:, 1:]).sum(-1)
+
+
+def response_logprob__log_of_softmax(logits, input_ids, response_mask):
+    logp = torch.log(torch.softmax(logits[:, :-1], -1))
+    return torch.where(response_mask[:, 1:], _pick(logp, input_ids[:, 1:]), 0.0).sum(-1)
+
+
+def response_logprob__softmax_wrong_dim(logits, input_ids, response_mask):
+    logp = F.log_softmax(logits[:, :-1], 1)
+    return (_pick(logp, input_ids[:, 1:]) * response_mask[:, 1:]).sum(-1)
+
+
+def response_logprob__mean_not_sum(logits, input_ids, response_mask):
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    m = response_mask[:, 1:]
+    return (logp * m).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def response_logprob__sign_flipped(logits, input_ids, response_mask):
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    return -(logp * response_mask[:, 1:]).sum(-1)
+
+
+def response_logprob__both_ends_of_mask(logits, input_ids, response_mask):
+    """Keeps a label only if it AND the token before it are response tokens: drops the first."""
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    m = response_mask[:, 1:] & response_mask[:, :-1]
+    return (logp * m).sum(-1)
+
+
+def response_logprob__per_token_not_summed(logits, input_ids, response_mask):
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    return logp * response_mask[:, 1:]
+
+
+def response_logprob__detached_loop(logits, input_ids, response_mask):
+    """Correct values, but built from Python floats: no gradient."""
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    return torch.tensor([float((logp[b] * response_mask[b, 1:]).sum().item())
+                         for b in range(len(logp))], dtype=logits.dtype)
+
+
+def response_logprob__nan_on_empty_row(logits, input_ids, response_mask):
+    """Averages then multiplies back by the count: 0/0 on an empty row."""
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    m = response_mask[:, 1:]
+    return (logp * m).sum(-1) / m.sum(-1) * m.sum(-1)
+
+
+def response_logprob__float16_inside(logits, input_ids, response_mask):
+    """Computes in half precision "to save memory"."""
+    logp = _pick(F.log_softmax(logits[:, :-1].half().float(), -1), input_ids[:, 1:])
+    return (logp.half().float() * response_mask[:, 1:]).sum(-1)
