@@ -6,6 +6,8 @@ upstream is trained first and cached, so every notebook runs on its own and re-r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +23,36 @@ from .reward_model import (RewardConfig, evaluate_reward_model, sample_preferenc
 from .sft import PretrainConfig, SFTConfig, evaluate_gold, pretrain, train_sft
 
 __all__ = ["RunConfig", "Artifact", "load_or_train_base", "load_or_train_sft", "load_or_train_rm",
-           "load_or_train_ppo", "stage_keys", "HELDOUT_SEED"]
+           "load_or_train_ppo", "stage_keys", "code_key", "HELDOUT_SEED"]
 
 HELDOUT_SEED = 10_000   # seed of the held-out preference pairs (never a training seed)
 EVAL_SAMPLES_PER_PROMPT = 8
+
+
+def code_key(*functions) -> str | None:
+    """A short hash of the source code of ``functions`` (a student's losses), or None when the
+    source of one of them cannot be read (then the run is not cached).
+
+    A run with custom functions is cached under the stage key plus this hash: re-running a
+    notebook with the same code loads the result (same code, same seed, same numbers), while
+    editing a function trains again. Only the function's own source is hashed, not the helpers
+    it calls."""
+    digest = hashlib.sha1()
+    for fn in functions:
+        try:
+            digest.update(inspect.getsource(fn).encode())
+        except (OSError, TypeError):
+            return None
+    return digest.hexdigest()[:10]
+
+
+def _custom(stage: str, key: str, functions, train, save, load, root):
+    """Train with custom functions; cache under their source hash when it can be read."""
+    code = code_key(*functions)
+    if code is None:
+        model, metrics, _ = train()
+        return Artifact(model, metrics, Path(), key + "-custom")
+    return cached(stage, f"{key}-custom-{code}", train, save, load, root)
 
 
 @dataclass(frozen=True)
@@ -94,7 +122,8 @@ def load_or_train_base(run: RunConfig = RunConfig(), root=None) -> Artifact:
 
 
 def load_or_train_sft(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> Artifact:
-    """Stage 1: SFT on curated demonstrations. A custom ``loss_fn`` is never cached."""
+    """Stage 1: SFT on curated demonstrations. A custom ``loss_fn`` is cached under the hash of
+    its source (:func:`code_key`)."""
     from transformers import GPT2LMHeadModel
     key = stage_keys(run)["sft"]
     base = load_or_train_base(run, root)
@@ -110,8 +139,7 @@ def load_or_train_sft(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
         return model, metrics, config_dict(run.sft)
 
     if loss_fn is not None:
-        model, metrics, _ = train()
-        return Artifact(model, metrics, Path(), key + "-custom")
+        return _custom("sft", key, [loss_fn], train, _saver(), _loader(GPT2LMHeadModel, key), root)
     return cached("sft", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
 
 
@@ -132,14 +160,15 @@ def load_or_train_rm(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> A
         return model, metrics, config_dict(run.rm)
 
     if loss_fn is not None:
-        model, metrics, _ = train()
-        return Artifact(model, metrics, Path(), key + "-custom")
+        return _custom("rm", key, [loss_fn], train, _saver(),
+                       _loader(GPT2ForSequenceClassification, key), root)
     return cached("rm", key, train, _saver(), _loader(GPT2ForSequenceClassification, key), root)
 
 
 def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses | None = None) -> Artifact:
     """Stage 3: PPO from the SFT policy against the reward model of ``run.rm`` (or the gold
-    utility when ``run.ppo.reward == "gold"``). Custom ``losses`` are never cached."""
+    utility when ``run.ppo.reward == "gold"``). Custom ``losses`` are cached under the hash of
+    their source (:func:`code_key`)."""
     from transformers import GPT2LMHeadModel
     key = stage_keys(run)["ppo"]
     sft = load_or_train_sft(run, root)
@@ -152,6 +181,7 @@ def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses
         return result.policy, metrics, config_dict(run.ppo)
 
     if losses is not None:
-        model, metrics, _ = train()
-        return Artifact(model, metrics, Path(), key + "-custom")
+        reference = PPOLosses()
+        custom = [fn for name, fn in vars(losses).items() if fn is not getattr(reference, name)]
+        return _custom("ppo", key, custom, train, _saver(), _loader(GPT2LMHeadModel, key), root)
     return cached("ppo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)

@@ -36,6 +36,7 @@ def pluggable(fn, reference, name: str):
             return reference(*args, **kwargs)
 
     call.__name__ = getattr(fn, "__name__", name)
+    call.__wrapped__ = fn               # so that inspect.getsource (the cache key) sees fn
     return call
 
 

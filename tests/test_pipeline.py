@@ -79,3 +79,33 @@ def test_a_wrong_student_loss_is_used_as_written(tmp_path):
     art = pipeline.load_or_train_sft(SMALL, root=tmp_path, loss_fn=wrong)
     # only weight decay moves the weights: the held-out loss stays where it was
     assert art.metrics["heldout_loss_after"] == pytest.approx(art.metrics["heldout_loss_before"], abs=0.01)
+
+
+def test_code_key_follows_the_source_and_sees_through_the_fallback_wrapper():
+    from rlhf_lab.losses import sft_loss
+    from rlhf_lab.student import pluggable
+
+    def mine(logits, input_ids, response_mask):
+        return sft_loss(logits, input_ids, response_mask)
+
+    def other(logits, input_ids, response_mask):
+        return 2 * sft_loss(logits, input_ids, response_mask)
+
+    assert pipeline.code_key(mine) == pipeline.code_key(mine) != pipeline.code_key(other)
+    assert pipeline.code_key(pluggable(mine, sft_loss, "sft_loss")) == pipeline.code_key(mine)
+    assert pipeline.code_key(len) is None                  # no source: the run is not cached
+
+
+def test_a_student_run_is_cached_under_its_source(tmp_path):
+    from rlhf_lab.losses import sft_loss
+
+    def mine(logits, input_ids, response_mask):
+        return sft_loss(logits, input_ids, response_mask)
+
+    first = pipeline.load_or_train_sft(SMALL, root=tmp_path, loss_fn=mine)
+    again = pipeline.load_or_train_sft(SMALL, root=tmp_path, loss_fn=mine)
+    assert again.path == first.path and "custom" in first.path.name
+    assert again.metrics == first.metrics
+    reference = pipeline.load_or_train_sft(SMALL, root=tmp_path)
+    assert reference.path != first.path
+    assert reference.metrics["history"] == first.metrics["history"]   # same math, same numbers
