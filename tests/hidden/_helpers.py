@@ -61,7 +61,8 @@ def result(out, what: str, shape=None, allow_nan: bool = False) -> torch.Tensor:
     if shape is not None and tuple(t.shape) != tuple(shape):
         raise AssertionError(f"{what} has shape {tuple(t.shape)}, expected {tuple(shape)}")
     if not allow_nan and bool(torch.isnan(t).any()):
-        raise AssertionError(f"{what} contains NaN")
+        raise AssertionError(f"{what} contains NaN (often an exp that overflows, a log of 0, "
+                             f"or 0/0)")
     return t
 
 
@@ -106,11 +107,14 @@ def close(got, want, atol: float = 1e-6, rtol: float = 1e-5) -> bool:
 
 
 def _where(got: torch.Tensor, want: torch.Tensor) -> str:
+    digits = 4 if fmt(got) != fmt(want) else 10
     if want.numel() <= 4:
-        return f"expected {fmt(want)}, got {fmt(got)}"
+        return f"expected {fmt(want, digits)}, got {fmt(got, digits)}"
     gap = (got - want).abs().nan_to_num(math.inf)
     idx = tuple(int(i) for i in np.unravel_index(int(gap.argmax()), tuple(gap.shape)))
-    return (f"at index {idx}: expected {fmt(want[idx].item())}, got {fmt(got[idx].item())}")
+    w, g = want[idx].item(), got[idx].item()
+    digits = 4 if fmt(w) != fmt(g) else 10
+    return f"at index {idx}: expected {fmt(w, digits)}, got {fmt(g, digits)}"
 
 
 def expect(got, want, case: str, wrong=(), atol: float = 1e-6, rtol: float = 1e-5) -> None:

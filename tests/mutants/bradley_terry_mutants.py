@@ -1,0 +1,159 @@
+"""Realistic wrong answers to ``bt_probability``, ``bradley_terry_loss`` and
+``fit_bradley_terry``."""
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------- bt_probability
+
+
+def bt_probability__swapped(r_chosen, r_rejected):
+    return torch.sigmoid(r_rejected - r_chosen)
+
+
+def bt_probability__exp_ratio_overflows(r_chosen, r_rejected):
+    return torch.exp(r_chosen) / (torch.exp(r_chosen) + torch.exp(r_rejected))
+
+
+def bt_probability__exp_of_margin_overflows(r_chosen, r_rejected):
+    e = torch.exp(r_chosen - r_rejected)
+    return e / (1 + e)
+
+
+def bt_probability__no_sigmoid(r_chosen, r_rejected):
+    return r_chosen - r_rejected
+
+
+def bt_probability__normalised_sigmoids(r_chosen, r_rejected):
+    a, b = torch.sigmoid(r_chosen), torch.sigmoid(r_rejected)
+    return a / (a + b)
+
+
+def bt_probability__mean_of_batch(r_chosen, r_rejected):
+    return torch.sigmoid(r_chosen - r_rejected).mean()
+
+
+def bt_probability__softmax_wrong_dim(r_chosen, r_rejected):
+    return torch.softmax(torch.stack([r_chosen, r_rejected]), dim=-1)[0]
+
+
+def bt_probability__tanh_without_half(r_chosen, r_rejected):
+    return 0.5 * (1 + torch.tanh(r_chosen - r_rejected))
+
+
+def bt_probability__clamped_margin(r_chosen, r_rejected):
+    return torch.sigmoid((r_chosen - r_rejected).clamp(-10, 10))
+
+
+def bt_probability__flattened(r_chosen, r_rejected):
+    return torch.sigmoid(r_chosen.reshape(-1) - r_rejected.reshape(-1))
+
+# ---------------------------------------------------------------------------- bradley_terry_loss
+
+
+def bradley_terry_loss__log_of_sigmoid(r_chosen, r_rejected):
+    return -torch.log(torch.sigmoid(r_chosen - r_rejected)).mean()
+
+
+def bradley_terry_loss__log_sigmoid_plus_eps(r_chosen, r_rejected):
+    return -torch.log(torch.sigmoid(r_chosen - r_rejected) + 1e-8).mean()
+
+
+def bradley_terry_loss__bce_on_probabilities(r_chosen, r_rejected):
+    p = torch.sigmoid(r_chosen - r_rejected)
+    return F.binary_cross_entropy(p, torch.ones_like(p))
+
+
+def bradley_terry_loss__sum(r_chosen, r_rejected):
+    return -F.logsigmoid(r_chosen - r_rejected).sum()
+
+
+def bradley_terry_loss__swapped(r_chosen, r_rejected):
+    return -F.logsigmoid(r_rejected - r_chosen).mean()
+
+
+def bradley_terry_loss__sign_flipped(r_chosen, r_rejected):
+    return F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def bradley_terry_loss__softplus_wrong_sign(r_chosen, r_rejected):
+    return F.softplus(r_chosen - r_rejected).mean()
+
+
+def bradley_terry_loss__independent_labels(r_chosen, r_rejected):
+    """Classifies the chosen reply as good and the rejected one as bad, each on its own."""
+    return (-F.logsigmoid(r_chosen) - F.logsigmoid(-r_rejected)).mean()
+
+
+def bradley_terry_loss__item_inside(r_chosen, r_rejected):
+    loss = -F.logsigmoid(r_chosen - r_rejected).mean()
+    return torch.tensor(loss.item(), dtype=r_chosen.dtype), {"loss": loss.item()}
+
+
+def bradley_terry_loss__hinge(r_chosen, r_rejected):
+    return torch.relu(1 - (r_chosen - r_rejected)).mean()
+
+
+def bradley_terry_loss__exp_formula(r_chosen, r_rejected):
+    """log(1 + exp(-m)) written out: exp overflows at large negative margins."""
+    return torch.log1p(torch.exp(r_rejected - r_chosen)).mean()
+
+# ---------------------------------------------------------------------------- fit_bradley_terry
+
+
+def _ascent(wins, steps=500, lr=1.0, games=None, sign=1.0):
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    games = wins + wins.T if games is None else games
+    s = torch.zeros(len(wins), dtype=torch.float64)
+    for _ in range(steps):
+        expected = (games * torch.sigmoid(s[:, None] - s[None, :])).sum(1)
+        s = s + sign * lr * (wins.sum(1) - expected) / games.sum(1).clamp(min=1e-12)
+    return s
+
+
+def fit_bradley_terry__transposed(wins, steps=500, lr=1.0):
+    s = _ascent(torch.as_tensor(wins, dtype=torch.float64).T, steps, lr)
+    return s - s.mean()
+
+
+def fit_bradley_terry__not_centred(wins, steps=500, lr=1.0):
+    s = _ascent(wins, steps, lr)
+    return s - s[0]
+
+
+def fit_bradley_terry__too_few_steps(wins, steps=15, lr=0.3):
+    s = _ascent(wins, steps, lr)
+    return s - s.mean()
+
+
+def fit_bradley_terry__games_are_wins(wins, steps=500, lr=1.0):
+    """Counts only wins[i, j] as the games of the pair (forgets wins[j, i])."""
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    s = _ascent(wins, steps, 0.5, games=wins)
+    return s - s.mean()
+
+
+def fit_bradley_terry__log_odds_heuristic(wins, steps=500, lr=1.0):
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    s = torch.log(wins.sum(1) / wins.sum(0))
+    return s - s.mean()
+
+
+def fit_bradley_terry__exp_strengths(wins, steps=500, lr=1.0):
+    s = _ascent(wins, steps, lr)
+    return torch.exp(s - s.mean())
+
+
+def fit_bradley_terry__win_fraction(wins, steps=500, lr=1.0):
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    frac = wins.sum(1) / (wins + wins.T).sum(1)
+    return frac - frac.mean()
+
+
+def fit_bradley_terry__unnormalised_step(wins, steps=500, lr=0.01):
+    """Plain gradient ascent with a small fixed step: not converged on big tables."""
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    games = wins + wins.T
+    s = torch.zeros(len(wins), dtype=torch.float64)
+    for _ in range(100):
+        s = s + lr * (wins.sum(1) - (games * torch.sigmoid(s[:, None] - s[None, :])).sum(1))
+    return s - s.mean()
