@@ -1,0 +1,394 @@
+"""A student's functions, run in a separate, resource-limited process.
+
+:class:`StudentProcess` has the same ``call`` / ``grad`` methods as
+:class:`~rlhf_lab.grading.student.LocalStudent`, and raises the same
+:class:`~rlhf_lab.grading.student.StudentError`; but the student's code runs in a child process
+(``child.py``) and only data comes back: the answer is read with
+``torch.load(weights_only=True)``, so whatever the student's code does — monkeypatch torch,
+redefine helpers, exit, loop forever, eat memory — it does so in its own process, and the process
+that judges (the hidden tests) never runs a line of it.
+
+Lifecycle. One child serves all the notebooks of a student, for all the tests of a session:
+
+1. The submission is read (:mod:`.loader`) and each exercise cell scanned (:mod:`.scan`); a
+   forbidden cell is not run and its functions raise ``StudentError("forbidden", why)``.
+2. A child is started, runs the preamble and the exercise cells one by one, reporting each. A
+   cell that raises or has a syntax error loses only its own functions ("missing", with the
+   reason). A cell that never finishes (infinite loop at the top level) or ends the process
+   (``os._exit``, a crash) is skipped: the child is restarted without it.
+3. Each call waits at most ``timeout`` seconds; then the child is killed and restarted, and the
+   call raises ``StudentError("timeout")``. A child that dies raises ``StudentError("crash")``
+   and is restarted. A function that timed out (or crashed twice) fails at once afterwards. An
+   allocation beyond ``memory_mb`` raises ``StudentError("memory")``. After ``budget`` seconds
+   of calls in all, every call raises ``StudentError("timeout")``.
+
+Children are forked from a *zygote* (a fork server that has imported torch once per judging
+process), so starting or restarting one costs milliseconds, not the seconds of a torch import.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from . import wire
+from .exercises import EXERCISES
+from .loader import Submission, read_module, read_submission
+from .student import StudentError
+
+__all__ = ["StudentProcess", "default_deny", "CHILD", "shutdown_zygote"]
+
+CHILD = Path(__file__).with_name("child.py")
+_PACKAGE = Path(__file__).resolve().parent.parent            # rlhf_lab/
+_REPO = _PACKAGE.parent
+
+
+def default_deny() -> list[str]:
+    """Folders a student process may never read: the package (reference solutions), and the
+    repository's tests (hidden tests) and solutions."""
+    return [str(_PACKAGE), str(_REPO / "tests"), str(_REPO / "solutions")]
+
+
+def _child_env(tmp: str) -> dict:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "TMPDIR": tmp,
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "LANG": "C.UTF-8"}
+
+
+# --------------------------------------------------------------------------- starting children
+class _Zygote:
+    """The fork server of this judging process (see ``child.py``): started on first use,
+    shared by every StudentProcess, restarted if it dies."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.proc = None
+        self.sock = None
+        self.tmp = None
+
+    def _start(self):
+        self.tmp = tempfile.mkdtemp(prefix="rlhf_lab_zygote_")
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with open(os.path.join(self.tmp, "zygote.log"), "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", str(CHILD), "zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], cwd=self.tmp, env=_child_env(self.tmp),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        theirs.close()
+        self.sock = mine
+
+    def _ask(self, request: dict, fds=()) -> int:
+        data = json.dumps(request).encode()
+        socket.send_fds(self.sock, [struct.pack(">I", len(data)) + data], list(fds))
+        answer = b""
+        while len(answer) < 8:
+            chunk = self.sock.recv(8 - len(answer))
+            if not chunk:
+                raise OSError("the fork server closed its socket")
+            answer += chunk
+        return struct.unpack(">q", answer)[0]
+
+    def fork(self, config: dict, fds) -> int:
+        with self.lock:
+            for attempt in (0, 1):
+                if self.proc is None or self.proc.poll() is not None:
+                    self.close_locked()
+                    self._start()
+                try:
+                    return self._ask({"op": "fork", "config": config}, fds)
+                except OSError:
+                    if attempt:
+                        raise
+                    self.close_locked()
+
+    def kill(self, pid: int) -> None:
+        with self.lock:
+            if self.proc is not None and self.proc.poll() is None:
+                try:
+                    self._ask({"op": "kill", "pid": pid})
+                except OSError:
+                    pass
+
+    def close_locked(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    def close(self):
+        with self.lock:
+            self.close_locked()
+
+
+_ZYGOTE = _Zygote()
+atexit.register(_ZYGOTE.close)
+
+
+def shutdown_zygote() -> None:
+    """Stop this process's fork server (it restarts on the next StudentProcess)."""
+    _ZYGOTE.close()
+
+
+class _Child:
+    """One running student process: its pipes and how to kill it."""
+
+    def __init__(self, config: dict, fork_server: bool):
+        to_child_r, self.to_child = os.pipe()
+        self.from_child, from_child_w = os.pipe()
+        self.popen = None
+        try:
+            if fork_server:
+                self.pid = _ZYGOTE.fork(config, (to_child_r, from_child_w))
+            else:
+                self.popen = subprocess.Popen(
+                    [sys.executable, "-I", str(CHILD), "serve", json.dumps(config),
+                     str(to_child_r), str(from_child_w)],
+                    pass_fds=[to_child_r, from_child_w], cwd=config["cwd"],
+                    env=_child_env(config["cwd"]), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self.pid = self.popen.pid
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+
+    def send(self, message) -> None:
+        wire.write_frame(self.to_child, message)
+
+    def receive(self, deadline: float):
+        return wire.read_frame(self.from_child, deadline)
+
+    def kill(self) -> None:
+        for fd in (self.to_child, self.from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.popen is not None:
+            self.popen.kill()
+            self.popen.wait()
+        else:
+            _ZYGOTE.kill(self.pid)
+
+
+# --------------------------------------------------------------------------- the student object
+class StudentProcess:
+    """A student's exercise functions in a child process; see the module docstring.
+
+    ``source``: a notebook, a folder of notebooks, or a list of notebooks (the exercise cells
+    are run); or ``functions=path.py``: a plain Python module of functions. ``timeout``: seconds
+    per call (and per cell at load time); ``memory_mb``: the child's address-space limit;
+    ``budget``: seconds of calls in all (None: no limit); ``deny``: extra folders the child may
+    not read (the grader's outputs, other submissions)."""
+
+    def __init__(self, source=None, *, functions=None, timeout: float = 10.0,
+                 memory_mb: int = 4096, budget: float | None = None, deny=(),
+                 fork_server: bool | None = None, cpu_seconds: int = 600):
+        if (source is None) == (functions is None):
+            raise ValueError("give either source (notebooks) or functions (a .py file)")
+        if timeout <= 0 or memory_mb < 512:
+            raise ValueError("timeout must be > 0 and memory_mb >= 512")
+        self.submission: Submission = (read_module(functions) if functions is not None
+                                       else read_submission(source))
+        self.timeout, self.memory_mb, self.budget = float(timeout), int(memory_mb), budget
+        self.fork_server = sys.platform.startswith("linux") if fork_server is None else fork_server
+        self.spent = 0.0                                    # seconds of calls so far
+        self.restarts = 0
+        self.cell_errors: dict[str, tuple[str, str]] = {}   # cell key -> (kind, message)
+        self.struck: dict[str, tuple[str, str]] = {}        # function -> why it fails at once
+        self._crashes: dict[str, int] = {}
+        self._tmp = tempfile.mkdtemp(prefix="rlhf_lab_student_")
+        os.chmod(self._tmp, 0o700)
+        self._config = {
+            "memory_mb": self.memory_mb, "cpu_seconds": int(cpu_seconds),
+            "cwd": self._tmp, "log": os.path.join(self._tmp, "child.log"),
+            "deny": default_deny() + [str(Path(d).resolve()) for d in deny] +
+                    ([str(Path(p).resolve()) for p in _as_list(source)] if source else []),
+            "allow_read": [str(Path(torch.__file__).parent.parent)],
+        }
+        for cell in self.submission.cells:
+            if cell.forbidden:
+                self.cell_errors[cell.key] = ("forbidden", cell.forbidden)
+        self._child = None
+        self._names: dict[str, list[str]] = {}              # namespace -> functions defined
+        self._start()
+
+    # ---------------------------------------------------------------- loading
+    def _start(self) -> None:
+        """Start a child and run the cells, skipping those that hang or kill the process."""
+        for _ in range(len(self.submission.cells) + 2):
+            runnable = [c for c in self.submission.cells if c.key not in self.cell_errors]
+            self._child = _Child(self._config, self.fork_server)
+            current, deadline = None, time.monotonic() + max(30.0, self.timeout)
+            try:
+                self._child.send(("load", [(c.key, c.namespace, c.filename, c.source)
+                                           for c in runnable]))
+                while True:
+                    message = self._child.receive(deadline)
+                    if message[0] == "cell":
+                        current, deadline = message[1], time.monotonic() + self.timeout
+                    elif message[0] == "cell_done":
+                        if message[2] is not None:
+                            self.cell_errors[message[1]] = (message[2], message[3])
+                        current = None
+                    elif message[0] == "ready":
+                        self._names = {k: list(v) for k, v in message[1].items()}
+                        return
+            except (wire.WireError, OSError) as error:
+                self._child.kill()
+                self._child = None
+                if current is None:
+                    raise RuntimeError(f"the student process failed to start: {error}") from None
+                timed_out = isinstance(error, wire.WireError) and error.timed_out
+                self.cell_errors[current] = (
+                    ("timeout", f"running the cell took more than {self.timeout:g} s (an "
+                                f"infinite loop at the top level?)") if timed_out else
+                    ("crash", "running the cell ended the process (exit, os._exit, or a crash)"))
+        raise RuntimeError("the student process could not load the submission")
+
+    def _restart(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
+        self.restarts += 1
+        self._start()
+
+    # ---------------------------------------------------------------- status
+    def _where(self, name: str):
+        """(namespace, None) of the cell whose function ``name`` is used, or (None, error)."""
+        if name in self.struck:
+            return None, self.struck[name]
+        cells = self.submission.defining(name)
+        for cell in cells:
+            if cell.key in self.cell_errors:
+                continue
+            if name in self._names.get(cell.namespace, ()):
+                return cell.namespace, None
+        for namespace, names in self._names.items():          # defined some other way
+            if name in names:
+                return namespace, None
+        for cell in cells:
+            if cell.key in self.cell_errors:
+                kind, message = self.cell_errors[cell.key]
+                if kind in ("syntax", "exception"):
+                    return None, ("missing", f"{name} could not be defined: in {cell.filename}, "
+                                             f"{message}")
+                if kind == "forbidden":
+                    return None, ("forbidden", f"{name} was not run: {message}")
+                return None, (kind, f"{name} could not be defined: {message}")
+        notebook = {e.name: e.notebook for e in EXERCISES}.get(name, "its notebook")
+        unreadable = [f"{file}: {why}" for file, why in self.submission.errors.items()]
+        if unreadable:
+            return None, ("missing", f"no function named {name} was found; "
+                                     f"{'; '.join(unreadable)}")
+        return None, ("missing", f"no function named {name} was found in the exercise cells of "
+                                 f"{notebook}")
+
+    def status(self, name: str):
+        """None if ``name`` is loaded and callable, else ``(kind, message)``."""
+        return self._where(name)[1]
+
+    # ---------------------------------------------------------------- calls
+    def _request(self, name: str, message: tuple):
+        namespace, problem = self._where(name)
+        if problem is not None:
+            raise StudentError(*problem)
+        if self.budget is not None and self.spent >= self.budget:
+            raise StudentError("timeout", f"the submission used up its time budget of "
+                                          f"{self.budget:g} s")
+        if self._child is None:
+            self._restart()
+        start = time.monotonic()
+        limit = self.timeout if self.budget is None else min(self.timeout,
+                                                             self.budget - self.spent)
+        try:
+            self._child.send((message[0], namespace, name) + message[1:])
+            answer = self._child.receive(start + limit)
+        except (wire.WireError, OSError) as error:
+            timed_out = isinstance(error, wire.WireError) and error.timed_out
+            self.spent += time.monotonic() - start
+            self._child.kill()
+            self._child = None
+            if timed_out:
+                self.struck[name] = ("timeout", f"{name} did not return within {limit:g} s "
+                                                f"(an infinite loop?)")
+                raise StudentError(*self.struck[name]) from None
+            if isinstance(error, wire.WireError) and not error.closed:
+                raise StudentError("bad_output", f"the result of {name} could not be read: "
+                                                 f"{error}") from None
+            self._crashes[name] = self._crashes.get(name, 0) + 1
+            problem = ("crash", f"the process running {name} died (os._exit, exit, a crash, or "
+                                f"the memory limit of {self.memory_mb} MB)")
+            if self._crashes[name] >= 2:
+                self.struck[name] = problem
+            raise StudentError(*problem) from None
+        self.spent += time.monotonic() - start
+        if answer[0] == "ok":
+            try:
+                return wire.unpack(answer[1])
+            except (ValueError, TypeError, IndexError) as error:
+                raise StudentError("bad_output", f"the result of {name} could not be read: "
+                                                 f"{error}") from None
+        raise StudentError(str(answer[1]), str(answer[2]))
+
+    def call(self, name: str, *args, **kwargs):
+        """Run ``name(*args, **kwargs)`` in the student process; return its plain result."""
+        return self._request(name, ("call", wire.pack(args), wire.pack(kwargs)))
+
+    def grad(self, name: str, args: tuple, wrt: tuple[int, ...], kwargs: dict | None = None):
+        """As :meth:`LocalStudent.grad`: ``(result, grads)``, computed in the student process."""
+        args = tuple(args)
+        for i in wrt:
+            if not (isinstance(args[i], torch.Tensor) and args[i].is_floating_point()):
+                raise ValueError(f"argument {i} must be a float tensor to take a gradient")
+        result = self._request(name, ("grad", wire.pack(args), tuple(int(i) for i in wrt),
+                                      wire.pack(kwargs or {})))
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], tuple)):
+            raise StudentError("bad_output", f"the gradient of {name} could not be read")
+        return result
+
+    def close(self) -> None:
+        """Stop the child and remove its folder."""
+        if self._child is not None:
+            try:
+                self._child.send(("exit",))
+            except OSError:
+                pass
+            self._child.kill()
+            self._child = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:                                    # noqa: BLE001 - at shutdown
+            pass
+
+
+def _as_list(source) -> list:
+    return [source] if isinstance(source, (str, Path)) else list(source)

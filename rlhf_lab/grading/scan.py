@@ -1,0 +1,83 @@
+"""A static look at an exercise cell before the grader runs it.
+
+The exercises need nothing beyond tensor math, so a cell that imports the course package (which
+holds the reference solutions), reaches for the file system, processes or the interpreter's
+internals, is not run and earns nothing, with a message that says why. This is a first line,
+for clear feedback; the student process's audit hook (``child.py``) enforces the same at run
+time, whatever the spelling.
+
+Honest code is not rejected: ``torch``, ``numpy``, ``math``, ``functools``, ``itertools``,
+``collections``, ``typing``, ``dataclasses`` and the like may be imported; comments and
+docstrings are never looked at.
+"""
+from __future__ import annotations
+
+import ast
+
+__all__ = ["ALLOWED_IMPORTS", "scan"]
+
+ALLOWED_IMPORTS = frozenset({
+    "torch", "numpy", "math", "cmath", "functools", "itertools", "collections", "typing",
+    "dataclasses", "operator", "statistics", "random", "warnings", "abc", "enum", "numbers",
+    "fractions", "decimal", "heapq", "bisect", "copy", "__future__", "string", "re",
+})
+FORBIDDEN_NAMES = frozenset({
+    "__import__", "eval", "exec", "compile", "open", "globals", "locals", "vars", "breakpoint",
+    "input", "exit", "quit", "__builtins__", "__loader__", "__spec__", "os", "sys",
+    "get_ipython", "memoryview",
+})
+FORBIDDEN_ATTRIBUTES = frozenset({
+    "os", "sys", "subprocess", "system", "popen", "_exit", "builtins", "importlib", "f_globals",
+    "f_locals", "f_back", "gi_frame", "tb_frame", "_getframe", "ctypes", "multiprocessing",
+})
+LIBRARIES = frozenset({"torch", "np", "numpy", "F", "math", "functools", "itertools",
+                       "collections"})
+ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__doc__", "__call__", "__len__"})
+_REFERENCE = ("it imports rlhf_lab, the course package, which holds the reference solutions: "
+              "write the function yourself")
+
+
+def _top(module: str | None) -> str:
+    return (module or "").split(".")[0]
+
+
+def scan(source: str) -> str | None:
+    """Why the cell must not run (a message for the student's feedback), or None when it may.
+    A cell that does not parse is left to run, so that its SyntaxError is reported."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                return f"line {node.lineno}: a relative import is not allowed in an exercise"
+            modules = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module])
+            for module in modules:
+                if _top(module) == "rlhf_lab":
+                    return f"line {node.lineno}: {_REFERENCE}"
+                if _top(module) not in ALLOWED_IMPORTS:
+                    return (f"line {node.lineno}: it imports {module}, which an exercise may not "
+                            f"use (allowed: {', '.join(sorted(ALLOWED_IMPORTS - {'__future__'}))})")
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            return (f"line {node.lineno}: it uses {node.id}, which an exercise may not use "
+                    f"(no files, processes, exec or interpreter internals)")
+        elif isinstance(node, ast.Name) and node.id == "rlhf_lab":
+            return f"line {node.lineno}: {_REFERENCE}"
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for target in targets:
+                base = target
+                while isinstance(base, (ast.Attribute, ast.Subscript)):
+                    base = base.value
+                if target is not base and isinstance(base, ast.Name) and base.id in LIBRARIES:
+                    return (f"line {node.lineno}: it changes {base.id}, a library the grader "
+                            f"uses; an exercise may not monkeypatch libraries")
+        elif isinstance(node, ast.Attribute):
+            attr = node.attr
+            dunder = attr.startswith("__") and attr.endswith("__")
+            if attr in FORBIDDEN_ATTRIBUTES or dunder and attr not in ALLOWED_DUNDERS:
+                return (f"line {node.lineno}: it uses .{attr}, which an exercise may not use "
+                        f"(no files, processes, monkeypatching or interpreter internals)")
+    return None
