@@ -1,0 +1,305 @@
+"""Hidden tests of notebook 03: ``boltzmann_policy``, ``optimal_objective``, ``kl_optimal``.
+
+For (..., Y) inputs (the last dim lists the responses, leading dims are a batch) and β > 0:
+log π* = log π_ref + r/β − log Z, Z = Σ_y π_ref(y) exp(r(y)/β); the optimum of the objective is
+β log Z; KL(π*‖π_ref) = E_π*[r]/β − log Z. A response with π_ref(y) = 0 (log π_ref = −inf) keeps
+π*(y) = 0 and contributes 0.
+"""
+import math
+
+import torch
+
+from _helpers import close, expect, result, rng
+
+BP, OBJ, KL = "boltzmann_policy", "optimal_objective", "kl_optimal"
+NEG_INF = -math.inf
+
+
+def _space(seed=30, shape=(2, 3, 7), holes=True, scale=2.0):
+    """log π_ref and rewards of shape (..., Y); with ``holes`` every row has one or two responses
+    outside the support, carrying the row's HIGHEST reward (a trap for code that ignores
+    the support)."""
+    g = rng(seed)
+    logp_ref = torch.log_softmax(1.5 * torch.randn(shape, generator=g, dtype=torch.float64), -1)
+    rewards = scale * torch.randn(shape, generator=g, dtype=torch.float64)
+    if holes:
+        flat_lp, flat_r = logp_ref.reshape(-1, shape[-1]), rewards.reshape(-1, shape[-1])
+        for i in range(len(flat_lp)):
+            out = [i % shape[-1]] + ([(i + 3) % shape[-1]] if i % 2 else [])
+            flat_lp[i, out] = NEG_INF
+            flat_r[i, out] = flat_r[i].abs().max() + 5.0
+        logp_ref = torch.log_softmax(flat_lp, -1).reshape(shape)
+    return logp_ref, rewards
+
+
+def _exact(logp_ref, rewards, beta):
+    """(log π*, log Z, KL(π*‖π_ref), E_π*[r]) in float64, computed in log space."""
+    logp_ref, rewards = logp_ref.double(), rewards.double()
+    support = logp_ref > NEG_INF
+    scores = torch.where(support, logp_ref + rewards / beta, torch.full_like(rewards, NEG_INF))
+    log_z = torch.logsumexp(scores, -1)
+    logp_star = scores - log_z.unsqueeze(-1)
+    p = logp_star.exp()
+    mean_r = torch.where(support, p * rewards, torch.zeros_like(p)).sum(-1)
+    return logp_star, log_z, mean_r / beta - log_z, mean_r
+
+
+def _norm(s, dim=-1):
+    return s - torch.logsumexp(s, dim, keepdim=True)
+
+
+def _prob_close(out, want, case, atol=1e-7):
+    """Compare log-probabilities through their probabilities (so -inf vs -1e30 does not
+    matter)."""
+    expect(out.exp(), want.exp(), case, atol=atol, rtol=1e-5)
+
+# ============================================================================ boltzmann_policy
+
+
+def test_boltzmann_policy__batched_with_support_holes(student):
+    """(2, 3, 7) inputs with responses outside the support: the exact log π* of every row."""
+    logp_ref, rewards = _space()
+    for beta in (0.3, 2.0):
+        out = result(student.call(BP, logp_ref, rewards, beta), "your log π*", (2, 3, 7),
+                     allow_nan=True)
+        if bool(torch.isnan(out).any()):
+            raise AssertionError("your log π* holds NaN on inputs whose log π_ref is -inf on some "
+                                 "responses: -inf + r/β is -inf, keep it that way (no 0 · inf)")
+        want = _exact(logp_ref, rewards, beta)[0]
+        supported = torch.where(logp_ref > NEG_INF, logp_ref, torch.zeros_like(logp_ref))
+        wrong = [(_norm(logp_ref + rewards * beta).exp(), "you multiplied the rewards by β: the "
+                  "exponent is r/β"),
+                 (_norm(logp_ref - rewards / beta).exp(), "your π* favours LOW rewards: the "
+                  "weight is exp(+r/β)"),
+                 (_norm(rewards / beta).exp(), "you forgot π_ref: π* ∝ π_ref(y) exp(r(y)/β)"),
+                 (_norm(supported + rewards / beta).exp(), "responses outside the support of "
+                  "π_ref got mass: π*(y) = 0 wherever π_ref(y) = 0"),
+                 (_norm(logp_ref + rewards / beta, 0).exp(), "you normalised over the wrong "
+                  "dim: Z sums over the responses, the LAST dim"),
+                 (_norm(logp_ref + rewards / beta, 1).exp(), "you normalised over the wrong "
+                  "dim: Z sums over the responses, the LAST dim"),
+                 ((logp_ref + rewards / beta).exp(), "your π* is not normalised: subtract "
+                  "log Z = logsumexp(log π_ref + r/β) over the last dim")]
+        if close(out, want.exp(), atol=1e-6):
+            raise AssertionError("you returned probabilities π*; return log-probabilities log π*")
+        expect(out.exp(), want.exp(), f"on a (2, 3, 7) batch at β = {beta}", wrong, atol=1e-7)
+
+
+def test_boltzmann_policy__tiny_beta_picks_best_supported(student):
+    """β = 1e-4 (r/β ~ 1e5): no NaN or inf, all the mass on the best response IN the support
+    (the holes carry even higher rewards)."""
+    logp_ref, rewards = _space(seed=31)
+    out = result(student.call(BP, logp_ref, rewards, 1e-4), "at β = 1e-4 your log π*",
+                 (2, 3, 7), allow_nan=True)
+    if bool(torch.isnan(out).any()) or bool((out == math.inf).any()):
+        raise AssertionError("at β = 1e-4 your log π* holds NaN or +inf: exp(r/β) overflows; "
+                             "stay in log space (log π_ref + r/β − logsumexp(...))")
+    _prob_close(out, _exact(logp_ref, rewards, 1e-4)[0], "at β = 1e-4 (all the mass on the "
+                "highest reward among the responses with π_ref > 0)")
+
+
+def test_boltzmann_policy__huge_beta_is_the_reference(student):
+    """β = 1e6: π* = π_ref, holes included."""
+    logp_ref, rewards = _space(seed=32)
+    out = result(student.call(BP, logp_ref, rewards, 1e6), "at β = 1e6 your log π*", (2, 3, 7),
+                 allow_nan=True)
+    _prob_close(out, logp_ref, "at β = 1e6 (π* is π_ref itself)", atol=1e-5)
+
+
+def test_boltzmann_policy__shift_per_prompt_and_scale(student):
+    """A different constant added to the rewards of each prompt changes nothing; neither does
+    multiplying r and β by the same factor."""
+    logp_ref, rewards = _space(seed=33, holes=False, shape=(4, 6))
+    base = result(student.call(BP, logp_ref, rewards, 0.7), "your log π*", (4, 6))
+    shift = torch.tensor([[-40.0], [0.5], [3.0], [200.0]], dtype=torch.float64)
+    shifted = result(student.call(BP, logp_ref, rewards + shift, 0.7), "your log π*", (4, 6))
+    expect(shifted, base, "adding a different constant to the rewards of each prompt changed "
+           "your π*: a constant cancels against that prompt's Z (normalise each row over the "
+           "last dim)", atol=1e-6)
+    scaled = result(student.call(BP, logp_ref, 3 * rewards, 2.1), "your log π*", (4, 6))
+    expect(scaled, base, "multiplying the rewards and β by 3 changed your π*: only r/β counts",
+           atol=1e-6)
+
+
+def test_boltzmann_policy__single_response_and_one_prompt(student):
+    """Y = 1: π* = 1 (log 0); one prompt as a 1-D input."""
+    out = result(student.call(BP, torch.zeros(3, 1, dtype=torch.float64),
+                              torch.tensor([[5.0], [-2.0], [0.0]], dtype=torch.float64), 0.1),
+                 "with a single response per prompt your log π*", (3, 1))
+    expect(out, torch.zeros(3, 1), "with a single response per prompt (π* = 1, log π* = 0)",
+           atol=1e-9)
+    lp = torch.log(torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64))
+    r = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64)
+    out = result(student.call(BP, lp, r, 0.5), "your log π*", (3,))
+    expect(out, _exact(lp, r, 0.5)[0], "for π_ref = [0.2, 0.3, 0.5], r = [1, 0, -1], β = 0.5",
+           atol=1e-9)
+
+
+def test_boltzmann_policy__float32(student):
+    """float32 inputs give the float64 answer to float32 precision."""
+    logp_ref, rewards = _space(seed=34, holes=False, shape=(3, 9))
+    out = result(student.call(BP, logp_ref.float(), rewards.float(), 0.5), "your log π*", (3, 9))
+    expect(out, _exact(logp_ref.float(), rewards.float(), 0.5)[0], "on float32 inputs at β = 0.5",
+           atol=1e-4, rtol=1e-4)
+
+# ============================================================================ optimal_objective
+
+
+def _obj_mistakes(logp_ref, rewards, beta):
+    _, log_z, kl, mean_r = _exact(logp_ref, rewards, beta)
+    support = logp_ref > NEG_INF
+    mean_ref = torch.where(support, logp_ref.exp() * rewards, torch.zeros_like(rewards)).sum(-1)
+    return [(log_z, "you returned log Z: the optimum is β log Z"),
+            (log_z / beta, "you divided by β: the optimum is β log Z"),
+            (torch.logsumexp(torch.where(support, logp_ref + rewards, logp_ref), -1),
+             "you forgot to divide the rewards by β inside Z: Z = Σ π_ref exp(r/β)"),
+            (beta * (torch.logsumexp(rewards / beta, -1) - math.log(rewards.shape[-1])),
+             "you weighted the responses uniformly: Z weights each one by π_ref(y)"),
+            (mean_ref, "you returned E_ref[r], the objective of π_ref: the optimum is β log Z"),
+            (mean_r, "you returned E_π*[r] alone: subtract β KL(π*‖π_ref), which gives β log Z")]
+
+
+def test_optimal_objective__batched_with_support_holes(student):
+    """(2, 3, 7) inputs with responses outside the support: β log Z of every row."""
+    logp_ref, rewards = _space(seed=35)
+    for beta in (0.25, 3.0):
+        out = result(student.call(OBJ, logp_ref, rewards, beta), "your objective", (2, 3))
+        expect(out, beta * _exact(logp_ref, rewards, beta)[1], f"on a (2, 3, 7) batch at "
+               f"β = {beta}", _obj_mistakes(logp_ref, rewards, beta), atol=1e-8)
+
+
+def test_optimal_objective__is_the_best_objective(student):
+    """β log Z equals E_π*[r] − β KL(π*‖π_ref) and beats every other policy."""
+    logp_ref, rewards = _space(seed=36, holes=False, shape=(5, 8))
+    beta = 0.6
+    out = result(student.call(OBJ, logp_ref, rewards, beta), "your objective", (5,))
+    _, _, kl, mean_r = _exact(logp_ref, rewards, beta)
+    expect(out, mean_r - beta * kl, "compared with E_π*[r] − β KL(π*‖π_ref) on 5 prompts",
+           _obj_mistakes(logp_ref, rewards, beta), atol=1e-8)
+    g = rng(37)
+    for _ in range(5):
+        logp = torch.log_softmax(2 * torch.randn(5, 8, generator=g, dtype=torch.float64), -1)
+        value = (logp.exp() * (rewards - beta * (logp - logp_ref))).sum(-1)
+        if bool((value > out + 1e-9).any()):
+            raise AssertionError("a random policy reached a higher objective E_π[r] − β KL(π‖π_ref) "
+                                 "than your optimum: the optimum is β log Z")
+
+
+def test_optimal_objective__tiny_beta_and_huge_rewards(student):
+    """β = 1e-3 → max of r on the support (exactly β log Z); rewards ~1e3 at β = 0.5: no
+    overflow."""
+    logp_ref, rewards = _space(seed=38)
+    out = result(student.call(OBJ, logp_ref, rewards, 1e-3), "at β = 1e-3 your objective",
+                 (2, 3))
+    if not bool(torch.isfinite(out).all()):
+        raise AssertionError("at β = 1e-3 your objective is not finite: exp(r/β) overflows; "
+                             "compute log Z with torch.logsumexp")
+    expect(out, 1e-3 * _exact(logp_ref, rewards, 1e-3)[1], "at β = 1e-3 (about the highest "
+           "reward among responses with π_ref > 0, not the holes')", atol=1e-8)
+    big = 400 * rewards
+    out = result(student.call(OBJ, logp_ref, big, 0.5), "with rewards ~1e3 your objective",
+                 (2, 3))
+    if not bool(torch.isfinite(out).all()):
+        raise AssertionError("with rewards ~1e3 at β = 0.5 your objective is not finite: "
+                             "exp(r/β) overflows; use torch.logsumexp")
+    expect(out, 0.5 * _exact(logp_ref, big, 0.5)[1], "with rewards ~1e3 at β = 0.5", atol=1e-6)
+
+
+def test_optimal_objective__constant_rewards_and_single_response(student):
+    """r ≡ c on each row gives exactly c (for any β); one response gives its reward."""
+    logp_ref, _ = _space(seed=39, holes=False, shape=(3, 5))
+    c = torch.tensor([[2.0], [-1.0], [0.25]], dtype=torch.float64).expand(3, 5).clone()
+    for beta in (0.01, 1.0, 50.0):
+        out = result(student.call(OBJ, logp_ref, c, beta), "your objective", (3,))
+        expect(out, c[:, 0], f"for constant rewards 2, -1, 0.25 at β = {beta} (π* = π_ref, "
+               f"KL = 0, the optimum is the constant)", atol=1e-9)
+    out = result(student.call(OBJ, torch.zeros(2, 1, dtype=torch.float64),
+                              torch.tensor([[3.0], [-4.0]], dtype=torch.float64), 0.2),
+                 "with a single response your objective", (2,))
+    expect(out, [3.0, -4.0], "with a single response per prompt (its reward)", atol=1e-9)
+
+
+def test_optimal_objective__float32(student):
+    """float32 inputs give the float64 answer to float32 precision."""
+    logp_ref, rewards = _space(seed=40, holes=False, shape=(4, 6))
+    lp, r = logp_ref.float(), rewards.float()
+    out = result(student.call(OBJ, lp, r, 0.4), "your objective", (4,))
+    expect(out, 0.4 * _exact(lp, r, 0.4)[1], "on float32 inputs at β = 0.4",
+           _obj_mistakes(lp.double(), r.double(), 0.4), atol=1e-5, rtol=1e-5)
+
+# ============================================================================ kl_optimal
+
+
+def _kl_mistakes(logp_ref, rewards, beta):
+    logp_star, log_z, kl, mean_r = _exact(logp_ref, rewards, beta)
+    support = logp_ref > NEG_INF
+    p_ref = logp_ref.exp()
+    reverse = torch.where(support, p_ref * (logp_ref - logp_star), torch.zeros_like(p_ref)).sum(-1)
+    mean_ref = torch.where(support, p_ref * rewards, torch.zeros_like(p_ref)).sum(-1)
+    return [(mean_r - log_z, "you forgot to divide E_π*[r] by β: KL = E_π*[r]/β − log Z"),
+            (-kl, "your KL has the wrong sign: KL = E_π*[r]/β − log Z >= 0"),
+            (reverse, "you computed KL(π_ref‖π*), the other direction: KL(π*‖π_ref) averages "
+             "over π*"),
+            (mean_ref / beta - log_z, "you averaged the rewards over π_ref: KL = E_π*[r]/β − "
+             "log Z uses π*")]
+
+
+def test_kl_optimal__batched_with_support_holes(student):
+    """(2, 3, 7) inputs with responses outside the support: exact KL(π*‖π_ref), no NaN."""
+    logp_ref, rewards = _space(seed=41)
+    for beta in (0.4, 2.5):
+        out = result(student.call(KL, logp_ref, rewards, beta), "your KL", (2, 3), allow_nan=True)
+        if bool(torch.isnan(out).any()):
+            raise AssertionError("your KL is NaN when some responses have π_ref(y) = 0: such a "
+                                 "response has π*(y) = 0 and must contribute 0 (0 · (−inf) is NaN; "
+                                 "use E_π*[r]/β − log Z, or torch.where)")
+        expect(out, _exact(logp_ref, rewards, beta)[2], f"on a (2, 3, 7) batch at β = {beta}",
+               _kl_mistakes(logp_ref, rewards, beta), atol=1e-8)
+
+
+def test_kl_optimal__matches_the_definition(student):
+    """Equal to Σ_y π*(y) (log π*(y) − log π_ref(y)) for several β; non-negative."""
+    logp_ref, rewards = _space(seed=42, holes=False, shape=(3, 10))
+    for beta in (0.05, 0.5, 5.0):
+        out = result(student.call(KL, logp_ref, rewards, beta), "your KL", (3,))
+        logp_star = _exact(logp_ref, rewards, beta)[0]
+        direct = (logp_star.exp() * (logp_star - logp_ref)).sum(-1)
+        if bool((out < -1e-9).any()):
+            raise AssertionError(f"your KL is negative at β = {beta}: a KL is >= 0")
+        expect(out, direct, f"compared with Σ π*(log π* − log π_ref) at β = {beta}",
+               _kl_mistakes(logp_ref, rewards, beta), atol=1e-7)
+
+
+def test_kl_optimal__tiny_beta(student):
+    """β = 1e-3: finite, and → −log π_ref(best supported response)."""
+    logp_ref, rewards = _space(seed=43)
+    out = result(student.call(KL, logp_ref, rewards, 1e-3), "at β = 1e-3 your KL", (2, 3),
+                 allow_nan=True)
+    if not bool(torch.isfinite(out).all()):
+        raise AssertionError("at β = 1e-3 your KL is not finite: exp(r/β) overflows; stay in log "
+                             "space (logsumexp) and ignore responses outside the support")
+    expect(out, _exact(logp_ref, rewards, 1e-3)[2], "at β = 1e-3 (about −log π_ref of the best "
+           "response in the support)", atol=1e-6)
+
+
+def test_kl_optimal__zero_without_reward_differences(student):
+    """Rewards constant on each row (a different constant per row), or one response: KL = 0."""
+    logp_ref, _ = _space(seed=44, holes=False, shape=(3, 5))
+    c = torch.tensor([[7.0], [-3.0], [0.0]], dtype=torch.float64).expand(3, 5).clone()
+    for beta in (0.05, 1.0):
+        out = result(student.call(KL, logp_ref, c, beta), "your KL", (3,))
+        expect(out, torch.zeros(3), f"for rewards constant on each row at β = {beta} (π* = π_ref)",
+               atol=1e-8)
+    out = result(student.call(KL, torch.zeros(2, 1, dtype=torch.float64),
+                              torch.tensor([[3.0], [-4.0]], dtype=torch.float64), 0.3),
+                 "with a single response your KL", (2,))
+    expect(out, [0.0, 0.0], "with a single response per prompt", atol=1e-9)
+
+
+def test_kl_optimal__float32(student):
+    """float32 inputs give the float64 answer to float32 precision."""
+    logp_ref, rewards = _space(seed=45, holes=False, shape=(4, 6))
+    lp, r = logp_ref.float(), rewards.float()
+    out = result(student.call(KL, lp, r, 0.8), "your KL", (4,))
+    expect(out, _exact(lp, r, 0.8)[2], "on float32 inputs at β = 0.8",
+           _kl_mistakes(lp.double(), r.double(), 0.8), atol=1e-5, rtol=1e-4)
