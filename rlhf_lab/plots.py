@@ -369,3 +369,45 @@ def gold_vs_proxy_over_training(history: list[dict], title: str = "Proxy vs gold
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# The β sweep (PPO against the closed form)
+# ---------------------------------------------------------------------------------------------
+
+
+def _split_trust(ax, x, y, trusted, color, label):
+    """A curve drawn solid where ``trusted`` and dashed where not."""
+    x, y, trusted = map(np.asarray, (x, y, trusted))
+    ax.plot(np.where(trusted, x, np.nan), np.where(trusted, y, np.nan), color=color, lw=2,
+            label=label)
+    ax.plot(np.where(~trusted, x, np.nan), np.where(~trusted, y, np.nan), color=color, lw=1.5,
+            ls="--", label=f"{label} (few effective samples)")
+
+
+def beta_sweep(result: dict):
+    """PPO's final (KL, proxy) and (KL, gold) at each β on top of the importance-sampled
+    closed-form frontier (``result`` from :func:`rlhf_lab.sweep.beta_sweep`). Each PPO point is
+    joined to the closed-form optimum of the same β."""
+    front, rows = result["frontier"], result["rows"]
+    trusted = np.asarray(front["trustworthy"], dtype=bool)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, (key, opt_key, label) in zip(axes, (("proxy", "expected_reward", "proxy reward r_φ"),
+                                                ("gold", "expected_gold", "gold utility r*"))):
+        _split_trust(ax, front["kl"], front[opt_key], trusted, COLORS["sft"], "closed form π*")
+        colors = plt.cm.plasma(np.linspace(0.1, 0.85, len(rows)))
+        for color, row in zip(colors, rows):
+            opt_y = row["optimal_proxy"] if key == "proxy" else row["optimal_gold"]
+            ax.plot([row["optimal_kl"], row["kl"]], [opt_y, row[key]], color=color, lw=0.8, ls=":")
+            ax.plot([row["optimal_kl"]], [opt_y], "o", mfc="white", mec=color, ms=6)
+            ax.plot([row["kl"]], [row[key]], "o", color=color, ms=7, label=f"PPO, β = {row['beta']:g}")
+        ax.axhline(result["reference"][key], color=COLORS["base"], lw=0.8)
+        ax.set(xlabel="KL(π ‖ π_ref) (nats)", ylabel=label, xscale="symlog", title=f"{label} vs KL")
+    axes[0].legend(frameon=False, fontsize=7, loc="lower right")
+    fig.suptitle("PPO at each β (filled) and the closed-form optimum of the same β (hollow)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["beta_sweep"]

@@ -1,0 +1,164 @@
+"""The β sweep: PPO at several β against the closed-form optimum of the same objective.
+
+For each β, PPO maximises J_β(π) = E_π[r_φ] − β KL(π‖π_ref) over the policy. The Boltzmann
+closed form (:mod:`rlhf_lab.theory`) says the best value is β log Z, Z = E_{π_ref}[exp(r_φ/β)];
+with N samples of π_ref per prompt it is estimated by self-normalised importance sampling,
+trustworthy while the effective sample size stays large (large β). :func:`beta_sweep`:
+
+1. trains (or loads) PPO at each β of the grid — every run a cached pipeline artifact, the same
+   ones ``python -m rlhf_lab pipeline`` uses — optionally two at a time in separate processes;
+2. samples N replies per prompt from the SFT policy, scores them with the same reward model and
+   with the gold utility, and estimates the frontier E_{π*}[r_φ], E_{π*}[r*], KL and β log Z
+   over a dense β grid;
+3. compares each PPO run's final objective (averaged over its last iterations) with the
+   estimated optimum, as a ratio J_PPO / β log Ẑ and as the share of the achievable improvement
+   over the SFT policy, (J_PPO − J_ref) / (β log Ẑ − J_ref), which unlike the ratio does not
+   depend on the reward model's arbitrary offset (notebook 02: Bradley–Terry cannot see it).
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import models, theory
+from .artifacts import COMPLETE, cache_root, cached, read_json, write_json
+from .config import config_dict, config_hash, positive, require
+from .overopt import sample_pool, score_pool
+from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys
+
+__all__ = ["SweepConfig", "SWEEP_BETAS", "beta_sweep", "compare_with_optimum"]
+
+SWEEP_BETAS = (1.0, 0.3, 0.1, 0.03, 0.01)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The β sweep."""
+    betas: tuple = SWEEP_BETAS
+    """β of the PPO runs (each one a cached pipeline artifact)."""
+    n_samples: int = 1024
+    """N, replies of π_ref per prompt for the importance-sampled closed form."""
+    tail: int = 10
+    """A run's final proxy, gold and KL: the mean over its last ``tail`` iterations."""
+    min_ess: float = 100.0
+    """The closed-form estimate at a β is trusted when every prompt's ESS reaches this."""
+    frontier_points: int = 60
+    """β values of the dense frontier curve, log-spaced from 10 down to 0.003."""
+    pool_seed: int = 30_000
+    """Seed of the π_ref samples (not a training seed)."""
+
+    def __post_init__(self):
+        positive(self, "n_samples", "tail", "min_ess", "frontier_points")
+        require(len(self.betas) > 0 and all(b > 0 for b in self.betas), "betas",
+                f"must be a non-empty tuple of numbers > 0, got {self.betas!r}")
+
+
+def _train_one(run: RunConfig, root, threads: int | None = None) -> float:
+    """Train (or load) one PPO run; return its seconds. ``threads``: set in a worker process."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    load_or_train_ppo(run, root)
+    return time.perf_counter() - start
+
+
+def _train_all(runs: list[RunConfig], root, jobs: int) -> list[float]:
+    """Each run's seconds. With ``jobs`` > 1 the missing runs train in ``jobs`` single-threaded
+    processes: the tiny models gain little from a second thread, a lot from a second process."""
+    todo = [r for r in runs if not _is_cached(r, root)]
+    if jobs <= 1 or len(todo) <= 1:
+        return [_train_one(r, root) for r in runs]
+    context = multiprocessing.get_context("spawn")       # fresh interpreters: safe from notebooks
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        trained = dict(zip(map(id, todo), pool.map(_train_one, todo, [root] * len(todo),
+                                                   [1] * len(todo))))
+    return [trained.get(id(r), 0.0) for r in runs]
+
+
+def _is_cached(run: RunConfig, root) -> bool:
+    folder = (cache_root() if root is None else Path(root)) / f"ppo-{stage_keys(run)['ppo']}"
+    return (folder / COMPLETE).exists()
+
+
+def _final(history: list[dict], tail: int) -> dict:
+    rows = history[-tail:]
+    return {key: float(np.mean([h[key] for h in rows])) for key in ("proxy", "gold", "kl")}
+
+
+def compare_with_optimum(proxy: float, kl: float, beta: float, optimum: float,
+                         reference: float) -> dict:
+    """A policy's objective J = proxy − β·KL against the optimum β log Z and the reference
+    policy's J_ref = E_{π_ref}[r] (its KL is 0)."""
+    objective = proxy - beta * kl
+    room = optimum - reference
+    return {"objective": objective, "ratio": objective / optimum if optimum else math.nan,
+            "gain_fraction": (objective - reference) / room if room > 0 else math.nan}
+
+
+def beta_sweep(run: RunConfig = RunConfig(), betas=SWEEP_BETAS, jobs: int | None = None,
+               root=None, **options) -> dict:
+    """PPO at each β against the estimated closed-form optimum; a dict of plain lists/floats
+    with ``rows`` (one per β), ``frontier`` (the dense estimated curve) and ``reference``.
+
+    ``jobs``: PPO runs trained at once, in separate single-threaded processes (default: 2 when
+    the machine has 2 or more cores). ``options``: other fields of :class:`SweepConfig`. The
+    PPO runs are pipeline artifacts; the analysis is cached as ``sweep-<key>``.
+    """
+    cfg = SweepConfig(betas=tuple(float(b) for b in betas), **options)
+    runs = [run.with_ppo(beta=b) for b in cfg.betas]
+    jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
+    require(isinstance(jobs, int) and jobs >= 1, "jobs", f"must be an int >= 1, got {jobs!r}")
+    load_or_train_rm(run, root)                     # upstream stages once, before any worker
+    seconds = _train_all(runs, root, jobs)
+    key = config_hash(cfg, stage_keys(run)["rm"], *(stage_keys(r)["ppo"] for r in runs))
+    result = cached("sweep", key, lambda: _analyse(run, cfg, runs, root),
+                    lambda out, folder: write_json(folder / "results.json", out),
+                    lambda folder: read_json(folder / "results.json"), root)
+    for row, s in zip(result["rows"], seconds):
+        row["seconds"] = s                           # 0-ish when the runs were cached
+    return result
+
+
+def _analyse(run: RunConfig, cfg: SweepConfig, runs: list[RunConfig], root) -> dict:
+    tok = models.world_tokenizer()
+    sft = load_or_train_sft(run, root)
+    rm = load_or_train_rm(run, root)
+    pool = sample_pool(sft.model, tok, cfg.n_samples, cfg.pool_seed, run.ppo.max_new_tokens)
+    proxy = torch.as_tensor(score_pool(rm.model, tok, pool))              # (P, N)
+    gold = torch.as_tensor(pool.gold, dtype=torch.float64)                 # (P, N)
+    reference = {"proxy": float(proxy.mean()), "gold": float(gold.mean())}
+
+    dense = np.geomspace(10.0, 0.003, cfg.frontier_points).tolist()
+    front = theory.estimated_frontier(proxy, dense, cfg.min_ess, gold=gold)
+    frontier = {"beta": dense, **{k: front[k].mean(-1).tolist() for k in
+                                  ("expected_reward", "expected_gold", "kl", "objective")},
+                "min_ess": front["ess"].min(-1).values.tolist(),
+                "trustworthy": front["trustworthy"].all(-1).tolist()}
+
+    rows = []
+    for r in runs:
+        beta = r.ppo.beta
+        history = load_or_train_ppo(r, root).metrics["history"]
+        final = _final(history, cfg.tail)
+        est = theory.boltzmann_estimate(proxy, beta, cfg.min_ess, warn=False)
+        optimum = float(est.objective.mean())
+        rows.append({"beta": beta, **final,
+                     "optimum": optimum, "optimal_kl": float(est.kl.mean()),
+                     "optimal_proxy": float(est.expected_reward.mean()),
+                     "optimal_gold": float((est.weights * gold).sum(-1).mean()),
+                     "min_ess": float(est.ess.min()),
+                     "trustworthy": bool(est.trustworthy.all()),
+                     **compare_with_optimum(final["proxy"], final["kl"], beta, optimum,
+                                            reference["proxy"]),
+                     "history": [{k: h[k] for k in ("iteration", "proxy", "gold", "kl")}
+                                 for h in history]})
+    return {"config": config_dict(cfg), "rows": rows, "frontier": frontier,
+            "reference": reference, "n_samples": cfg.n_samples, "prompts": len(pool.prompts)}
