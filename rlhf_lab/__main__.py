@@ -1,4 +1,4 @@
-"""Command line: ``python -m rlhf_lab {pipeline,data,release} ...``."""
+"""Command line: ``python -m rlhf_lab {pipeline,data,release,grade} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -18,13 +18,28 @@ def main(argv=None) -> int:
     r.add_argument("--out", default="notebooks", help="folder to write (default: notebooks/)")
     r.add_argument("--clean-solutions", action="store_true",
                    help="first strip the solutions' outputs in place (check cells excepted)")
+    r.add_argument("--bundle", default=None, metavar="DIR",
+                   help="also write a student bundle into DIR (no solutions/, no tests/hidden/)")
+    g = sub.add_parser("grade", help="grade submissions with the hidden tests; write a gradebook")
+    from .grading.grade import add_arguments
+    add_arguments(g)
     args = parser.parse_args(argv)
 
     if args.command == "release":                  # no torch needed
         from .release import release
         for path in release(args.solutions, args.out, args.clean_solutions):
             print(f"wrote {path}")
+        if args.bundle:
+            from pathlib import Path
+
+            from .release import write_bundle
+            kit = Path(args.solutions).resolve().parent
+            write_bundle(kit, args.bundle, Path(args.out).resolve())
+            print(f"wrote the student bundle {args.bundle} (no solutions/, no tests/hidden/)")
         return 0
+    if args.command == "grade":                    # the judges import torch themselves
+        from .grading.grade import main as grade_main
+        return grade_main(args)
 
     import torch
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))

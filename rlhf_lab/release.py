@@ -17,16 +17,22 @@ so that ``pytest --nbval-lax`` compares a student's run against it and grades th
 Editing the course: change ``solutions/`` in Jupyter, run it top to bottom, save, then
 ``python -m rlhf_lab release --clean-solutions`` strips the solutions' other outputs in place
 and writes ``notebooks/``. Without the flag only ``notebooks/`` is written.
+
+``python -m rlhf_lab release --bundle DIR`` also writes the **student bundle**: a copy of the kit
+that a student can install and run (README, requirements, the package, data, benchmarks, the
+released notebooks, the public tests), without ``solutions/``, ``tests/hidden/`` or any version
+control or cache folder. See :func:`write_bundle`.
 """
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import nbformat
 
 __all__ = ["BEGIN", "END", "STUB", "CHECK_MARK", "is_check_cell", "strip_solutions",
-           "clean_notebook", "student_notebook", "release"]
+           "clean_notebook", "student_notebook", "release", "write_bundle", "BUNDLE_ITEMS"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -113,5 +119,59 @@ def release(solutions_dir="solutions", notebooks_dir="notebooks",
             nbformat.write(nb, source)
         target = notebooks_dir / source.name
         nbformat.write(student_notebook(nb, source.name), target)
+        written.append(target)
+    return written
+
+
+# what a student bundle holds (when present in the kit); everything else is left out
+BUNDLE_ITEMS = ("README.md", "requirements.txt", "pyproject.toml", "LICENSE", "rlhf_lab",
+                "data", "benchmarks", "notebooks", "tests")
+_NEVER = ("solutions", "hidden", "mutants", "submissions", ".git", "__pycache__", ".pytest_cache", ".ipynb_checkpoints",
+          "*.egg-info", ".venv", "out", "grades")
+
+
+def _needs_solutions(path: Path) -> bool:
+    """A test or benchmark script that reads ``solutions/`` or the hidden tests cannot run in
+    a student bundle (and would tell too much)."""
+    if path.suffix != ".py" or not path.name.startswith(("test_", "bench_")):
+        return False
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return any(s in text for s in ('"solutions"', "'solutions'", "solutions/", '"hidden"',
+                                   "'hidden'", "hidden/", '"mutants"', "'mutants'"))
+
+
+def write_bundle(kit_dir, bundle_dir, notebooks_dir="notebooks") -> list[Path]:
+    """Copy the student's part of the kit at ``kit_dir`` into ``bundle_dir`` (which must not
+    exist or be empty); return the top-level paths written.
+
+    The released notebooks are taken from ``notebooks_dir`` (relative to ``kit_dir`` unless
+    absolute). Left out everywhere: ``solutions/``, ``tests/hidden/`` (the grading tests),
+    ``tests/mutants/``, ``.git`` and caches, and the tests and benchmarks that read ``solutions/``
+    or the hidden tests. Raises ValueError if the bundle would be written inside the kit's
+    ``solutions/`` or over a non-empty folder."""
+    kit_dir, bundle_dir = Path(kit_dir).resolve(), Path(bundle_dir).resolve()
+    notebooks_dir = (kit_dir / notebooks_dir).resolve()
+    if bundle_dir.exists() and any(bundle_dir.iterdir()):
+        raise ValueError(f"{bundle_dir} is not empty: choose a new folder for the bundle")
+    if bundle_dir == kit_dir or kit_dir in bundle_dir.parents and \
+            bundle_dir.relative_to(kit_dir).parts[0] in BUNDLE_ITEMS + ("solutions",):
+        raise ValueError(f"{bundle_dir} is inside a folder of the kit that the bundle copies")
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    never = shutil.ignore_patterns(*_NEVER)
+
+    def ignore(folder, names):
+        skipped = set(never(folder, names))
+        return skipped | {n for n in names if n not in skipped and _needs_solutions(Path(folder, n))}
+
+    written = []
+    for item in BUNDLE_ITEMS:
+        source = notebooks_dir if item == "notebooks" else kit_dir / item
+        target = bundle_dir / item
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=ignore)
+        elif source.is_file():
+            shutil.copy2(source, target)
+        else:
+            continue
         written.append(target)
     return written

@@ -1,0 +1,334 @@
+"""``python -m rlhf_lab grade SUBMISSIONS_DIR``: grade every submission, write a gradebook.
+
+A submission is a subfolder of ``SUBMISSIONS_DIR`` (the student is the folder's name; its
+``*.ipynb`` are read) or a single ``.ipynb`` (the student is the file's stem; which course
+notebook it is comes from its name or from the exercise functions it defines).
+
+How it works:
+
+1. The hidden tests (``tests/hidden``) are found next to the package, or given with
+   ``--hidden``; without them the grader refuses to run.
+2. The students are split over ``jobs`` judge processes, each ``python -m pytest tests/hidden
+   --grade-manifest ... --grade-results ...``. A judge runs the hidden tests against one student
+   process at a time (:class:`~.sandbox.StudentProcess`); student code never runs in a judge.
+   Each judge writes its results (one JSON line per test) into a private folder of the grader.
+3. When every judge has exited, the results are turned into points: an exercise earns its points
+   (``exercises.py``) only if all its hidden tests pass. A judge that dies is re-run once per
+   student it left unfinished; a student still without results gets the status "grader error"
+   and zero.
+4. The outputs are written last, each atomically (temp file, then rename): ``gradebook.csv``
+   (one row per student, one column per exercise, total, max, status) and
+   ``feedback/<student>.md`` (per exercise: passed, or the first failure's message — never the
+   tests' code); then a summary line is printed.
+
+A broken submission never stops the grader: it is a row with zero for what it breaks.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .exercises import EXERCISES, NOTEBOOKS
+
+__all__ = ["GradingError", "StudentResult", "find_hidden_tests", "discover", "grade",
+           "write_outputs", "main"]
+
+_REPO = Path(__file__).resolve().parent.parent.parent
+MAX_POINTS = sum(e.points for e in EXERCISES)
+
+
+class GradingError(Exception):
+    """The grader cannot run at all (no hidden tests, no submissions folder)."""
+
+
+@dataclass
+class ExerciseResult:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    message: str | None = None                   # the first failure's message
+
+    @property
+    def ok(self) -> bool:
+        return self.passed > 0 and self.failed == 0
+
+
+@dataclass
+class StudentResult:
+    name: str
+    files: list[str] = field(default_factory=list)
+    exercises: dict[str, ExerciseResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    status: str = "ok"
+
+    def points(self, exercise) -> int:
+        result = self.exercises.get(exercise.name)
+        return exercise.points if result is not None and result.ok and \
+            self.status != "grader error" else 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.points(e) for e in EXERCISES)
+
+
+# --------------------------------------------------------------------------- inputs
+def find_hidden_tests(hidden=None) -> Path:
+    """The folder of hidden tests: ``hidden``, or ``tests/hidden`` next to the package."""
+    folder = Path(hidden) if hidden else _REPO / "tests" / "hidden"
+    if not (folder / "conftest.py").is_file() or not list(folder.glob("test_*.py")):
+        raise GradingError(f"cannot find the hidden tests (conftest.py and test_*.py) in "
+                           f"{folder}; grade from a full checkout of the course, or pass --hidden")
+    return folder.resolve()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "student"
+
+
+def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
+    """``{student: [notebook files]}``; a folder without notebooks maps to an empty list."""
+    root = Path(submissions_dir)
+    if not root.is_dir():
+        raise GradingError(f"{root} is not a folder of submissions")
+    skip = {Path(s).resolve() for s in skip}
+    students: dict[str, list[Path]] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith((".", "_")) or entry.resolve() in skip:
+            continue
+        if entry.is_dir():
+            files = sorted(p for p in entry.glob("*.ipynb") if not p.name.startswith("."))
+            name = entry.name
+        elif entry.suffix == ".ipynb":
+            files, name = [entry], entry.stem
+        else:
+            continue
+        key, n = _safe(name), 2
+        while key in students:
+            key, n = f"{_safe(name)}_{n}", n + 1
+        students[key] = files
+    return students
+
+
+# --------------------------------------------------------------------------- running judges
+def _judge_command(hidden: Path, manifest: Path, results: Path) -> list[str]:
+    return [sys.executable, "-m", "pytest", str(hidden), "-q", "-p", "no:cacheprovider",
+            "--no-header", "-o", "addopts=", "-W", "ignore", "--rootdir", str(hidden),
+            "--grade-manifest", str(manifest), "--grade-results", str(results)]
+
+
+def _run_judges(groups: list[dict[str, list[Path]]], hidden: Path, work: Path, settings: dict,
+                jobs: int, log) -> list[dict]:
+    """Run one judge per group, ``jobs`` at a time; return every result row they wrote."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+        OMP_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1")
+    pending = list(enumerate(groups))
+    running: list[tuple[subprocess.Popen, float, Path, object]] = []
+    rows: list[dict] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            index, group = pending.pop(0)
+            manifest, results = work / f"manifest_{index}.json", work / f"results_{index}.jsonl"
+            manifest.write_text(json.dumps({"students": {k: [str(p) for p in v]
+                                                         for k, v in group.items()},
+                                            "settings": settings}))
+            out = open(work / f"judge_{index}.log", "wb")
+            proc = subprocess.Popen(_judge_command(hidden, manifest, results), cwd=work,
+                                    env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)
+            limit = 120 + sum(settings["budget"][k] + 30 for k in group)
+            running.append((proc, time.monotonic() + limit, results, out))
+        time.sleep(0.05)
+        for item in list(running):
+            proc, deadline, results, out = item
+            if proc.poll() is None and time.monotonic() < deadline:
+                continue
+            if proc.poll() is None:
+                log(f"a judge ran past its time limit and was stopped ({results.name})")
+                proc.kill()
+                proc.wait()
+            out.close()
+            running.remove(item)
+            if results.exists():
+                for line in results.read_text(encoding="utf-8").splitlines():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        pass
+    return rows
+
+
+# --------------------------------------------------------------------------- results
+def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, StudentResult]:
+    from .loader import read_submission
+
+    results = {name: StudentResult(name, [p.name for p in files])
+               for name, files in students.items()}
+    done = {r["student"] for r in rows if r.get("event") == "done"}
+    for row in rows:
+        result = results.get(row.get("student"))
+        if result is None:
+            continue
+        if row["event"] == "student_error":
+            result.status = "grader error"
+            result.notes.append(f"the grader could not run this submission: {row['message']}")
+        elif row["event"] == "test" and row.get("exercise"):
+            ex = result.exercises.setdefault(row["exercise"], ExerciseResult())
+            if row["outcome"] == "passed":
+                ex.passed += 1
+            elif row["outcome"] == "skipped":
+                ex.skipped += 1
+            else:
+                ex.failed += 1
+                ex.message = ex.message or row.get("message") or "a hidden test failed"
+    for name, result in results.items():
+        if not students[name]:
+            result.status = "no notebooks"
+            result.notes.append("no notebook (*.ipynb) was found in this submission")
+            continue
+        if name not in done and result.status != "grader error":
+            result.status = "grader error"
+            result.notes.append("the grader did not finish this submission (a judge process "
+                                "failed); grade it again")
+        submission = read_submission(students[name])
+        for file, why in submission.errors.items():
+            result.notes.append(why)
+        if submission.errors and result.status == "ok":
+            result.status = "unreadable: " + " ".join(sorted(submission.errors))
+    return results
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def gradebook_csv(results: dict[str, StudentResult]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["student"] + [e.name for e in EXERCISES] + ["total", "max", "status"])
+    for name in sorted(results):
+        r = results[name]
+        writer.writerow([name] + [r.points(e) for e in EXERCISES] + [r.total, MAX_POINTS,
+                                                                     r.status])
+    return out.getvalue()
+
+
+def feedback_markdown(result: StudentResult) -> str:
+    """One student's feedback: points per exercise, and why each failed one failed."""
+    lines = [f"# Feedback: {result.name}", "",
+             f"**Total: {result.total} / {MAX_POINTS} points.**", ""]
+    if result.files:
+        lines += ["Graded notebooks: " + ", ".join(f"`{f}`" for f in result.files), ""]
+    if result.notes:
+        lines += ["## Problems with the submission", ""] + [f"- {n}" for n in result.notes] + [""]
+    for notebook in NOTEBOOKS:
+        lines += [f"## {notebook}", ""]
+        for e in (e for e in EXERCISES if e.notebook == notebook):
+            r = result.exercises.get(e.name)
+            earned = result.points(e)
+            if r is None:
+                what = "not graded (no hidden tests ran for it)"
+            elif r.ok:
+                what = f"passed all {r.passed} hidden tests"
+            else:
+                total = r.passed + r.failed
+                what = f"failed {r.failed} of {total} hidden tests. First failure: " + \
+                       (r.message or "no message").replace("\n", " ")
+            lines.append(f"- **{e.name}** ({earned}/{e.points}): {what}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(results: dict[str, StudentResult], out_dir) -> Path:
+    """Write ``gradebook.csv`` and ``feedback/<student>.md`` atomically; return the gradebook."""
+    out_dir = Path(out_dir)
+    for name, result in results.items():
+        _atomic_write(out_dir / "feedback" / f"{name}.md", feedback_markdown(result))
+    gradebook = out_dir / "gradebook.csv"
+    _atomic_write(gradebook, gradebook_csv(results))
+    return gradebook
+
+
+# --------------------------------------------------------------------------- the command
+def grade(submissions_dir, out_dir="grades", *, timeout: float = 10.0, jobs: int | None = None,
+          memory_mb: int = 4096, notebook_seconds: float = 60.0, hidden=None,
+          log=print) -> dict[str, StudentResult]:
+    """Grade every submission of ``submissions_dir``; write the outputs into ``out_dir``;
+    return the results by student. Raises GradingError only when grading cannot start."""
+    start = time.monotonic()
+    hidden = find_hidden_tests(hidden)
+    out_dir = Path(out_dir).resolve()
+    students = discover(submissions_dir, skip=[out_dir])
+    if jobs is None:
+        jobs = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else (os.cpu_count() or 1)))
+    work = Path(tempfile.mkdtemp(prefix="rlhf_lab_grade_"))
+    os.chmod(work, 0o700)
+    try:
+        settings = {"timeout": float(timeout), "memory_mb": int(memory_mb),
+                    "budget": {k: notebook_seconds * max(1, len(v)) for k, v in students.items()},
+                    "deny": [str(Path(submissions_dir).resolve()), str(out_dir), str(work),
+                             str(hidden)]}
+        gradable = {k: v for k, v in students.items() if v}
+        groups = [dict(list(gradable.items())[i::jobs]) for i in range(min(jobs, len(gradable)))]
+        rows = _run_judges(groups, hidden, work, settings, jobs, log) if gradable else []
+        finished = {r["student"] for r in rows if r.get("event") == "done"}
+        retry = [k for k in gradable if k not in finished]
+        if retry:
+            log(f"re-running {len(retry)} submission(s) that a judge left unfinished")
+            rows = [r for r in rows if r.get("student") not in retry]
+            rows += _run_judges([{k: gradable[k]} for k in retry], hidden, work, settings,
+                                jobs, log)
+        results = _collect(students, rows)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    gradebook = write_outputs(results, out_dir)
+    totals = [r.total for r in results.values()]
+    problems = sum(r.status != "ok" for r in results.values())
+    mean = sum(totals) / len(totals) if totals else 0.0
+    log(f"graded {len(results)} submission(s) in {time.monotonic() - start:.1f} s: mean "
+        f"{mean:.1f} / {MAX_POINTS}, {len(results) - problems} ok, {problems} with problems; "
+        f"wrote {gradebook} and {gradebook.parent / 'feedback'}/")
+    return results
+
+
+def add_arguments(parser) -> None:
+    """The ``grade`` subcommand's options (used by ``rlhf_lab/__main__.py``)."""
+    parser.add_argument("submissions", help="folder with one subfolder or notebook per student")
+    parser.add_argument("--out", default="grades", help="output folder (default: grades/)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds one call of a student function may take (default 10)")
+    parser.add_argument("--notebook-seconds", type=float, default=60.0,
+                        help="time budget of a student's calls, per notebook (default 60)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="students graded in parallel (default: the CPU count, at most 4)")
+    parser.add_argument("--memory-mb", type=int, default=4096,
+                        help="address-space limit of a student process (default 4096)")
+    parser.add_argument("--hidden", default=None,
+                        help="folder of the hidden tests (default: tests/hidden of the checkout)")
+
+
+def main(args) -> int:
+    """Run the command from parsed arguments; 0 unless grading could not start."""
+    try:
+        grade(args.submissions, args.out, timeout=args.timeout, jobs=args.jobs,
+              memory_mb=args.memory_mb, notebook_seconds=args.notebook_seconds,
+              hidden=args.hidden)
+    except GradingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
