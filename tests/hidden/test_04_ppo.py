@@ -558,10 +558,11 @@ def _value_mistakes(values, values_old, returns, mask, eps):
     plain = (values - returns) ** 2
     out = [(2 * _value_loss(values, values_old, returns, mask, eps), "you forgot the factor 1/2: "
             "L_V = 0.5 · mean max(...)"),
-           (0.5 * torch.where(mask, plain, zero).sum() / mask.numel(), "you averaged over the "
-            "padding too: divide by the number of kept tokens"),
            (0.5 * mean(plain), "your loss ignores clip_eps_value: the clipped term "
             "(V_clip - R)² counts where it is larger")]
+    if not bool(mask.all()):
+        out.append((0.5 * torch.where(mask, plain, zero).sum() / mask.numel(), "you averaged over "
+                    "the padding too: divide by the number of kept tokens"))
     if eps is not None:
         clipped = values_old + (values - values_old).clamp(-eps, eps)
         out += [(0.5 * mean(torch.minimum(plain, (clipped - returns) ** 2)), "you took the min "
