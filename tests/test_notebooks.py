@@ -19,6 +19,7 @@ from rlhf_lab.release import BEGIN, END, STUB, is_check_cell, release, strip_sol
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 STUDENT = ROOT / "notebooks"
+ANALYSIS_ONLY = {"05_beta_sweep.ipynb"}      # reads results; no function to write
 
 # every exercise of the course, with the package function it must be able to replace
 REFERENCES = {
@@ -96,15 +97,16 @@ def test_exercise_cells_are_tagged_and_hold_one_function_with_solution_markers(p
         if not has_markers:
             continue
         exercises += 1
-        assert cell.source.count(BEGIN) == cell.source.count(END) == 1
         tree = ast.parse(cell.source)
         functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
-        assert len(functions) == 1 and ast.get_docstring(functions[0]), \
-            f"{path.name}: an exercise cell defines one function with a docstring"
-        begin_line = cell.source[:cell.source.index(BEGIN)].count("\n") + 1
-        assert functions[0].lineno < begin_line <= functions[0].end_lineno, \
-            "the solution markers sit inside the function body"
-    assert exercises >= 1
+        assert tree.body == functions and all(ast.get_docstring(f) for f in functions), \
+            f"{path.name}: an exercise cell holds only functions, each with a docstring"
+        assert cell.source.count(BEGIN) == cell.source.count(END) == len(functions)
+        begins = [i + 1 for i, line in enumerate(cell.source.split("\n")) if line.strip() == BEGIN]
+        for function, begin_line in zip(functions, begins):
+            assert function.lineno < begin_line <= function.end_lineno, \
+                "each function holds one solution block inside its body"
+    assert exercises >= 1 or path.name in ANALYSIS_ONLY
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
@@ -115,10 +117,13 @@ def test_each_exercise_is_followed_by_its_check_and_only_checks_are_compared(pat
             f"{path.name}: only a check cell carries # NBVAL_CHECK_OUTPUT, on its first line"
         assert "NBVAL_CHECK_OUTPUT" not in cell.source or is_check(cell)
         if "exercise" in tags(cell):
-            name = ast.parse(cell.source).body[0].name
             following = cells[i + 1]
-            assert is_check(following) and f"({name}" in following.source, \
-                f"{path.name}: the exercise {name} must be followed by a check cell calling it"
+            called = {node.id for node in ast.walk(ast.parse(following.source))
+                      if isinstance(node, ast.Name)}
+            for function in ast.parse(cell.source).body:
+                assert is_check(following) and function.name in called, \
+                    f"{path.name}: the exercise {function.name} must be followed by a check " \
+                    f"cell calling it"
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
@@ -155,12 +160,13 @@ def test_exercise_signatures_match_the_package_functions(path):
     for cell in code_cells(read(path)):
         if "exercise" not in tags(cell):
             continue
-        fn = ast.parse(cell.source).body[0]
-        assert fn.name in REFERENCES, f"{fn.name}: no package function to compare it with"
-        student = [a.arg for a in fn.args.args][:len(fn.args.args) - len(fn.args.defaults)]
-        reference = [p.name for p in inspect.signature(REFERENCES[fn.name]).parameters.values()
-                     if p.default is inspect.Parameter.empty]
-        assert student == reference, f"{fn.name}{tuple(student)} vs the package's {tuple(reference)}"
+        for fn in ast.parse(cell.source).body:
+            assert fn.name in REFERENCES, f"{fn.name}: no package function to compare it with"
+            student = [a.arg for a in fn.args.args][:len(fn.args.args) - len(fn.args.defaults)]
+            reference = [p.name for p in inspect.signature(REFERENCES[fn.name]).parameters.values()
+                         if p.default is inspect.Parameter.empty]
+            assert student == reference, \
+                f"{fn.name}{tuple(student)} vs the package's {tuple(reference)}"
 
 
 def _expected_check_lines(path):
@@ -182,8 +188,8 @@ def _run_exercises(path):
 @pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
 def test_solutions_pass_their_checks_and_print_the_stored_lines(path):
     lines = _run_exercises(path)
-    assert lines and all(line.startswith("✓ ") and line.endswith("checks passed")
-                         for line in lines), lines
+    assert lines or path.name in ANALYSIS_ONLY
+    assert all(line.startswith("✓ ") and line.endswith("checks passed") for line in lines), lines
     assert lines == _expected_check_lines(path), \
         "a check prints another line than the one stored in the notebook: re-run the solution " \
         "notebook, save it, and run `python -m rlhf_lab release --clean-solutions`"
@@ -193,8 +199,8 @@ def test_solutions_pass_their_checks_and_print_the_stored_lines(path):
                          ids=ids(sorted(STUDENT.glob("*.ipynb"))))
 def test_student_stubs_are_reported_as_not_implemented(path):
     lines = _run_exercises(path)
-    assert lines and all(line.startswith("✗ ") and "not implemented yet" in line
-                         for line in lines), lines
+    assert lines or path.name in ANALYSIS_ONLY
+    assert all(line.startswith("✗ ") and "not implemented yet" in line for line in lines), lines
 
 
 def test_strip_solutions_keeps_signature_docstring_and_indentation():

@@ -1,0 +1,58 @@
+"""Run every solution notebook top to bottom and print its time, from an empty cache and warm.
+
+    python benchmarks/bench_notebooks.py [--cache DIR] [--only 04_ppo ...]
+
+Budgets (DESIGN §9): each notebook ≤ 2 min from an empty cache (the β-sweep and
+overoptimisation notebooks ≤ 4 min), all seven ≤ 10 min, all seven ≤ 1 min with a warm cache.
+The notebooks run in course order in one fresh cache, so "cold" means: what this notebook trains
+itself, given what the notebooks before it left in the cache — the path a student takes. Run it
+alone on the machine: parallel jobs distort the times.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET = {"05_beta_sweep": 240, "06_overoptimisation": 240}
+
+
+def run(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=1800, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", help="cache folder (default: a new empty one)")
+    parser.add_argument("--only", nargs="*", help="notebook name prefixes to run")
+    args = parser.parse_args()
+    os.environ["RLHF_LAB_CACHE"] = args.cache or tempfile.mkdtemp(prefix="rlhf_lab_bench_nb_")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    paths = sorted((ROOT / "solutions").glob("*.ipynb"))
+    if args.only:
+        paths = [p for p in paths if any(p.stem.startswith(o) for o in args.only)]
+    print(f"cache: {os.environ['RLHF_LAB_CACHE']}")
+    print(f"{'notebook':<28} {'cold (s)':>9} {'warm (s)':>9} {'budget cold':>12}")
+    total_cold = total_warm = 0.0
+    for path in paths:
+        cold = run(path)
+        warm = run(path)
+        total_cold, total_warm = total_cold + cold, total_warm + warm
+        budget = BUDGET.get(path.stem, 120)
+        flag = "" if cold <= budget else "  over"
+        print(f"{path.stem:<28} {cold:9.1f} {warm:9.1f} {budget:>10} s{flag}", flush=True)
+    print(f"{'all':<28} {total_cold:9.1f} {total_warm:9.1f} {'600 / 60':>12}")
+
+
+if __name__ == "__main__":
+    main()
