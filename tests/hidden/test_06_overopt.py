@@ -159,7 +159,7 @@ def test_fit_bon__linear_in_the_gain(student):
     expect(a12, 2 * a1 - 3 * a2, "fitting 2·g1 − 3·g2 should give 2·fit(g1) − 3·fit(g2) (least "
            "squares is linear in the gain; no intercept, no transform of the gain)", atol=1e-7)
     d2 = np.array([1.0, 2.0])
-    _check_fit(student, BON, d2, np.array([0.6, 0.4]), [0.8, 0.2], "on the two points (1, 0.6), "
+    _check_fit(student, BON, d2, np.array([0.6, 0.4]), [1.0, 0.4], "on the two points (1, 0.6), "
                "(2, 0.4), which the curve passes through exactly", "bon")
 
 
