@@ -263,15 +263,22 @@ def test_shaped_rewards__beta_zero_and_large_beta(student):
 
 
 def test_shaped_rewards__row_sums_are_score_minus_beta_kl(student):
-    """Each row sums to score - β Σ_t k1 over the kept tokens, with extreme scores."""
+    """Each row sums to score - β Σ_t k1 over the kept tokens (huge junk on the padding); scores
+    of ±1e6 land whole on the last kept token."""
     g, mask, logp, logp_ref = _rl_case(57, lengths=(1, 7, 3), R=7)
-    scores = torch.tensor([1e6, -1e6, 0.0], dtype=D)
     logp, logp_ref = garbage_fill(logp, mask, -1e30), garbage_fill(logp_ref, mask, 1e30)
     beta = 0.05
+    scores = torch.tensor([2.0, -1.5, 0.0], dtype=D)
     out = result(student.call(SHAPED, scores, logp, logp_ref, mask, beta), "your rewards", (3, 7))
     kl = torch.where(mask, logp - logp_ref, torch.zeros_like(logp)).sum(-1)
-    expect(out.sum(-1), scores - beta * kl, "for each row's sum (score - β·KL) with scores 1e6, "
-           "-1e6, 0 and huge junk on the padding", atol=1e-6, rtol=1e-9)
+    expect(out.sum(-1), scores - beta * kl, "for each row's sum (score - β·KL) on replies of 1, "
+           "7 and 3 tokens with junk of ±1e30 on the padding", atol=1e-6)
+    scores = torch.tensor([1e6, -1e6, 0.0], dtype=D)
+    out = result(student.call(SHAPED, scores, logp, logp_ref, mask, beta), "your rewards", (3, 7))
+    expect(out, _shaped(scores, logp, logp_ref, mask, beta), "with scores 1e6, -1e6 and 0",
+           _shaped_mistakes(scores, garbage_fill(logp, mask, 0), garbage_fill(logp_ref, mask, 0),
+                            mask, beta), atol=1e-6, rtol=1e-6)
+
 
 # ============================================================================ gae
 

@@ -94,3 +94,187 @@ def fit_bradley_terry__zermelo_mm(wins, steps=3000, lr=1.0):
         gamma = gamma / gamma.prod() ** (1 / len(gamma))
     s = gamma.log()
     return s - s.mean()
+
+# ---------------------------------------------------------------------------- notebook 03
+
+
+def boltzmann_policy__log_softmax(logp_ref, rewards, beta):
+    return torch.log_softmax(logp_ref + rewards / beta, dim=-1)
+
+
+def boltzmann_policy__manual_max_shift(logp_ref, rewards, beta):
+    scores = logp_ref + rewards / beta
+    top = scores.max(-1, keepdim=True).values
+    return scores - top - torch.log(torch.exp(scores - top).sum(-1, keepdim=True))
+
+
+def optimal_objective__reward_minus_kl(logp_ref, rewards, beta):
+    logp = torch.log_softmax(logp_ref + rewards / beta, -1)
+    p = logp.exp()
+    terms = torch.where(p > 0, p * (rewards - beta * (logp - logp_ref)), torch.zeros_like(p))
+    return terms.sum(-1)
+
+
+def kl_optimal__definition_with_where(logp_ref, rewards, beta):
+    logp = torch.log_softmax(logp_ref + rewards / beta, -1)
+    p = logp.exp()
+    return torch.where(p > 0, p * (logp - logp_ref), torch.zeros_like(p)).sum(-1)
+
+# ---------------------------------------------------------------------------- notebook 04
+
+
+def kl_k1__negated_difference(logp, logp_ref):
+    return -(logp_ref - logp)
+
+
+def kl_k3__plain_exp(logp, logp_ref):
+    log_rho = logp_ref - logp
+    return torch.exp(log_rho) - 1 - log_rho
+
+
+def shaped_rewards__row_loop(scores, logp, logp_ref, response_mask, beta):
+    out = torch.zeros_like(logp)
+    for b in range(logp.shape[0]):
+        kept = torch.nonzero(response_mask[b]).flatten()
+        out[b, kept] = -beta * (logp[b, kept] - logp_ref[b, kept])
+        out[b, kept[-1]] = out[b, kept[-1]] + scores[b]
+    return out
+
+
+def shaped_rewards__float32_scatter(scores, logp, logp_ref, response_mask, beta):
+    kl = torch.where(response_mask, logp - logp_ref, torch.zeros_like(logp)).float()
+    out = -beta * kl
+    last = (response_mask.long().cumsum(1) == response_mask.sum(1, keepdim=True)) & response_mask
+    return out + last.float() * scores.float()[:, None]
+
+
+def gae__cleanrl_style(rewards, values, response_mask, gamma, lam):
+    """CleanRL's loop with 'next non-terminal' flags; masks at the end."""
+    B, R = rewards.shape
+    adv = torch.zeros_like(rewards)
+    last_gae = torch.zeros(B, dtype=rewards.dtype)
+    for t in reversed(range(R)):
+        if t == R - 1:
+            next_nonterminal = torch.zeros(B, dtype=rewards.dtype)
+            next_values = torch.zeros(B, dtype=rewards.dtype)
+        else:
+            next_nonterminal = response_mask[:, t + 1].to(rewards.dtype)
+            next_values = values[:, t + 1]
+        delta = rewards[:, t] + gamma * next_values * next_nonterminal - values[:, t]
+        last_gae = delta + gamma * lam * next_nonterminal * last_gae
+        adv[:, t] = last_gae
+    keep = response_mask.to(rewards.dtype)
+    return adv * keep, (adv + values) * keep
+
+
+def gae__per_row_python(rewards, values, response_mask, gamma, lam):
+    adv = torch.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        n = int(response_mask[b].sum())
+        running, next_v = 0.0, 0.0
+        for t in reversed(range(n)):
+            delta = float(rewards[b, t]) + gamma * next_v - float(values[b, t])
+            running = delta + gamma * lam * running
+            adv[b, t], next_v = running, float(values[b, t])
+    returns = torch.where(response_mask, adv + values, torch.zeros_like(adv))
+    return adv, returns
+
+
+def ppo_clip_loss__where_form(logp, logp_old, adv, response_mask, clip_eps):
+    ratio = torch.exp(logp - logp_old)
+    capped = torch.where(adv >= 0, torch.clamp(ratio, max=1 + clip_eps),
+                         torch.clamp(ratio, min=1 - clip_eps))
+    per_token = capped * adv
+    return -(per_token * response_mask).sum() / response_mask.sum()
+
+
+def ppo_clip_loss__log_space_clip_with_stats(logp, logp_old, adv, response_mask, clip_eps):
+    log_ratio = torch.where(response_mask, logp - logp_old, torch.zeros_like(logp))
+    a = torch.where(response_mask, adv, torch.zeros_like(adv))
+    clipped = torch.exp(log_ratio.clamp(math.log(1 - clip_eps), math.log(1 + clip_eps)))
+    surrogate = torch.minimum(log_ratio.exp() * a, clipped * a)
+    loss = -surrogate[response_mask].mean()
+    return loss, {"clipfrac": float(((log_ratio.exp() - 1).abs() > clip_eps)[response_mask]
+                                    .float().mean())}
+
+
+def value_loss__float_mask_with_stats(values, values_old, returns, response_mask,
+                                      clip_eps_value):
+    keep = response_mask.float().to(values.dtype)
+    error = (values - returns) ** 2
+    if clip_eps_value is not None:
+        clipped = torch.clamp(values, values_old - clip_eps_value, values_old + clip_eps_value)
+        error = torch.max(error, (clipped - returns) ** 2)
+    loss = 0.5 * (error * keep).sum() / keep.sum()
+    return loss, {"vf_loss": loss.item()}
+
+
+def value_loss__kept_tokens_only(values, values_old, returns, response_mask, clip_eps_value):
+    v, vo, r = values[response_mask], values_old[response_mask], returns[response_mask]
+    error = (v - r).pow(2)
+    if clip_eps_value:
+        error = torch.maximum(error, (vo + (v - vo).clamp(-clip_eps_value, clip_eps_value)
+                                      - r).pow(2))
+    return error.mean() / 2
+
+# ---------------------------------------------------------------------------- notebook 06
+
+
+def kl_best_of_n__vectorised_python(n):
+    return np.vectorize(lambda m: math.log(m) - (m - 1) / m)(n)
+
+
+def kl_best_of_n__torch_or_float(n):
+    if np.ndim(n) == 0:
+        return math.log(n) - (n - 1) / n
+    t = torch.as_tensor(np.asarray(n), dtype=torch.float64)
+    return torch.log(t) - (t - 1) / t
+
+
+def fit_bon__normal_equations_array(d, gain):
+    d, gain = np.asarray(d, dtype=np.float64), np.asarray(gain, dtype=np.float64)
+    X = np.stack([d, -d * d], axis=1)
+    return np.linalg.solve(X.T @ X, X.T @ gain)
+
+
+def fit_bon__gaofit(d, gain):
+    from rlhf_lab.overopt_math import GaoFit
+    d, gain = np.asarray(d, dtype=np.float64), np.asarray(gain, dtype=np.float64)
+    (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -d ** 2], 1), gain, rcond=None)
+    return GaoFit(float(alpha), float(beta), "bon", math.inf, math.inf)
+
+
+def fit_rl__torch_lstsq(d, gain):
+    d = torch.as_tensor(d, dtype=torch.float64)
+    gain = torch.as_tensor(gain, dtype=torch.float64)
+    X = torch.stack([d, -d * torch.log(d)], dim=1)
+    coef = torch.linalg.lstsq(X, gain[:, None]).solution[:, 0]
+    return coef[0], coef[1]
+
+
+def fit_rl__dict(d, gain):
+    d, gain = np.asarray(d, dtype=np.float64), np.asarray(gain, dtype=np.float64)
+    (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -d * np.log(d)], 1), gain, rcond=None)
+    return {"alpha": alpha, "beta": beta}
+
+
+def aggregate_ensemble__loop_over_models(scores, how, k=1.0):
+    M = scores.shape[0]
+    total = sum(scores[m] for m in range(M))
+    mean = total / M
+    if how == "mean":
+        return mean
+    if how == "min":
+        out = scores[0]
+        for m in range(1, M):
+            out = torch.minimum(out, scores[m])
+        return out
+    var = sum((scores[m] - mean) ** 2 for m in range(M)) / M
+    return mean - k * var.sqrt()
+
+
+def aggregate_ensemble__amin_and_var(scores, how, k=1.0):
+    table = {"mean": lambda: scores.mean(dim=0),
+             "min": lambda: torch.amin(scores, dim=0),
+             "mean_minus_std": lambda: scores.mean(0) - k * scores.var(0, unbiased=False).sqrt()}
+    return table[how]()
