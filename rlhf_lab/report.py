@@ -5,14 +5,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import plots
+import numpy as np
+
+from . import overopt, plots, sweep
+from .overopt_math import fit_rl
 from .pipeline import (RunConfig, load_or_train_base, load_or_train_ppo, load_or_train_rm,
                        load_or_train_sft)
 
-__all__ = ["run_pipeline", "ppo_section", "RM_PAIR_GRID", "PPO_BETAS"]
+__all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section", "RM_PAIR_GRID",
+           "PPO_BETAS"]
 
 RM_PAIR_GRID = (250, 1000, 4000, 16000)
-PPO_BETAS = (0.3, 0.03, 0.01)
+PPO_BETAS = sweep.SWEEP_BETAS
 
 
 def _timed(fn, *args, **kwargs):
@@ -22,8 +26,11 @@ def _timed(fn, *args, **kwargs):
 
 
 def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_PAIR_GRID,
-                 betas=PPO_BETAS) -> Path:
-    """Train (or load from the cache) every stage, save figures and ``summary.md``; return its path."""
+                 betas=PPO_BETAS, bon: dict | None = None, sweep_options: dict | None = None) -> Path:
+    """Train (or load from the cache) every stage, save figures and ``summary.md``; return its path.
+
+    ``bon``: keyword arguments of :func:`rlhf_lab.overopt.overoptimisation_study`;
+    ``sweep_options``: of :func:`rlhf_lab.sweep.beta_sweep` (both default to the course's)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# rlhf-lab pipeline summary", ""]
@@ -60,6 +67,8 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
               f"| {r['bayes_ceiling'] - r['accuracy']:.3f} | {r['gold_order_accuracy']:.3f} "
               f"| {r['gold_correlation']:.3f} |" for r in rows]
     lines += ppo_section(run, out, betas)
+    lines += sweep_section(run, out, betas, **(sweep_options or {}))
+    lines += overopt_section(run, out, min(betas), **(bon or {}))
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
@@ -92,4 +101,72 @@ def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS) -> list[str]:
     lines += ["", f"Samples at the end of PPO with {smallest} (what the policy learnt to do):", ""]
     lines += [f"- `{s['prompt']}` -> `{s['text']}` (proxy {s['score']:.2f}, gold {s['gold']:.2f})"
               for s in last]
+    return lines
+
+
+def sweep_section(run: RunConfig, out: Path, betas=PPO_BETAS, **options) -> list[str]:
+    """PPO's final objective at each β against the importance-sampled optimum β log Z."""
+    result = sweep.beta_sweep(run, betas, **options)
+    plots.save(plots.beta_sweep(result), out / "beta_sweep.png")
+    lines = ["", "## The β sweep: PPO against the closed-form optimum", "",
+             f"Optimum estimated from {result['n_samples']} SFT replies per prompt; J = proxy − β·KL "
+             f"over the last iterations; share = (J − J_ref) / (β log Ẑ − J_ref), "
+             f"J_ref = {result['reference']['proxy']:.3f} (the SFT policy).", "",
+             "| β | KL | proxy | gold | J (PPO) | β log Ẑ | min ESS | trusted | J / β log Ẑ | share of the gain |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['beta']:g} | {r['kl']:.2f} | {r['proxy']:.3f} | {r['gold']:.2f} "
+                     f"| {r['objective']:.3f} | {r['optimum']:.3f} | {r['min_ess']:.0f} "
+                     f"| {'yes' if r['trustworthy'] else 'no'} | {r['ratio']:.3f} "
+                     f"| {r['gain_fraction']:.2f} |")
+    trusted = [r for r in result["rows"] if r["trustworthy"]]
+    if trusted:
+        worst = min(trusted, key=lambda r: r["ratio"])
+        lines += ["", f"Where the estimate is trusted, PPO reaches at least {worst['ratio']:.1%} of "
+                      f"β log Ẑ (lowest at β = {worst['beta']:g})."]
+    return lines
+
+
+def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options) -> list[str]:
+    """Best-of-n against proxies of several sizes (Gao curves, fits), the ensemble, the gold-free
+    peak detector, and Gao's R_RL fit of the PPO run at ``ppo_beta``."""
+    study = overopt.overoptimisation_study(run, **study_options)
+    plots.save(plots.bon_gao_curves(study), out / "bon_gao_curves.png")
+    plots.save(plots.bon_ensemble(study), out / "bon_ensemble.png")
+    plots.save(plots.bon_peak_detection(study), out / "bon_peak_detection.png")
+    lines = ["", "## Overoptimisation (Gao et al. 2023): best-of-n", "",
+             "| proxy pairs | RM accuracy | fit α | fit β | fitted peak KL | observed peak n | gold gain at peak | fall to n max |",
+             "|---|---|---|---|---|---|---|---|"]
+    for p in study["proxies"]:
+        rm = study["reward_models"][f"proxy-{p['n_pairs']}"]
+        kl_peak = p["fit"]["kl_peak"]
+        lines.append(f"| {p['n_pairs']} | {rm['accuracy']:.3f} | {p['fit']['alpha']:.3f} "
+                     f"| {p['fit']['beta']:.3f} | {'none' if kl_peak is None else f'{kl_peak:.2f}'} "
+                     f"| {p['peak']['n']} | {p['peak']['gold_gain']:.3f} | {p['fall']:.3f} |")
+    oracle = study["oracle"]
+    lines.append(f"| oracle (gold) | 1 | {oracle['fit']['alpha']:.3f} | {oracle['fit']['beta']:.3f} "
+                 f"| | {oracle['peak']['n']} | {oracle['peak']['gold_gain']:.3f} | {oracle['fall']:.3f} |")
+    ens = study["ensemble"]
+    lines += ["", f"Ensemble of {len(ens['members'])} RMs on {ens['n_pairs']} pairs each — fall "
+                  f"from the peak to the largest n:", ""]
+    lines += [f"- member seed {m['seed']}: {m['fall']:.3f}" for m in ens["members"]]
+    lines += [f"- {how}: {agg['fall']:.3f} (peak gain {agg['peak']['gold_gain']:.3f} at n = "
+              f"{agg['peak']['n']})" for how, agg in ens["aggregates"].items()]
+    lines += ["", "Choosing n without gold (held-out RM on other labels):", ""]
+    lines += [f"- proxy on {r['n_pairs']} pairs: gold peak n = {r['n_peak']}, chosen n = "
+              f"{r['n_chosen']}, gold lost {r['regret']:.3f} ({r['octaves']:+.1f} octaves)"
+              for r in study["detection"]["heldout"]["per_proxy"]]
+    history = load_or_train_ppo(run.with_ppo(beta=ppo_beta)).metrics["history"]
+    d = np.sqrt(np.maximum([h["kl"] for h in history], 1e-6))
+    gain = np.array([h["gold"] for h in history]) - history[0]["gold"]
+    if len(history) < 3:
+        return lines + ["", f"PPO at β = {ppo_beta:g}: too few iterations to fit R_RL(d)."]
+    fit = fit_rl(d[1:], gain[1:])
+    plots.save(plots.ppo_gao_curve(history, (fit.alpha, fit.beta),
+                                   f"PPO at β = {ppo_beta:g}: gains against d = sqrt(KL)"),
+               out / "ppo_gao_curve.png")
+    peak = "never turns down" if not np.isfinite(fit.kl_peak) else f"peak at KL ≈ {fit.kl_peak:.2f}"
+    lines += ["", f"PPO at β = {ppo_beta:g}, Gao's R_RL(d) = d(α − β log d) fit to the gold gain: "
+                  f"α = {fit.alpha:.3f}, β = {fit.beta:.3f}, {peak}; the gold gain observed at its "
+                  f"best is {gain.max():.3f} at KL {history[int(gain.argmax())]['kl']:.2f}."]
     return lines
