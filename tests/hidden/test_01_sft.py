@@ -153,3 +153,16 @@ def test_sft_loss__repeating_the_batch(student):
            "does not grow with the batch", atol=1e-6)
     expect(once, _want(logits, ids, mask), "on rows whose responses have 8 and 2 tokens",
            _mistakes(logits, ids, mask), atol=1e-5)
+
+
+def test_sft_loss__response_from_the_first_position(student):
+    """A row whose response starts at position 0 (no prompt): that first token has no logits
+    before it, so it is not scored and not counted; the mean runs over the tokens that are."""
+    logits, ids, mask = _case(seed=6, lengths=((0, 4), (3, 3)), T=6)
+    loss = loss_of(student.call(NAME, logits, ids, mask))
+    lp, m = _token_logp(logits, ids), mask[:, 1:].double()
+    expect(loss, _want(logits, ids, mask), "for a row whose response starts at position 0 (only "
+           "tokens 1.. can be scored: use response_mask[:, 1:] both to select and to count)",
+           [(-(lp * m).sum() / mask.sum(), "you counted the tokens with response_mask instead "
+             "of response_mask[:, 1:]: the first position has no prediction and must not count")]
+           + _mistakes(logits, ids, mask), atol=1e-6)

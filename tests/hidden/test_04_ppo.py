@@ -146,10 +146,10 @@ def test_kl_k3__close_and_far_log_ratios(student):
                              "(ρ - 1) - log ρ >= 0 (torch.expm1 keeps it exact)")
     expect(out, _k3(lp, lp + small), "for log ρ = 1e-7, -1e-7, 1e-3, -1e-3 (k3 ≈ (log ρ)²/2)",
            atol=1e-11, rtol=1e-3)
-    lp = torch.tensor([-31.0, -1.0, -701.0], dtype=D)
-    lr = torch.tensor([-1.0, -31.0, -1.0], dtype=D)
+    lp = torch.tensor([-31.0, -1.0, -1.0], dtype=D)
+    lr = torch.tensor([-1.0, -31.0, -701.0], dtype=D)
     out = result(student.call(K3, lp, lr), "your k3", (3,))
-    expect(out, _k3(lp, lr), "for log ρ = 30, -30 and 700", _k3_mistakes(lp, lr), rtol=1e-7)
+    expect(out, _k3(lp, lr), "for log ρ = 30, -30 and -700", _k3_mistakes(lp, lr), rtol=1e-6)
 
 
 def test_kl_k3__float32_batch(student):
@@ -236,7 +236,7 @@ def test_shaped_rewards__right_padded_batch(student):
 
 
 def test_shaped_rewards__single_token_reply_batch_of_one(student):
-    """One reply of one token (R = 1): r = score - β k1."""
+    """One reply of one token (R = 1): r = score - β k1; a square batch (B = R)."""
     out = result(student.call(SHAPED, torch.tensor([2.0], dtype=D),
                               torch.tensor([[-0.5]], dtype=D), torch.tensor([[-1.5]], dtype=D),
                               torch.tensor([[True]]), 0.3), "your rewards", (1, 1))
@@ -244,6 +244,12 @@ def test_shaped_rewards__single_token_reply_batch_of_one(student):
            "β = 0.3", [([[2.0 + 0.3]], "your KL penalty has the wrong sign"),
                        ([[-0.3]], "the score is missing: add it on the last kept token")],
            atol=1e-9)
+    g, mask, logp, logp_ref = _rl_case(58, lengths=(3, 1, 2), R=3)          # B = R = 3
+    scores = torch.tensor([10.0, 20.0, 30.0], dtype=D)
+    out = result(student.call(SHAPED, scores, logp, logp_ref, mask, 0.1), "your rewards", (3, 3))
+    expect(out, _shaped(scores, logp, logp_ref, mask, 0.1), "on 3 replies of 3, 1 and 2 tokens "
+           "(B = R = 3) with scores 10, 20, 30: each score belongs to its own row, so broadcast "
+           "it as scores[:, None]", _shaped_mistakes(scores, logp, logp_ref, mask, 0.1), atol=1e-6)
 
 
 def test_shaped_rewards__beta_zero_and_large_beta(student):

@@ -54,6 +54,8 @@ def test_kl_best_of_n__array_keeps_its_shape(student):
     try:
         out = student.call(KL, ns)
     except Exception as error:
+        if getattr(error, "kind", None) != "exception":
+            raise                              # not written, missing, time-out: as it is
         raise AssertionError(f"kl_best_of_n failed on a numpy array of n ({error}); use np.log, "
                              f"which works elementwise (math.log takes one number)") from None
     out = result(out, "for a (2, 3) array of n your result", (2, 3))

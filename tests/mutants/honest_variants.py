@@ -278,3 +278,38 @@ def aggregate_ensemble__amin_and_var(scores, how, k=1.0):
              "min": lambda: torch.amin(scores, dim=0),
              "mean_minus_std": lambda: scores.mean(0) - k * scores.var(0, unbiased=False).sqrt()}
     return table[how]()
+
+
+def gae__float32_buffer(rewards, values, response_mask, gamma, lam):
+    """The common `torch.zeros(B, R)` buffer: float32 results for float64 inputs."""
+    B, R = rewards.shape
+    adv, returns = torch.zeros(B, R), torch.zeros(B, R)
+    next_v, next_a = torch.zeros(B, dtype=rewards.dtype), torch.zeros(B, dtype=rewards.dtype)
+    for t in reversed(range(R)):
+        keep = response_mask[:, t]
+        v = torch.where(keep, values[:, t], torch.zeros_like(values[:, t]))
+        r = torch.where(keep, rewards[:, t], torch.zeros_like(rewards[:, t]))
+        a = torch.where(keep, r + gamma * next_v - v + gamma * lam * next_a, torch.zeros_like(v))
+        adv[:, t], returns[:, t] = a, torch.where(keep, a + v, torch.zeros_like(v))
+        next_v, next_a = v, a
+    return adv, returns
+
+
+def shaped_rewards__float32_buffer(scores, logp, logp_ref, response_mask, beta):
+    B, R = logp.shape
+    out = torch.zeros(B, R)
+    lengths = response_mask.sum(1)
+    for b in range(B):
+        n = int(lengths[b])
+        out[b, :n] = -beta * (logp[b, :n] - logp_ref[b, :n])
+        out[b, n - 1] += scores[b]
+    return out
+
+
+def bt_probability__float32_result(r_chosen, r_rejected):
+    return torch.sigmoid(r_chosen - r_rejected).float()
+
+
+def kl_k3__float32_result(logp, logp_ref):
+    log_rho = logp_ref - logp
+    return (torch.expm1(log_rho) - log_rho).float()

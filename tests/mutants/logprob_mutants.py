@@ -86,3 +86,11 @@ def response_logprob__float16_inside(logits, input_ids, response_mask):
     """Computes in half precision "to save memory"."""
     logp = _pick(F.log_softmax(logits[:, :-1].half().float(), -1), input_ids[:, 1:])
     return (logp.half().float() * response_mask[:, 1:]).sum(-1)
+
+
+def response_logprob__inplace_on_logits(logits, input_ids, response_mask):
+    """Zeroes the logits that predict no response token in place (breaks autograd on a leaf)."""
+    predicts = torch.cat([response_mask[:, 1:], torch.zeros_like(response_mask[:, :1])], 1)
+    logits[~predicts] = 0.0
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    return (logp * response_mask[:, 1:]).sum(-1)

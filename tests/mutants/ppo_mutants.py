@@ -443,3 +443,47 @@ def value_loss__row_mean_then_mean(values, values_old, returns, response_mask, c
                                       - returns) ** 2)
     rows = torch.where(response_mask, error, 0.0).sum(1) / response_mask.sum(1).clamp(min=1)
     return 0.5 * rows[response_mask.any(1)].mean()
+
+
+def shaped_rewards__scores_not_unsqueezed(scores, logp, logp_ref, response_mask, beta):
+    """`at_last * scores` broadcasts the scores along R (works silently when B == R)."""
+    kl = torch.where(response_mask, logp - logp_ref, 0.0)
+    at_last = torch.arange(logp.shape[1]) == _last_index(response_mask)[:, None]
+    return -beta * kl + at_last * scores
+
+
+def shaped_rewards__inplace_twice_subtracted(scores, logp, logp_ref, response_mask, beta):
+    logp -= logp_ref                                    # in place: logp now holds k1
+    kl = torch.where(response_mask, logp - logp_ref, 0.0)
+    at_last = torch.arange(logp.shape[1]) == _last_index(response_mask)[:, None]
+    return -beta * kl + at_last * scores[:, None]
+
+
+def value_loss__item_inside(values, values_old, returns, response_mask, clip_eps_value):
+    error = (values - returns) ** 2
+    if clip_eps_value is not None:
+        error = torch.maximum(error, (_clipped_values(values, values_old, clip_eps_value)
+                                      - returns) ** 2)
+    return torch.tensor(0.5 * _vmean(error, response_mask).item())
+
+
+def gae__next_mask_not_checked(rewards, values, response_mask, gamma, lam):
+    """Masks V(s_{t+1}) with response_mask[:, t] instead of [:, t+1]: bootstraps from junk."""
+    B, R = rewards.shape
+    keep = response_mask.to(rewards.dtype)
+    adv = torch.zeros_like(rewards)
+    running = torch.zeros(B, dtype=rewards.dtype)
+    for t in reversed(range(R)):
+        next_v = values[:, t + 1] * keep[:, t] if t + 1 < R else torch.zeros(B, dtype=rewards.dtype)
+        delta = rewards[:, t] * keep[:, t] + gamma * next_v - values[:, t] * keep[:, t]
+        running = (delta + gamma * lam * running) * keep[:, t]
+        adv[:, t] = running
+    return adv, (adv + values) * keep
+
+
+def ppo_clip_loss__whitened_advantages(logp, logp_old, adv, response_mask, clip_eps):
+    kept = adv[response_mask]
+    adv = (adv - kept.mean()) / (kept.std() + 1e-8)
+    ratio = _ratio(logp, logp_old, response_mask)
+    s = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
+    return -_kept_mean(s, response_mask)

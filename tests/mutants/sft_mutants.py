@@ -81,3 +81,15 @@ def sft_loss__cross_entropy_prompt_only_ignored(logits, input_ids, response_mask
     labels[positions[None, :] + 1 < first[:, None]] = -100
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1),
                            ignore_index=-100)
+
+
+def sft_loss__count_with_unshifted_mask(logits, input_ids, response_mask):
+    token = _token_logp(logits, input_ids)
+    return -(token * response_mask[:, 1:]).sum() / response_mask.sum()
+
+
+def sft_loss__softmax_over_time(logits, input_ids, response_mask):
+    logp = F.log_softmax(logits[:, :-1], 1)
+    token = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    m = response_mask[:, 1:]
+    return -(token * m).sum() / m.sum()
