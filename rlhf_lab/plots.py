@@ -402,7 +402,10 @@ def beta_sweep(result: dict):
             ax.plot([row["optimal_kl"]], [opt_y], "o", mfc="white", mec=color, ms=6)
             ax.plot([row["kl"]], [row[key]], "o", color=color, ms=7, label=f"PPO, β = {row['beta']:g}")
         ax.axhline(result["reference"][key], color=COLORS["base"], lw=0.8)
-        ax.set(xlabel="KL(π ‖ π_ref) (nats)", ylabel=label, xscale="symlog", title=f"{label} vs KL")
+        ax.set_xscale("symlog", linthresh=0.1)
+        ticks = [0, 0.1, 0.3, 1, 3, 10]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set(xlabel="KL(π ‖ π_ref) (nats, symlog scale)", ylabel=label, title=f"{label} vs KL")
     axes[0].legend(frameon=False, fontsize=7, loc="lower right")
     fig.suptitle("PPO at each β (filled) and the closed-form optimum of the same β (hollow)",
                  fontsize=10)

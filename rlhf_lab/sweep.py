@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,9 @@ def _analyse(run: RunConfig, cfg: SweepConfig, runs: list[RunConfig], root) -> d
     reference = {"proxy": float(proxy.mean()), "gold": float(gold.mean())}
 
     dense = np.geomspace(10.0, 0.003, cfg.frontier_points).tolist()
-    front = theory.estimated_frontier(proxy, dense, cfg.min_ess, gold=gold)
+    with warnings.catch_warnings():             # the trust flags below say it, point by point
+        warnings.simplefilter("ignore", theory.LowESSWarning)
+        front = theory.estimated_frontier(proxy, dense, cfg.min_ess, gold=gold)
     frontier = {"beta": dense, **{k: front[k].mean(-1).tolist() for k in
                                   ("expected_reward", "expected_gold", "kl", "objective")},
                 "min_ess": front["ess"].min(-1).values.tolist(),

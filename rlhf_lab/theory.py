@@ -346,9 +346,9 @@ def estimated_frontier(rewards, betas, min_ess: float = DEFAULT_MIN_ESS,
         out["expected_gold"] = torch.stack([(row.weights * gold).sum(-1) for row in rows])
     bad = [row.beta for row in rows if not row.trustworthy.all()]
     if bad:
-        warnings.warn(f"importance-sampled frontier: ESS < min_ess={min_ess:g} at beta in "
-                      f"{[round(b, 6) for b in bad]}; those points are not trustworthy",
-                      LowESSWarning, stacklevel=2)
+        warnings.warn(f"importance-sampled frontier: ESS < min_ess={min_ess:g} at {len(bad)} of "
+                      f"{len(rows)} beta values (beta <= {max(bad):.3g}); those points are not "
+                      f"trustworthy", LowESSWarning, stacklevel=2)
     return {"beta": betas, **out}
 
 
