@@ -131,7 +131,8 @@ def _run_judges(groups: list[dict[str, list[Path]]], hidden: Path, work: Path, s
     """Run one judge per group, ``jobs`` at a time; return every result row they wrote."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-        OMP_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1")
+        OMP_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1",
+        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     pending = list(enumerate(groups))
     running: list[tuple[subprocess.Popen, float, Path, object]] = []
     rows: list[dict] = []

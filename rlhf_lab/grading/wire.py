@@ -1,16 +1,18 @@
 """The wire format between the judge and a student process: plain data only.
 
-Both sides of a pipe speak in *frames*: an 8-byte big-endian length, then a payload written by
-``torch.save``. The judge reads a payload with ``torch.load(weights_only=True)``, which rebuilds
-tensors, numbers, strings, None, bools and the containers below, and refuses anything else, so a
-student process cannot make the judge run code by sending a crafted object.
+Both sides of a pipe speak in *frames*: an 8-byte big-endian length, then a pickle (protocol 5)
+of plain data. The reader unpickles with :class:`_PlainUnpickler`, whose ``find_class`` refuses
+every global: only None, bools, ints, floats, strings, bytes, tuples, lists and dicts can come
+out, so a student process cannot make the judge run code, whatever bytes it sends.
 
-Values that ``torch.load(weights_only=True)`` cannot rebuild, or that it would confuse, are packed
-first into tagged tuples, which makes the encoding unambiguous::
+Tensors, arrays and complex numbers are not such values, so :func:`pack` turns them (and the
+containers, which makes the encoding unambiguous) into tagged tuples, and :func:`unpack` turns
+them back, checking dtypes and sizes::
 
-    tuple  -> ("t", [items])        list    -> ("l", [items])
-    dict   -> ("d", [(key, value)]) ndarray -> ("a", tensor)
-    complex -> ("c", real, imag)    None, bool, int, float, str, Tensor -> themselves
+    tuple   -> ("t", [items])               list    -> ("l", [items])
+    dict    -> ("d", [(key, value)])        complex -> ("c", real, imag)
+    Tensor  -> ("T", dtype, shape, bytes)   ndarray -> ("A", dtype, shape, bytes)
+    torch.dtype -> ("D", name)              None, bool, int, float, str -> themselves
 
 This file is imported by the judge (``rlhf_lab.grading.wire``) and loaded by file path inside the
 student process, which must not import ``rlhf_lab``; so it imports only the standard library,
@@ -19,7 +21,9 @@ numpy and torch.
 from __future__ import annotations
 
 import io
+import math
 import os
+import pickle
 import select
 import struct
 import time
@@ -32,6 +36,10 @@ __all__ = ["WireError", "MAX_FRAME", "pack", "unpack", "encode", "decode", "writ
 
 MAX_FRAME = 256 * 2**20          # the largest frame a reader accepts (256 MiB)
 _HEADER = struct.Struct(">Q")
+_DTYPES = {str(d).removeprefix("torch."): d for d in (
+    torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64,
+    torch.complex128, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.bool)}
 
 
 class WireError(Exception):
@@ -44,6 +52,11 @@ class WireError(Exception):
         self.closed = closed
 
 
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().resolve_conj().resolve_neg().contiguous().reshape(-1)
+    return t.view(torch.uint8).numpy().tobytes()
+
+
 def pack(value, depth: int = 0):
     """``value`` (plain data) in the tagged form described in the module docstring."""
     if depth > 16:
@@ -51,9 +64,14 @@ def pack(value, depth: int = 0):
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().as_subclass(torch.Tensor).clone()
+        dtype = str(value.dtype).removeprefix("torch.")
+        if dtype not in _DTYPES:
+            raise ValueError(f"a tensor of dtype {dtype} cannot be sent")
+        return ("T", dtype, tuple(value.shape), _tensor_bytes(value))
     if isinstance(value, np.ndarray):
-        return ("a", torch.from_numpy(np.ascontiguousarray(value).copy()))
+        if value.dtype.kind not in "biufc":
+            raise ValueError(f"a numpy array of dtype {value.dtype} cannot be sent")
+        return ("A", value.dtype.str, tuple(value.shape), np.ascontiguousarray(value).tobytes())
     if isinstance(value, complex):
         return ("c", value.real, value.imag)
     if isinstance(value, tuple):
@@ -63,12 +81,21 @@ def pack(value, depth: int = 0):
     if isinstance(value, dict):
         return ("d", [(pack(k, depth + 1), pack(v, depth + 1)) for k, v in value.items()])
     if isinstance(value, torch.dtype):
-        return value
+        return ("D", str(value).removeprefix("torch."))
     raise ValueError(f"a {type(value).__name__} cannot be sent to or from a student process")
 
 
+def _shape(shape, itemsize: int, data) -> tuple:
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)
+            and isinstance(data, bytes) and len(shape) <= 32):
+        raise ValueError("a malformed array in a frame")
+    if math.prod(shape) * itemsize != len(data):
+        raise ValueError("an array's size does not match its data")
+    return shape
+
+
 def unpack(value):
-    """The inverse of :func:`pack`."""
+    """The inverse of :func:`pack`; raises ValueError on anything malformed."""
     if isinstance(value, tuple):
         tag = value[0] if value else None
         if tag == "t":
@@ -77,24 +104,46 @@ def unpack(value):
             return [unpack(v) for v in value[1]]
         if tag == "d":
             return {unpack(k): unpack(v) for k, v in value[1]}
-        if tag == "a":
-            return value[1].numpy()
+        if tag == "T":
+            _, name, shape, data = value
+            dtype = _DTYPES[name]
+            shape = _shape(shape, torch.empty((), dtype=dtype).element_size(), data)
+            if not data:
+                return torch.empty(shape, dtype=dtype)
+            flat = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            return flat.view(dtype).reshape(shape)
+        if tag == "A":
+            _, name, shape, data = value
+            dtype = np.dtype(name)
+            if dtype.kind not in "biufc":
+                raise ValueError("a numpy array of objects in a frame")
+            shape = _shape(shape, dtype.itemsize, data)
+            return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
         if tag == "c":
             return complex(value[1], value[2])
+        if tag == "D":
+            return _DTYPES[value[1]]
         raise ValueError(f"unknown tag {tag!r} in a frame")
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"a {type(value).__name__} in a frame")
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """An unpickler that knows no class and no function: plain containers and scalars only."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
 
 
 def encode(message) -> bytes:
-    """The bytes of one frame's payload."""
-    buffer = io.BytesIO()
-    torch.save(message, buffer)
-    return buffer.getvalue()
+    """The bytes of one frame's payload (``message`` already packed)."""
+    return pickle.dumps(message, protocol=5)
 
 
 def decode(payload: bytes):
-    """One frame's payload, read as plain data only (``weights_only=True``)."""
-    return torch.load(io.BytesIO(payload), weights_only=True)
+    """One frame's payload, read as plain data only (no class, no function)."""
+    return _PlainUnpickler(io.BytesIO(payload)).load()
 
 
 def write_frame(fd: int, message) -> None:

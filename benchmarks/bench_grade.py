@@ -1,0 +1,52 @@
+"""Benchmark of the grader: grade N copies of solutions/ (and one unsolved copy); print a table.
+
+    python benchmarks/bench_grade.py            # 30 copies, jobs = CPU count (at most 4)
+    python benchmarks/bench_grade.py --copies 10 --jobs 1
+
+Budget (issue #6): 30 copies in <= 2 minutes on 2 CPU cores. The hidden tests train no model;
+the cost is one torch import per judge and per fork server, plus the tests' calls.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rlhf_lab.grading.grade import MAX_POINTS, grade  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--copies", type=int, default=30)
+    parser.add_argument("--jobs", type=int, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with tempfile.TemporaryDirectory(prefix="bench_grade_") as tmp:
+        subs = Path(tmp) / "submissions"
+        subs.mkdir()
+        for i in range(args.copies):
+            shutil.copytree(ROOT / "solutions", subs / f"student_{i:02d}")
+        start = time.perf_counter()
+        results = grade(subs, Path(tmp) / "grades", jobs=args.jobs, log=lambda *_: None)
+        seconds = time.perf_counter() - start
+        rows = list(csv.DictReader(open(Path(tmp) / "grades" / "gradebook.csv")))
+    full = sum(r.total == max(x.total for x in results.values()) for r in results.values())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"| submissions | jobs | cores | wall (s) | s / submission | rows | same total | "
+          f"points (of {MAX_POINTS}) | budget |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"| {args.copies} | {args.jobs or 'auto'} | {cores} | {seconds:.1f} | "
+          f"{seconds / args.copies:.2f} | {len(rows)} | {full} | {rows[0]['total']} | "
+          f"{'ok' if seconds <= 120 else 'OVER'} (<= 120 s for 30) |")
+
+
+if __name__ == "__main__":
+    main()
