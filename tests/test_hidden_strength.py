@@ -105,7 +105,8 @@ def _failures(exercise: str, fn) -> list[str]:
 
 
 def test_every_exercise_has_hidden_tests():
-    missing = {name: len(TESTS.get(name, [])) for name in NAMES if len(TESTS.get(name, [])) < MIN_TESTS}
+    counts = {name: len(TESTS.get(name, [])) for name in NAMES}
+    missing = {name: n for name, n in counts.items() if n < MIN_TESTS}
     assert not missing, f"exercises with fewer than {MIN_TESTS} hidden tests: {missing}"
     unknown = set(TESTS) - set(NAMES)
     assert not unknown, f"hidden tests named after no exercise: {sorted(unknown)}"
@@ -152,7 +153,7 @@ def test_every_mutant_is_caught():
     assert not few, f"exercises with fewer than 4 wrong answers in the bank: {few}"
 
 
-if __name__ == "__main__":                            # a report: python tests/test_hidden_strength.py
+if __name__ == "__main__":                  # a report: python tests/test_hidden_strength.py
     for name, fn in _functions("*_mutants.py"):
         caught = _failures(_exercise_of(name.split(".", 1)[1]), fn)
         print(f"{'caught' if caught else 'ALIVE '} {name}: {len(caught)} tests"

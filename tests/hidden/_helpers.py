@@ -55,8 +55,8 @@ def result(out, what: str, shape=None, allow_nan: bool = False) -> torch.Tensor:
     """Check a returned tensor's shape and NaNs; return it as float64."""
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], torch.Tensor) \
             and not out[1].is_floating_point():
-        raise AssertionError(f"{what} is a pair (values, indices): torch.min / torch.max over a dim "
-                             f"return both; take .values")
+        raise AssertionError(f"{what} is a pair (values, indices): torch.min / torch.max over a "
+                             f"dim return both; take .values")
     t = as_tensor(out, what)
     if shape is not None and tuple(t.shape) != tuple(shape):
         raise AssertionError(f"{what} has shape {tuple(t.shape)}, expected {tuple(shape)}")

@@ -181,8 +181,8 @@ def test_optimal_objective__is_the_best_objective(student):
         logp = torch.log_softmax(2 * torch.randn(5, 8, generator=g, dtype=torch.float64), -1)
         value = (logp.exp() * (rewards - beta * (logp - logp_ref))).sum(-1)
         if bool((value > out + 1e-9).any()):
-            raise AssertionError("a random policy reached a higher objective E_π[r] − β KL(π‖π_ref) "
-                                 "than your optimum: the optimum is β log Z")
+            raise AssertionError("a random policy reached a higher objective E_π[r] − "
+                                 "β KL(π‖π_ref) than your optimum: the optimum is β log Z")
 
 
 def test_optimal_objective__tiny_beta_and_huge_rewards(student):

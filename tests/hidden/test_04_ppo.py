@@ -547,8 +547,9 @@ def test_ppo_clip_loss__large_log_ratios_and_batch_of_one(student):
     expect(loss, want, "for float32 log-ratios 20, -20, 20, 0.1 with advantages 1, -1, -1e-6, 2",
            _clip_mistakes((logp_old + lr).double(), logp_old.double(), a.double(), mask, 0.2),
            rtol=1e-4, atol=1e-5)
-    one = loss_of(student.call(CLIP, torch.tensor([[-0.5]], dtype=D), torch.tensor([[-1.0]], dtype=D),
-                               torch.tensor([[2.0]], dtype=D), torch.tensor([[True]]), 0.2))
+    one = loss_of(student.call(CLIP, torch.tensor([[-0.5]], dtype=D),
+                               torch.tensor([[-1.0]], dtype=D), torch.tensor([[2.0]], dtype=D),
+                               torch.tensor([[True]]), 0.2))
     expect(one, -1.2 * 2.0, "for one token with ρ = e^0.5 = 1.65, A = 2, ε = 0.2 (-(1 + ε)A)",
            [(-math.exp(0.5) * 2.0, "your loss is never clipped: take the min of ρA and "
              "clip(ρ)A")], atol=1e-9)
@@ -648,7 +649,8 @@ def test_value_loss__clip_regions(student):
     if not torch.allclose(g, want_g, atol=1e-9):
         raise AssertionError(f"with V_old = 0, R = 1, ε_V = 0.2 the gradients for V = 0.5, -0.5, "
                              f"0.1, 1.5 should be 0, -0.375, -0.225, 0 (a value clipped on the "
-                             f"pessimistic side gets none); got {[round(v, 4) for v in g.tolist()]}")
+                             f"pessimistic side gets none); got "
+                             f"{[round(v, 4) for v in g.tolist()]}")
 
 
 def test_value_loss__empty_row_batch_of_one_float32(student):
@@ -659,7 +661,8 @@ def test_value_loss__empty_row_batch_of_one_float32(student):
     expect(loss, _value_loss(v.double(), vo.double(), r.double(), mask, 0.2), "on float32 "
            "replies of 4, 0 and 3 tokens", _value_mistakes(v.double(), vo.double(), r.double(),
                                                           mask, 0.2), atol=1e-6, rtol=1e-5)
-    one = loss_of(student.call(VALUE, torch.tensor([[2.0]], dtype=D), torch.tensor([[1.0]], dtype=D),
-                               torch.tensor([[3.0]], dtype=D), torch.tensor([[True]]), 0.5))
+    one = loss_of(student.call(VALUE, torch.tensor([[2.0]], dtype=D),
+                               torch.tensor([[1.0]], dtype=D), torch.tensor([[3.0]], dtype=D),
+                               torch.tensor([[True]]), 0.5))
     expect(one, 0.5 * max(1.0, 1.5 ** 2), "for one token with V = 2, V_old = 1, R = 3, ε_V = 0.5",
            atol=1e-9)

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import torch
 
 # ---------------------------------------------------------------------------- kl_best_of_n
 
