@@ -32,7 +32,7 @@ from .pipeline import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys
 from .sequences import decode_responses, encode_pairs, encode_prompts, position_ids, response_mask_from
 
 __all__ = ["BestOfNConfig", "Pool", "sample_pool", "score_pool", "n_grid", "plugin_kl_best_of_n",
-           "best_of_n_curve", "gao_summary", "choose_n", "analyse", "overoptimisation_study"]
+           "best_of_n_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse", "overoptimisation_study"]
 
 AGGREGATES = ("mean", "min", "mean_minus_std")
 
@@ -60,6 +60,11 @@ class BestOfNConfig:
     """Seed of the pool of replies (never a reward model's seed)."""
     max_new_tokens: int = 24
     """Longest sampled reply, in tokens."""
+    eval_labels_per_n: int = 100
+    """Fresh human labels per n (on the octave grid n = 1, 2, 4, ...) for the gold-free peak
+    detector that compares best-of-n with a plain sample (typical 50-500)."""
+    eval_seed: int = 40_000
+    """Seed of that small human evaluation (its draws and its labels)."""
 
     def __post_init__(self):
         grid = self.pairs_grid
@@ -69,7 +74,8 @@ class BestOfNConfig:
                 f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
         require(isinstance(self.n_max, int) and self.n_max >= 2, "n_max",
                 f"must be an int >= 2, got {self.n_max!r}")
-        positive(self, "points_per_octave", "ensemble_pairs", "heldout_pairs", "max_new_tokens")
+        positive(self, "points_per_octave", "ensemble_pairs", "heldout_pairs", "max_new_tokens",
+                 "eval_labels_per_n")
         require(isinstance(self.ensemble_seeds, tuple) and len(self.ensemble_seeds) >= 2
                 and len(set(self.ensemble_seeds)) == len(self.ensemble_seeds), "ensemble_seeds",
                 f"must be a tuple of >= 2 distinct seeds, got {self.ensemble_seeds!r}")
@@ -299,6 +305,48 @@ def choose_n(proxy, judge, gold, ns) -> dict:
             "regret": float(gain[j] - gain[i]), "octaves": float(math.log2(ns[i] / ns[j]))}
 
 
+def choose_n_by_labels(proxy, gold, ns, labels_per_n: int, seed: int) -> dict:
+    """Pick n without reading the gold utility: a small human evaluation of best-of-n.
+
+    For each n of ``ns``, ``labels_per_n`` times: a random prompt; the proxy's best of n replies
+    drawn (without replacement) from that prompt's pool, against one more reply drawn at random;
+    the simulated annotator (Bradley-Terry on r*, as :func:`rlhf_lab.world.annotate`) says which
+    it prefers. The detector sees only these labels. Win rates are noisy (±0.05 at 100 labels),
+    so rather than take the best n it fits Gao's form to the win-rate excess,
+    2·win − 1 ≈ d(a − b d) with d = sqrt(KL_bon(n)), and picks the n nearest the fitted peak
+    (the largest n when the fit never turns down).
+
+    Args: proxy, gold (P, m); ns increasing integers in 1..m. Returns win rates, the fit, the
+    chosen n, and (from the exact curve, for reporting only) the gold gain there and at the
+    true peak, ``regret`` and ``octaves`` as :func:`choose_n`, and the number of labels used.
+    """
+    proxy, gold = np.asarray(proxy, dtype=np.float64), np.asarray(gold, dtype=np.float64)
+    P, m = proxy.shape
+    rng = np.random.default_rng(seed)
+    wins = []
+    for n in ns:
+        prompts = rng.integers(P, size=labels_per_n)
+        best = np.array([rng.choice(m, size=n, replace=False) for _ in range(labels_per_n)])
+        best = best[np.arange(labels_per_n), np.argmax(proxy[prompts[:, None], best], axis=1)]
+        other = rng.integers(m, size=labels_per_n)
+        p_best = 1.0 / (1.0 + np.exp(-(gold[prompts, best] - gold[prompts, other])))
+        wins.append(float(np.mean(rng.random(labels_per_n) < p_best)))   # the annotator's labels
+    wins = np.array(wins)
+    d = np.sqrt(kl_best_of_n(np.asarray(ns)))
+    fit = fit_bon(d, 2 * wins - 1)
+    i = int(np.argmin(np.abs(d - fit.d_peak))) if math.isfinite(fit.d_peak) else len(ns) - 1
+    golden = best_of_n_expected(proxy, gold, ns)
+    gain = golden["gold"] - gold.mean()
+    j = int(np.argmax(gain))
+    return {"ns": [int(n) for n in ns], "win_rate": wins.tolist(),
+            "win_rate_se": np.sqrt(wins * (1 - wins) / labels_per_n).tolist(),
+            "fit": {"alpha": fit.alpha, "beta": fit.beta},
+            "n_chosen": int(ns[i]), "gold_gain_chosen": float(gain[i]),
+            "n_peak": int(ns[j]), "gold_gain_peak": float(gain[j]),
+            "regret": float(gain[j] - gain[i]), "octaves": float(math.log2(ns[i] / ns[j])),
+            "labels": labels_per_n * len(ns)}
+
+
 # ----------------------------------------------------------------------------- the whole study
 
 
@@ -373,6 +421,7 @@ def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
     """Steps 3-5 of the study from the scores of the pool: ``scores`` maps ``proxy-<pairs>``,
     ``ensemble-<seed>`` and ``heldout`` to (P, m) arrays; ``gold`` is (P, m)."""
     ns = n_grid(cfg.n_max, cfg.points_per_octave)
+    octaves = n_grid(cfg.n_max, 1)
     bon = lambda proxy: gao_summary(best_of_n_curve(proxy, gold, ns))
     # 3. Gao curves: one per proxy size, and the oracle (best-of-n on gold itself)
     proxies = [{"n_pairs": p, **bon(scores[f"proxy-{p}"])} for p in cfg.pairs_grid]
@@ -394,6 +443,10 @@ def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
             {"n_pairs": p, **choose_n(scores[f"proxy-{p}"], scores["heldout"], gold, ns)}
             for p in cfg.pairs_grid]},
         "ensemble_others": {"proxy_seed": cfg.ensemble_seeds[0],
-                            **choose_n(members[0], others, gold, ns)}}
+                            **choose_n(members[0], others, gold, ns)},
+        "labels": {"labels_per_n": cfg.eval_labels_per_n, "per_proxy": [
+            {"n_pairs": p, **choose_n_by_labels(scores[f"proxy-{p}"], gold, octaves,
+                                                cfg.eval_labels_per_n, cfg.eval_seed + k)}
+            for k, p in enumerate(cfg.pairs_grid)]}}
     return {"ns": ns, "oracle": bon(gold), "proxies": proxies, "ensemble": ensemble,
             "detection": detection}

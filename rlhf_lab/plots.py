@@ -308,10 +308,13 @@ def bon_ensemble(results: dict):
 def bon_peak_detection(results: dict):
     """Choosing n without gold: for each proxy, the gold gain of its best-of-n choice (green)
     and the gain a held-out reward model (trained on other labels) gives the same choice
-    (orange); dotted: the true gold peak, dashed: the n the held-out model picks."""
+    (orange); purple: a small human evaluation (win rate of best-of-n against a plain sample,
+    as 2·win − 1 with ±1 s.e.). Dotted: the true gold peak; dashed / dash-dotted: the n the
+    held-out model / the labels pick."""
     rows = results["detection"]["heldout"]["per_proxy"]
+    labelled = {r["n_pairs"]: r for r in results["detection"].get("labels", {}).get("per_proxy", [])}
     curves = {p["n_pairs"]: p["curve"] for p in results["proxies"]}
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.8 * len(rows), 3.6), squeeze=False)
     for ax, row in zip(axes[0], rows):
         curve = curves[row["n_pairs"]]
         d_of = dict(zip(curve["n"], curve["d"]))
@@ -321,7 +324,15 @@ def bon_peak_detection(results: dict):
                 label="held-out RM gain")
         ax.axvline(d_of[row["n_peak"]], color=COLORS["gold"], ls=":", label=f"gold peak n={row['n_peak']}")
         ax.axvline(d_of[row["n_chosen"]], color=COLORS["proxy"], ls="--",
-                   label=f"chosen n={row['n_chosen']}")
+                   label=f"held-out RM picks n={row['n_chosen']}")
+        lab = labelled.get(row["n_pairs"])
+        if lab is not None:
+            d_lab = np.sqrt(np.log(lab["ns"]) - (np.asarray(lab["ns"]) - 1) / np.asarray(lab["ns"]))
+            ax.errorbar(d_lab, 2 * np.asarray(lab["win_rate"]) - 1,
+                        yerr=2 * np.asarray(lab["win_rate_se"]), fmt="^", ms=3.5, lw=0.8,
+                        color="#6a3d9a", label=f"2·win − 1 ({lab['labels']} labels)")
+            ax.axvline(d_of.get(lab["n_chosen"], d_lab[lab["ns"].index(lab["n_chosen"])]),
+                       color="#6a3d9a", ls="-.", label=f"labels pick n={lab['n_chosen']}")
         ax.set(title=f"proxy on {row['n_pairs']} pairs (regret {row['regret']:.2f})",
                xlabel="d = sqrt(KL_bon)", ylabel="gain over n = 1")
         ax.legend(frameon=False, fontsize=7)

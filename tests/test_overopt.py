@@ -241,3 +241,31 @@ def test_figures_have_the_expected_axes_and_lines(study):
     assert len(fig.axes) == G and all(_lines(ax) == 4 for ax in fig.axes)
     for f in matplotlib.pyplot.get_fignums():
         matplotlib.pyplot.close(f)
+
+
+def _hackable_pool(seed=0, P=48, m=1024, hack=0.03):
+    """Gold ~ N(0, 1); the proxy is gold + noise, except on a few 'hacks': low gold, top proxy."""
+    rng = np.random.default_rng(seed)
+    gold = rng.normal(size=(P, m))
+    proxy = gold + 0.3 * rng.normal(size=(P, m))
+    hacks = rng.random((P, m)) < hack
+    gold[hacks], proxy[hacks] = -1.5, 4.5 + 0.1 * rng.normal(size=hacks.sum())
+    return proxy, gold
+
+
+def test_label_based_detector_lands_near_the_true_peak_with_few_labels():
+    proxy, gold = _hackable_pool()
+    ns = overopt.n_grid(1024, 1)
+    out = overopt.choose_n_by_labels(proxy, gold, ns, labels_per_n=100, seed=1)
+    assert out["labels"] == 100 * len(ns) and len(out["win_rate"]) == len(ns)
+    assert 4 <= out["n_peak"] <= 64                       # the pool's gold peaks, then falls
+    assert abs(out["octaves"]) <= 2 and out["regret"] < 0.25 * out["gold_gain_peak"]
+    again = overopt.choose_n_by_labels(proxy, gold, ns, labels_per_n=100, seed=1)
+    assert again == out                                   # same seed, same labels
+
+
+def test_label_based_detector_picks_the_largest_n_when_gold_never_turns():
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=(16, 256))
+    out = overopt.choose_n_by_labels(gold, gold, overopt.n_grid(256, 1), 200, seed=0)
+    assert out["n_peak"] == 256 and out["n_chosen"] >= 64
