@@ -8,14 +8,16 @@
 redefine helpers, exit, loop forever, eat memory — it does so in its own process, and the process
 that judges (the hidden tests) never runs a line of it.
 
-Lifecycle. One child serves all the notebooks of a student, for all the tests of a session:
+Lifecycle. The children of a student serve all the tests of a session:
 
 1. The submission is read (:mod:`.loader`) and each exercise cell scanned (:mod:`.scan`); a
    forbidden cell is not run and its functions raise ``StudentError("forbidden", why)``.
-2. A child is started, runs the preamble and the exercise cells one by one, reporting each. A
-   cell that raises or has a syntax error loses only its own functions ("missing", with the
-   reason). A cell that never finishes (infinite loop at the top level) or ends the process
-   (``os._exit``, a crash) is skipped: the child is restarted without it.
+2. Each notebook gets its own child, as it would get its own Jupyter kernel (so monkeypatching
+   in one notebook cannot spoil another). The child runs the preamble and the notebook's
+   exercise cells one by one, reporting each. A cell that raises or has a syntax error loses
+   its own functions ("missing", with the reason), even those it defined before failing. A
+   cell that never finishes (infinite loop at the top level) or ends the process (``os._exit``,
+   a crash) is skipped: the child is restarted without it.
 3. Each call waits at most ``timeout`` seconds; then the child is killed and restarted, and the
    call raises ``StudentError("timeout")``. A child that dies raises ``StudentError("crash")``
    and is restarted. A function that timed out (or crashed twice) fails at once afterwards. An
@@ -86,6 +88,7 @@ class _Zygote:
                 pass_fds=[theirs.fileno()], cwd=self.tmp, env=_child_env(self.tmp),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         theirs.close()
+        mine.settimeout(300)                 # the first answer waits for its torch import
         self.sock = mine
 
     def _ask(self, request: dict, fds=()) -> int:
@@ -228,34 +231,36 @@ class StudentProcess:
         for cell in self.submission.cells:
             if cell.forbidden:
                 self.cell_errors[cell.key] = ("forbidden", cell.forbidden)
-        self._child = None
+        self._children: dict[str, _Child] = {}              # namespace -> its process
         self._names: dict[str, list[str]] = {}              # namespace -> functions defined
-        self._start()
+        for namespace in dict.fromkeys(c.namespace for c in self.submission.cells):
+            self._start(namespace)
 
     # ---------------------------------------------------------------- loading
-    def _start(self) -> None:
-        """Start a child and run the cells, skipping those that hang or kill the process."""
-        for _ in range(len(self.submission.cells) + 2):
-            runnable = [c for c in self.submission.cells if c.key not in self.cell_errors]
-            self._child = _Child(self._config, self.fork_server)
-            current, deadline = None, time.monotonic() + max(30.0, self.timeout)
+    def _start(self, namespace: str) -> None:
+        """Start the process of one notebook and run its cells, skipping any cell that hangs or
+        ends the process (it is then restarted without that cell)."""
+        cells = [c for c in self.submission.cells if c.namespace == namespace]
+        for _ in range(len(cells) + 2):
+            runnable = [c for c in cells if c.key not in self.cell_errors]
+            child = self._children[namespace] = _Child(self._config, self.fork_server)
+            current, deadline = None, time.monotonic() + max(60.0, self.timeout)
             try:
-                self._child.send(("load", [(c.key, c.namespace, c.filename, c.source)
-                                           for c in runnable]))
+                child.send(("load", [(c.key, c.namespace, c.filename, c.source)
+                                     for c in runnable]))
                 while True:
-                    message = self._child.receive(deadline)
+                    message = child.receive(deadline)
                     if message[0] == "cell":
                         current, deadline = message[1], time.monotonic() + self.timeout
                     elif message[0] == "cell_done":
                         if message[2] is not None:
-                            self.cell_errors[message[1]] = (message[2], message[3])
+                            self.cell_errors[message[1]] = (str(message[2]), str(message[3]))
                         current = None
                     elif message[0] == "ready":
-                        self._names = {k: list(v) for k, v in message[1].items()}
+                        self._names[namespace] = [str(n) for n in message[1].get(namespace, ())]
                         return
-            except (wire.WireError, OSError) as error:
-                self._child.kill()
-                self._child = None
+            except (wire.WireError, OSError, AttributeError, IndexError) as error:
+                self._stop(namespace)
                 if current is None:
                     raise RuntimeError(f"the student process failed to start: {error}") from None
                 timed_out = isinstance(error, wire.WireError) and error.timed_out
@@ -265,12 +270,10 @@ class StudentProcess:
                     ("crash", "running the cell ended the process (exit, os._exit, or a crash)"))
         raise RuntimeError("the student process could not load the submission")
 
-    def _restart(self) -> None:
-        if self._child is not None:
-            self._child.kill()
-            self._child = None
-        self.restarts += 1
-        self._start()
+    def _stop(self, namespace: str) -> None:
+        child = self._children.pop(namespace, None)
+        if child is not None:
+            child.kill()
 
     # ---------------------------------------------------------------- status
     def _where(self, name: str):
@@ -279,13 +282,12 @@ class StudentProcess:
             return None, self.struck[name]
         cells = self.submission.defining(name)
         for cell in cells:
-            if cell.key in self.cell_errors:
-                continue
-            if name in self._names.get(cell.namespace, ()):
+            if cell.key not in self.cell_errors and name in self._names.get(cell.namespace, ()):
                 return cell.namespace, None
-        for namespace, names in self._names.items():          # defined some other way
-            if name in names:
-                return namespace, None
+        if not cells:                                         # defined some other way
+            for namespace, names in self._names.items():
+                if name in names:
+                    return namespace, None
         for cell in cells:
             if cell.key in self.cell_errors:
                 kind, message = self.cell_errors[cell.key]
@@ -315,19 +317,20 @@ class StudentProcess:
         if self.budget is not None and self.spent >= self.budget:
             raise StudentError("timeout", f"the submission used up its time budget of "
                                           f"{self.budget:g} s")
-        if self._child is None:
-            self._restart()
+        if namespace not in self._children:
+            self.restarts += 1
+            self._start(namespace)
+        child = self._children[namespace]
         start = time.monotonic()
         limit = self.timeout if self.budget is None else min(self.timeout,
                                                              self.budget - self.spent)
         try:
-            self._child.send((message[0], namespace, name) + message[1:])
-            answer = self._child.receive(start + limit)
+            child.send((message[0], namespace, name) + message[1:])
+            answer = child.receive(start + limit)
         except (wire.WireError, OSError) as error:
             timed_out = isinstance(error, wire.WireError) and error.timed_out
             self.spent += time.monotonic() - start
-            self._child.kill()
-            self._child = None
+            self._stop(namespace)
             if timed_out:
                 self.struck[name] = ("timeout", f"{name} did not return within {limit:g} s "
                                                 f"(an infinite loop?)")
@@ -342,13 +345,14 @@ class StudentProcess:
                 self.struck[name] = problem
             raise StudentError(*problem) from None
         self.spent += time.monotonic() - start
-        if answer[0] == "ok":
-            try:
+        try:
+            if answer[0] == "ok":
                 return wire.unpack(answer[1])
-            except (ValueError, TypeError, IndexError) as error:
-                raise StudentError("bad_output", f"the result of {name} could not be read: "
-                                                 f"{error}") from None
-        raise StudentError(str(answer[1]), str(answer[2]))
+            kind, text = str(answer[1]), str(answer[2])
+        except Exception as error:                           # noqa: BLE001 - a forged answer
+            raise StudentError("bad_output", f"the result of {name} could not be read: "
+                                             f"{error}") from None
+        raise StudentError(kind, text)
 
     def call(self, name: str, *args, **kwargs):
         """Run ``name(*args, **kwargs)`` in the student process; return its plain result."""
@@ -368,13 +372,8 @@ class StudentProcess:
 
     def close(self) -> None:
         """Stop the child and remove its folder."""
-        if self._child is not None:
-            try:
-                self._child.send(("exit",))
-            except OSError:
-                pass
-            self._child.kill()
-            self._child = None
+        for namespace in list(getattr(self, "_children", {})):
+            self._stop(namespace)
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self):
