@@ -238,7 +238,7 @@ def test_figures_have_the_expected_axes_and_lines(study):
     assert _lines(gold_ax) == M + 3 + 1 + 1          # members, 3 aggregates, same-label RM, zero line
     assert _lines(spread_ax) == 1
     fig = plots.bon_peak_detection(study)
-    assert len(fig.axes) == G and all(_lines(ax) == 4 for ax in fig.axes)
+    assert len(fig.axes) == G and all(_lines(ax) == 6 for ax in fig.axes)   # gold, judge, labels, 3 picks
     for f in matplotlib.pyplot.get_fignums():
         matplotlib.pyplot.close(f)
 
