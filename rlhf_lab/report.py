@@ -156,6 +156,13 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
     lines += [f"- proxy on {r['n_pairs']} pairs: gold peak n = {r['n_peak']}, chosen n = "
               f"{r['n_chosen']}, gold lost {r['regret']:.3f} ({r['octaves']:+.1f} octaves)"
               for r in study["detection"]["heldout"]["per_proxy"]]
+    labels = study["detection"]["labels"]
+    lines += ["", f"Choosing n without gold (a small human evaluation: {labels['labels_per_n']} "
+                  f"labels per n, best-of-n vs a plain sample, fitted in Gao's form):", ""]
+    lines += [f"- proxy on {r['n_pairs']} pairs: gold peak n = {r['n_peak']}, chosen n = "
+              f"{r['n_chosen']}, gold lost {r['regret']:.3f} of a peak gain "
+              f"{r['gold_gain_peak']:.3f} ({r['labels']} labels)"
+              for r in labels["per_proxy"]]
     history = load_or_train_ppo(run.with_ppo(beta=ppo_beta)).metrics["history"]
     d = np.sqrt(np.maximum([h["kl"] for h in history], 1e-6))
     gain = np.array([h["gold"] for h in history]) - history[0]["gold"]
