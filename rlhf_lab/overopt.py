@@ -60,7 +60,7 @@ class BestOfNConfig:
     """Seed of the pool of replies (never a reward model's seed)."""
     max_new_tokens: int = 24
     """Longest sampled reply, in tokens."""
-    eval_labels_per_n: int = 100
+    eval_labels_per_n: int = 300
     """Fresh human labels per n (on the octave grid n = 1, 2, 4, ...) for the gold-free peak
     detector that compares best-of-n with a plain sample (typical 50-500)."""
     eval_seed: int = 40_000
@@ -311,7 +311,7 @@ def choose_n_by_labels(proxy, gold, ns, labels_per_n: int, seed: int) -> dict:
     For each n of ``ns``, ``labels_per_n`` times: a random prompt; the proxy's best of n replies
     drawn (without replacement) from that prompt's pool, against one more reply drawn at random;
     the simulated annotator (Bradley-Terry on r*, as :func:`rlhf_lab.world.annotate`) says which
-    it prefers. The detector sees only these labels. Win rates are noisy (±0.05 at 100 labels),
+    it prefers. The detector sees only these labels. Win rates are noisy (±0.03 at 300 labels),
     so rather than take the best n it fits Gao's form to the win-rate excess,
     2·win − 1 ≈ d(a − b d) with d = sqrt(KL_bon(n)), and picks the n nearest the fitted peak
     (the largest n when the fit never turns down).
