@@ -9,8 +9,9 @@ which holds the reference solutions, is not importable here; the two helper file
 * ``zygote SOCKET_FD`` — a fork server: it imports torch once (seconds), then forks a fresh
   student process for each request that arrives on the socket (milliseconds). Each request
   carries the config and the two pipe ends (``SCM_RIGHTS``); the answer is the child's pid.
-  The zygote also kills and reaps its children on request, so a pid is never reused under the
-  judge's feet. It exits, killing what is left, when the socket closes.
+  A child exits by itself when its pipes close; the zygote reaps it later. A busy child (a
+  time-out) is killed and reaped by the zygote on request: being their parent, it never kills a
+  pid that was reaped and reused. It exits, killing what is left, when the socket closes.
 
 A student process, before it runs any student code:
 
@@ -276,6 +277,12 @@ def zygote_main(sock_fd: int) -> None:
         request, fds = _recv_request(sock)
         if request is None:
             break
+        for pid in list(children):                      # reap those that ended by themselves
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    children.discard(pid)
+            except ChildProcessError:
+                children.discard(pid)
         if request["op"] == "fork":
             pid = os.fork()
             if pid == 0:                                # the student process

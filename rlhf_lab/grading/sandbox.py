@@ -91,9 +91,11 @@ class _Zygote:
         mine.settimeout(300)                 # the first answer waits for its torch import
         self.sock = mine
 
-    def _ask(self, request: dict, fds=()) -> int:
+    def _send(self, request: dict, fds=()) -> None:
         data = json.dumps(request).encode()
         socket.send_fds(self.sock, [struct.pack(">I", len(data)) + data], list(fds))
+
+    def _answer(self) -> int:
         answer = b""
         while len(answer) < 8:
             chunk = self.sock.recv(8 - len(answer))
@@ -102,24 +104,30 @@ class _Zygote:
             answer += chunk
         return struct.unpack(">q", answer)[0]
 
-    def fork(self, config: dict, fds) -> int:
+    def fork(self, config: dict, fd_pairs: list) -> list[int]:
+        """Fork one student process per pair of pipe ends; return their pids (all requests
+        are sent before the answers are read: one round trip however many)."""
         with self.lock:
             for attempt in (0, 1):
                 if self.proc is None or self.proc.poll() is not None:
                     self.close_locked()
                     self._start()
                 try:
-                    return self._ask({"op": "fork", "config": config}, fds)
+                    for fds in fd_pairs:
+                        self._send({"op": "fork", "config": config}, fds)
+                    return [self._answer() for _ in fd_pairs]
                 except OSError:
                     if attempt:
                         raise
                     self.close_locked()
 
     def kill(self, pid: int) -> None:
+        """Kill and reap a student process (the zygote is its parent: no pid reuse race)."""
         with self.lock:
             if self.proc is not None and self.proc.poll() is None:
                 try:
-                    self._ask({"op": "kill", "pid": pid})
+                    self._send({"op": "kill", "pid": pid})
+                    self._answer()
                 except OSError:
                     pass
 
@@ -153,26 +161,32 @@ def shutdown_zygote() -> None:
 
 
 class _Child:
-    """One running student process: its pipes and how to kill it."""
+    """One running student process: its pipes and how to stop it."""
 
-    def __init__(self, config: dict, fork_server: bool):
-        to_child_r, self.to_child = os.pipe()
-        self.from_child, from_child_w = os.pipe()
-        self.popen = None
+    def __init__(self, to_child: int, from_child: int, pid: int, popen=None):
+        self.to_child, self.from_child, self.pid, self.popen = to_child, from_child, pid, popen
+
+    @classmethod
+    def start(cls, config: dict, fork_server: bool, n: int) -> list["_Child"]:
+        """Start ``n`` student processes with the same config."""
+        pipes = [(os.pipe(), os.pipe()) for _ in range(n)]       # ((r, w) to, (r, w) from)
+        theirs = [(to[0], back[1]) for to, back in pipes]
         try:
             if fork_server:
-                self.pid = _ZYGOTE.fork(config, (to_child_r, from_child_w))
-            else:
-                self.popen = subprocess.Popen(
+                return [cls(to[1], back[0], pid) for (to, back), pid in
+                        zip(pipes, _ZYGOTE.fork(config, theirs))]
+            children = []
+            for (to, back), fds in zip(pipes, theirs):
+                popen = subprocess.Popen(
                     [sys.executable, "-I", str(CHILD), "serve", json.dumps(config),
-                     str(to_child_r), str(from_child_w)],
-                    pass_fds=[to_child_r, from_child_w], cwd=config["cwd"],
+                     str(fds[0]), str(fds[1])], pass_fds=list(fds), cwd=config["cwd"],
                     env=_child_env(config["cwd"]), stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                self.pid = self.popen.pid
+                children.append(cls(to[1], back[0], popen.pid, popen))
+            return children
         finally:
-            os.close(to_child_r)
-            os.close(from_child_w)
+            for fd in (fd for pair in theirs for fd in pair):
+                os.close(fd)
 
     def send(self, message) -> None:
         wire.write_frame(self.to_child, message)
@@ -180,16 +194,24 @@ class _Child:
     def receive(self, deadline: float):
         return wire.read_frame(self.from_child, deadline)
 
-    def kill(self) -> None:
+    def stop(self, kill: bool = True) -> None:
+        """Close the pipes (an idle child then exits by itself); with ``kill``, also kill it
+        (a child that may be busy: timed out, or stuck)."""
         for fd in (self.to_child, self.from_child):
             try:
                 os.close(fd)
             except OSError:
                 pass
         if self.popen is not None:
+            if not kill:
+                try:
+                    self.popen.wait(timeout=2)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
             self.popen.kill()
             self.popen.wait()
-        else:
+        elif kill:
             _ZYGOTE.kill(self.pid)
 
 
@@ -233,47 +255,67 @@ class StudentProcess:
                 self.cell_errors[cell.key] = ("forbidden", cell.forbidden)
         self._children: dict[str, _Child] = {}              # namespace -> its process
         self._names: dict[str, list[str]] = {}              # namespace -> functions defined
-        for namespace in dict.fromkeys(c.namespace for c in self.submission.cells):
-            self._start(namespace)
+        namespaces = list(dict.fromkeys(c.namespace for c in self.submission.cells))
+        self._launch(namespaces)
+        for namespace in namespaces:
+            if not self._await_load(namespace):
+                self._start(namespace)
 
     # ---------------------------------------------------------------- loading
-    def _start(self, namespace: str) -> None:
-        """Start the process of one notebook and run its cells, skipping any cell that hangs or
-        ends the process (it is then restarted without that cell)."""
-        cells = [c for c in self.submission.cells if c.namespace == namespace]
-        for _ in range(len(cells) + 2):
-            runnable = [c for c in cells if c.key not in self.cell_errors]
-            child = self._children[namespace] = _Child(self._config, self.fork_server)
-            current, deadline = None, time.monotonic() + max(60.0, self.timeout)
+    def _launch(self, namespaces: list[str]) -> None:
+        """Start one process per notebook and send each its cells (they load in parallel)."""
+        if not namespaces:
+            return
+        for namespace, child in zip(namespaces, _Child.start(self._config, self.fork_server,
+                                                             len(namespaces))):
+            self._children[namespace] = child
+            cells = [(c.key, c.namespace, c.filename, c.source) for c in self.submission.cells
+                     if c.namespace == namespace and c.key not in self.cell_errors]
             try:
-                child.send(("load", [(c.key, c.namespace, c.filename, c.source)
-                                     for c in runnable]))
-                while True:
-                    message = child.receive(deadline)
-                    if message[0] == "cell":
-                        current, deadline = message[1], time.monotonic() + self.timeout
-                    elif message[0] == "cell_done":
-                        if message[2] is not None:
-                            self.cell_errors[message[1]] = (str(message[2]), str(message[3]))
-                        current = None
-                    elif message[0] == "ready":
-                        self._names[namespace] = [str(n) for n in message[1].get(namespace, ())]
-                        return
-            except (wire.WireError, OSError, AttributeError, IndexError) as error:
-                self._stop(namespace)
-                if current is None:
-                    raise RuntimeError(f"the student process failed to start: {error}") from None
-                timed_out = isinstance(error, wire.WireError) and error.timed_out
-                self.cell_errors[current] = (
-                    ("timeout", f"running the cell took more than {self.timeout:g} s (an "
-                                f"infinite loop at the top level?)") if timed_out else
-                    ("crash", "running the cell ended the process (exit, os._exit, or a crash)"))
+                child.send(("load", cells))
+            except OSError:
+                pass                                        # seen as a closed pipe below
+
+    def _await_load(self, namespace: str) -> bool:
+        """Read a notebook process's report of its cells; True once it is ready. A cell that
+        hangs or ends the process is recorded in ``cell_errors`` (then False)."""
+        child = self._children[namespace]
+        current, deadline = None, time.monotonic() + max(60.0, self.timeout)
+        try:
+            while True:
+                message = child.receive(deadline)
+                if message[0] == "cell":
+                    current, deadline = message[1], time.monotonic() + self.timeout
+                elif message[0] == "cell_done":
+                    if message[2] is not None:
+                        self.cell_errors[message[1]] = (str(message[2]), str(message[3]))
+                    current = None
+                elif message[0] == "ready":
+                    self._names[namespace] = [str(n) for n in message[1].get(namespace, ())]
+                    return True
+        except (wire.WireError, OSError, AttributeError, IndexError, TypeError) as error:
+            self._stop(namespace)
+            if current is None:
+                raise RuntimeError(f"the student process failed to start: {error}") from None
+            timed_out = isinstance(error, wire.WireError) and error.timed_out
+            self.cell_errors[current] = (
+                ("timeout", f"running the cell took more than {self.timeout:g} s (an "
+                            f"infinite loop at the top level?)") if timed_out else
+                ("crash", "running the cell ended the process (exit, os._exit, or a crash)"))
+            return False
+
+    def _start(self, namespace: str) -> None:
+        """(Re)start the process of one notebook, skipping every cell that hangs or ends it."""
+        for _ in range(sum(c.namespace == namespace for c in self.submission.cells) + 2):
+            self._launch([namespace])
+            if self._await_load(namespace):
+                return
         raise RuntimeError("the student process could not load the submission")
 
-    def _stop(self, namespace: str) -> None:
+    def _stop(self, namespace: str, kill: bool = True) -> None:
         child = self._children.pop(namespace, None)
         if child is not None:
-            child.kill()
+            child.stop(kill)
 
     # ---------------------------------------------------------------- status
     def _where(self, name: str):
@@ -373,7 +415,7 @@ class StudentProcess:
     def close(self) -> None:
         """Stop the child and remove its folder."""
         for namespace in list(getattr(self, "_children", {})):
-            self._stop(namespace)
+            self._stop(namespace, kill=False)
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self):
