@@ -396,3 +396,24 @@ def test_student_bundle_leaves_out_solutions_and_hidden_tests(tmp_path):
         assert BEGIN not in nb.read_text()
     with pytest.raises(ValueError, match="not empty"):
         write_bundle(ROOT, tmp_path / "bundle")
+
+
+def test_nbval_copy_puts_the_expected_line_under_each_check_cell(tmp_path):
+    """`grade --nbval-copy` replaces whatever a student saved under a check cell by the line a
+    correct solution prints, so `pytest --nbval-lax` compares the student's run with it."""
+    from rlhf_lab.__main__ import main
+    from rlhf_lab.release import CHECK_MARK
+    subs = tmp_path / "subs"
+    (subs / "alice").mkdir(parents=True)
+    nb = json.loads((ROOT / "notebooks" / "01_sft.ipynb").read_text())
+    for cell in nb["cells"]:
+        if "".join(cell["source"]).startswith(CHECK_MARK):
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout",
+                                "text": ["✗ sft_loss: wrong, saved by the student\n"]}]
+    (subs / "alice" / "my_sft.ipynb").write_text(json.dumps(nb))        # renamed by the student
+    (subs / "bob.ipynb").write_text("{broken")
+    assert main(["grade", str(subs), "--nbval-copy", str(tmp_path / "nbval")]) == 0
+    copy = json.loads((tmp_path / "nbval" / "alice" / "my_sft.ipynb").read_text())
+    lines = ["".join(o["text"]) for c in copy["cells"] for o in c.get("outputs", [])]
+    assert lines == ["✓ sft_loss: all 5 checks passed\n"]
+    assert not (tmp_path / "nbval" / "bob").exists()

@@ -41,7 +41,7 @@ from pathlib import Path
 from .exercises import EXERCISES, NOTEBOOKS
 
 __all__ = ["GradingError", "StudentResult", "find_hidden_tests", "discover", "grade",
-           "write_outputs", "main"]
+           "write_outputs", "prepare_nbval", "main"]
 
 _REPO = Path(__file__).resolve().parent.parent.parent
 MAX_POINTS = sum(e.points for e in EXERCISES)
@@ -307,6 +307,54 @@ def grade(submissions_dir, out_dir="grades", *, timeout: float = 10.0, jobs: int
     return results
 
 
+# --------------------------------------------------------------------------- nbval copies
+_CHECK_CALL = re.compile(r"checks\.(check_\w+)\(")
+
+
+def _check_cells(nb: dict) -> list[dict]:
+    from ..release import CHECK_MARK
+    return [c for c in nb.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"
+            and "".join(c.get("source") or "").split("\n", 1)[0].strip() == CHECK_MARK]
+
+
+def prepare_nbval(submissions_dir, out_dir, reference_dir=None, log=print) -> list[Path]:
+    """Write a copy of every submitted notebook into ``out_dir/<student>/`` in which each check
+    cell (``# NBVAL_CHECK_OUTPUT``) holds the line a correct solution prints, taken from the
+    released notebooks (``reference_dir``, default ``notebooks/``). ``pytest --nbval-lax`` then
+    compares a student's run with the expected line, not with whatever the student saved.
+    Unreadable notebooks are skipped with a message. Returns the written paths."""
+    from .loader import NotebookError, _course_notebook, notebook_cells, read_notebook
+
+    reference_dir = Path(reference_dir) if reference_dir else _REPO / "notebooks"
+    written = []
+    for student, files in discover(submissions_dir, skip=[out_dir]).items():
+        for path in files:
+            try:
+                nb = read_notebook(path)
+                course = _course_notebook(path.name, notebook_cells(nb, path.name))
+                reference = read_notebook(reference_dir / course) if course else None
+            except NotebookError as error:
+                log(f"skipped {student}/{path.name}: {error}")
+                continue
+            if reference is None:
+                log(f"skipped {student}/{path.name}: not a notebook of the course")
+                continue
+            expected = _check_cells(reference)
+            by_check = {m.group(1): c for c in expected
+                        for m in [_CHECK_CALL.search("".join(c["source"]))] if m}
+            for i, cell in enumerate(_check_cells(nb)):
+                m = _CHECK_CALL.search("".join(cell.get("source") or ""))
+                ref = by_check.get(m.group(1)) if m else None
+                ref = ref or (expected[i] if i < len(expected) else None)
+                if ref is not None:
+                    cell["outputs"] = ref.get("outputs", [])
+                    cell["execution_count"] = ref.get("execution_count")
+            target = Path(out_dir) / student / path.name
+            _atomic_write(target, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            written.append(target)
+    return written
+
+
 def add_arguments(parser) -> None:
     """The ``grade`` subcommand's options (used by ``rlhf_lab/__main__.py``)."""
     parser.add_argument("submissions", help="folder with one subfolder or notebook per student")
@@ -321,10 +369,23 @@ def add_arguments(parser) -> None:
                         help="address-space limit of a student process (default 4096)")
     parser.add_argument("--hidden", default=None,
                         help="folder of the hidden tests (default: tests/hidden of the checkout)")
+    parser.add_argument("--nbval-copy", default=None, metavar="DIR",
+                        help="instead of grading, write copies of the submissions into DIR whose "
+                             "check cells hold the expected lines, for pytest --nbval-lax DIR/...")
 
 
 def main(args) -> int:
     """Run the command from parsed arguments; 0 unless grading could not start."""
+    if args.nbval_copy:
+        try:
+            written = prepare_nbval(args.submissions, args.nbval_copy)
+        except GradingError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"wrote {len(written)} notebook(s) into {args.nbval_copy}/ with the expected check "
+              f"lines; run: python -m pytest --nbval-lax -p no:cacheprovider "
+              f"{args.nbval_copy}/<student>/")
+        return 0
     try:
         grade(args.submissions, args.out, timeout=args.timeout, jobs=args.jobs,
               memory_mb=args.memory_mb, notebook_seconds=args.notebook_seconds,
