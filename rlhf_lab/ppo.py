@@ -348,14 +348,14 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
             warnings.warn(result.stopped, RuntimeWarning)
             break
         mask = rollout.response_mask
-        t3 = time.perf_counter()
+        t_end = time.perf_counter()
         kl = rl_losses.sequence_kl(rollout.logp_old, rollout.logp_ref, mask).mean().item()
         result.history.append({
             "iteration": it, "proxy": rollout.scores.mean().item(), "gold": rollout.gold.mean().item(),
             "kl": kl, "beta": beta, "objective": rollout.scores.mean().item() - beta * kl,
             "entropy": masked_mean(rollout.entropy, mask).item(),
             "length": mask.sum(-1).float().mean().item(), **stats,
-            "t_generate": t1 - t0, "t_total": t3 - t0, "tokens": int(mask.sum())})
+            "t_generate": t1 - t0, "t_total": t_end - t0, "tokens": int(mask.sum())})
         if it % cfg.sample_every == 0 or it == cfg.iterations - 1:
             result.samples += [{"iteration": it, "prompt": p.text, "text": t, "gold": g, "score": s}
                                for p, t, g, s in zip(rollout.prompts[:3], rollout.texts[:3],
