@@ -151,8 +151,8 @@ def graded(tmp_path_factory):
     (subs / "dave").mkdir()                                                # nothing handed in
     (subs / "dave" / "notes.txt").write_text("I did not finish")
     (subs / "erin.ipynb").write_text('{"cells": "not a list"}')           # JSON, not a notebook
-    proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", str(subs), "--out",
-                           str(tmp / "grades"), "--timeout", TIMEOUT, "--jobs", "2"],
+    proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", "submissions", "--out",
+                           "grades", "--timeout", TIMEOUT, "--jobs", "2"],   # relative paths
                           cwd=tmp, env=_env(), capture_output=True, text=True, timeout=600)
     rows = {}
     if (tmp / "grades" / "gradebook.csv").exists():
@@ -212,6 +212,8 @@ def test_broken_and_unsolved_submissions(graded):
     carol, honest = _points(rows["carol"]), _points(rows["honest"])
     for e in EXERCISES:
         assert carol[e.name] == (honest[e.name] if e.notebook == "03_closed_form.ipynb" else 0)
+    feedback = (graded["tmp"] / "grades" / "feedback" / "carol.md").read_text()
+    assert "**sft_loss** (0/2): not submitted" in feedback
 
 
 @needs_hidden

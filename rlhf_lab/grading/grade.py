@@ -70,6 +70,7 @@ class StudentResult:
     exercises: dict[str, ExerciseResult] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     status: str = "ok"
+    submitted: set[str] = field(default_factory=set)   # course notebooks handed in
 
     def points(self, exercise) -> int:
         result = self.exercises.get(exercise.name)
@@ -97,7 +98,7 @@ def _safe(name: str) -> str:
 
 def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
     """``{student: [notebook files]}``; a folder without notebooks maps to an empty list."""
-    root = Path(submissions_dir)
+    root = Path(submissions_dir).resolve()
     if not root.is_dir():
         raise GradingError(f"{root} is not a folder of submissions")
     skip = {Path(s).resolve() for s in skip}
@@ -202,6 +203,7 @@ def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, Stu
             result.notes.append("the grader did not finish this submission (a judge process "
                                 "failed); grade it again")
         submission = read_submission(students[name])
+        result.submitted = {course for course in submission.notebooks.values() if course}
         for file, why in submission.errors.items():
             result.notes.append(why)
         if submission.errors and result.status == "ok":
@@ -241,7 +243,9 @@ def feedback_markdown(result: StudentResult) -> str:
         for e in (e for e in EXERCISES if e.notebook == notebook):
             r = result.exercises.get(e.name)
             earned = result.points(e)
-            if r is None:
+            if notebook not in result.submitted and not (r and r.ok):
+                what = "not submitted"
+            elif r is None:
                 what = "not graded (no hidden tests ran for it)"
             elif r.ok:
                 what = f"passed all {r.passed} hidden tests"
