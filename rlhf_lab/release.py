@@ -126,8 +126,8 @@ def release(solutions_dir="solutions", notebooks_dir="notebooks",
 # what a student bundle holds (when present in the kit); everything else is left out
 BUNDLE_ITEMS = ("README.md", "requirements.txt", "pyproject.toml", "LICENSE", "rlhf_lab",
                 "data", "benchmarks", "notebooks", "tests")
-_NEVER = ("solutions", "hidden", "mutants", "submissions", ".git", "__pycache__", ".pytest_cache", ".ipynb_checkpoints",
-          "*.egg-info", ".venv", "out", "grades")
+_NEVER = ("solutions", "hidden", "mutants", "submissions", ".git", "__pycache__",
+          ".pytest_cache", ".ipynb_checkpoints", "*.egg-info", ".venv", "out", "grades")
 
 
 def _needs_solutions(path: Path) -> bool:
@@ -161,7 +161,8 @@ def write_bundle(kit_dir, bundle_dir, notebooks_dir="notebooks") -> list[Path]:
 
     def ignore(folder, names):
         skipped = set(never(folder, names))
-        return skipped | {n for n in names if n not in skipped and _needs_solutions(Path(folder, n))}
+        return skipped | {n for n in names
+                          if n not in skipped and _needs_solutions(Path(folder, n))}
 
     written = []
     for item in BUNDLE_ITEMS:

@@ -261,7 +261,8 @@ def test_every_hidden_test_fails_on_the_stubs(tmp_path):
     --notebooks notebooks`` (that they all pass on solutions/ is checked by the grading run)."""
     path = tmp_path / "results.jsonl"
     proc = subprocess.run([sys.executable, "-m", "pytest", str(HIDDEN), "-q",
-                           "-p", "no:cacheprovider", "--notebooks", str(ROOT / "notebooks"),
+                           "-p", "no:cacheprovider", "--tb=no",
+                           "--notebooks", str(ROOT / "notebooks"),
                            "--grade-results", str(path)], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert path.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]

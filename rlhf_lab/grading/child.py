@@ -182,7 +182,8 @@ def _run_cell(source: str, filename: str, namespace: dict):
 def _functions(namespace: dict) -> dict:
     import types
     return {k: v for k, v in namespace.items()
-            if callable(v) and not k.startswith("_") and not isinstance(v, (type, types.ModuleType))}
+            if callable(v) and not k.startswith("_")
+            and not isinstance(v, (type, types.ModuleType))}
 
 
 def serve(config: dict, fd_in: int, fd_out: int, wire, api) -> None:

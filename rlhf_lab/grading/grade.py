@@ -123,7 +123,8 @@ def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
 # --------------------------------------------------------------------------- running judges
 def _judge_command(hidden: Path, manifest: Path, results: Path) -> list[str]:
     return [sys.executable, "-m", "pytest", str(hidden), "-q", "-p", "no:cacheprovider",
-            "-p", "no:logging", "--no-header", "-o", "addopts=", "-W", "ignore", "--rootdir", str(hidden),
+            "-p", "no:logging", "--tb=no", "--no-header", "-o", "addopts=", "-W", "ignore",
+            "--rootdir", str(hidden),
             "--grade-manifest", str(manifest), "--grade-results", str(results)]
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 
 from .exercises import EXERCISES
-from .sandbox import StudentProcess
+from .sandbox import StudentProcess, prefork_zygote
 from .student import StudentError
 
-__all__ = ["pytest_addoption", "pytest_generate_tests", "pytest_runtest_makereport", "student",
-           "exercise_of", "feedback_message"]
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_generate_tests",
+           "pytest_runtest_makereport", "student", "exercise_of", "feedback_message"]
 
 _NAMES = {e.name for e in EXERCISES}
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -70,6 +70,14 @@ def pytest_addoption(parser):
                     help="(used by the grade command) JSON file listing the students to grade")
     group.addoption("--grade-results", default=None,
                     help="write one JSON line per test outcome to this file")
+
+
+def pytest_configure(config):
+    """When grading many students, start the fork server now, by forking this process before
+    the hidden tests are imported (so their code is not in its memory): it saves a torch
+    import per judge."""
+    if config.getoption("grade_manifest", default=None):
+        prefork_zygote()
 
 
 def _manifest(config):

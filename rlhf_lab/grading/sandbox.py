@@ -33,6 +33,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -49,7 +50,7 @@ from .exercises import EXERCISES
 from .loader import Submission, read_module, read_submission
 from .student import StudentError
 
-__all__ = ["StudentProcess", "default_deny", "CHILD", "shutdown_zygote"]
+__all__ = ["StudentProcess", "default_deny", "CHILD", "shutdown_zygote", "prefork_zygote"]
 
 CHILD = Path(__file__).with_name("child.py")
 _PACKAGE = Path(__file__).resolve().parent.parent            # rlhf_lab/
@@ -90,6 +91,35 @@ class _Zygote:
         theirs.close()
         mine.settimeout(300)                 # the first answer waits for its torch import
         self.sock = mine
+
+    def start_forked(self) -> bool:
+        """Start the fork server by forking *this* process, which has imported torch already
+        (saves the seconds of a second torch import). Only safe before anything secret is
+        loaded — the judge calls it from ``pytest_configure``, before the hidden tests are
+        imported — and while this process has a single thread. Returns False (and does
+        nothing) when that cannot be done; the server then starts as a fresh interpreter."""
+        with self.lock:
+            if self.sock is not None or threading.active_count() > 1 or \
+                    not sys.platform.startswith("linux"):
+                return False
+            from . import child
+            self.tmp = tempfile.mkdtemp(prefix="rlhf_lab_zygote_")
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            pid = os.fork()
+            if pid == 0:                                          # the fork server
+                try:
+                    mine.close()
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    os.chdir(self.tmp)
+                    os.environ.clear()
+                    os.environ.update(_child_env(self.tmp))
+                    child.zygote_main(theirs.detach())
+                finally:
+                    os._exit(0)
+            theirs.close()
+            mine.settimeout(300)
+            self.sock, self.proc = mine, _Forked(pid)
+            return True
 
     def _send(self, request: dict, fds=()) -> None:
         data = json.dumps(request).encode()
@@ -151,8 +181,40 @@ class _Zygote:
             self.close_locked()
 
 
+class _Forked:
+    """The few ``Popen`` methods the fork server needs, for a process made by ``os.fork``."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def kill(self):
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
 _ZYGOTE = _Zygote()
 atexit.register(_ZYGOTE.close)
+
+
+def prefork_zygote() -> bool:
+    """Start this process's fork server now, by forking this process (see
+    ``_Zygote.start_forked``); True if it did."""
+    return _ZYGOTE.start_forked()
 
 
 def shutdown_zygote() -> None:
