@@ -420,3 +420,17 @@ def test_nbval_copy_puts_the_expected_line_under_each_check_cell(tmp_path):
     lines = ["".join(o["text"]) for c in copy["cells"] for o in c.get("outputs", [])]
     assert lines == ["✓ sft_loss: all 5 checks passed\n"]
     assert not (tmp_path / "nbval" / "bob").exists()
+
+
+def test_a_student_the_judges_did_not_finish_is_a_grader_error_with_zero(tmp_path):
+    from rlhf_lab.grading.grade import _collect, feedback_markdown
+    folder = tmp_path / "alice"
+    shutil.copytree(SOLUTIONS, folder)
+    files = sorted(folder.glob("*.ipynb"))
+    rows = [{"student": "alice", "event": "test", "exercise": "sft_loss", "outcome": "passed"}]
+    result = _collect({"alice": files}, rows)["alice"]            # no "done": the judge died
+    assert result.status == "grader error" and result.total == 0
+    assert "grade it again" in feedback_markdown(result)
+    rows.append({"student": "alice", "event": "done"})
+    result = _collect({"alice": files}, rows)["alice"]
+    assert result.status == "ok" and result.total == by_name("sft_loss").points
