@@ -89,7 +89,10 @@ def set_limits(memory_mb: int, cpu_seconds: int) -> None:
         soft, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
-        resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
+        try:
+            resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
+        except (ValueError, OSError):                   # e.g. RLIMIT_AS on macOS
+            pass
 
     lower(resource.RLIMIT_AS, memory_mb * 2**20)
     lower(resource.RLIMIT_CPU, cpu_seconds)

@@ -23,7 +23,7 @@ from .scan import scan
 __all__ = ["NotebookError", "Cell", "Submission", "read_notebook", "strip_magics",
            "defined_names", "notebook_cells", "read_submission", "read_module", "MAX_BYTES"]
 
-MAX_BYTES = 20 * 2**20                                  # a notebook larger than this is refused
+MAX_BYTES = 64 * 2**20                                  # a notebook larger than this is refused
 EXERCISE_NAMES = frozenset(e.name for e in EXERCISES)
 _RUNNABLE_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")
 
