@@ -416,8 +416,9 @@ def beta_sweep(result: dict):
         ax.set_xscale("symlog", linthresh=0.1)
         ticks = [0, 0.1, 0.3, 1, 3, 10]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlim(left=0)
         ax.set(xlabel="KL(π ‖ π_ref) (nats, symlog scale)", ylabel=label, title=f"{label} vs KL")
-    axes[0].legend(frameon=False, fontsize=7, loc="lower right")
+    axes[0].legend(frameon=False, fontsize=7, loc="upper left")
     fig.suptitle("PPO at each β (filled) and the closed-form optimum of the same β (hollow)",
                  fontsize=10)
     fig.tight_layout()
