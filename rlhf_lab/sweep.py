@@ -22,12 +22,13 @@ import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import models, theory
 from .artifacts import COMPLETE, cache_root, cached, read_json, write_json
@@ -78,9 +79,12 @@ def _train_all(runs: list[RunConfig], root, jobs: int) -> list[float]:
     if jobs <= 1 or len(todo) <= 1:
         return [_train_one(r, root) for r in runs]
     context = multiprocessing.get_context("spawn")       # fresh interpreters: safe from notebooks
+    trained = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        trained = dict(zip(map(id, todo), pool.map(_train_one, todo, [root] * len(todo),
-                                                   [1] * len(todo))))
+        futures = {pool.submit(_train_one, r, root, 1): id(r) for r in todo}
+        for future in tqdm(as_completed(futures), total=len(futures),
+                           desc=f"PPO runs ({jobs} at a time)"):
+            trained[futures[future]] = future.result()
     return [trained.get(id(r), 0.0) for r in runs]
 
 
