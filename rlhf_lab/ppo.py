@@ -125,14 +125,17 @@ class PolicyWithValueHead(torch.nn.Module):
         self.policy = policy
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.value_head = torch.nn.Linear(policy.config.n_embd, 1)
+            self.value_head = torch.nn.Linear(policy.config.hidden_size, 1)
+        self.value_head.to(next(policy.parameters()).device)
         torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
 
     def forward(self, input_ids, attention_mask, position_ids):
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids, output_hidden_states=True)
-        return out.logits, self.value_head(out.hidden_states[-1]).squeeze(-1)   # (B,T,V), (B,T)
+        with models.autocast(input_ids.device):
+            out = self.policy(input_ids=input_ids, attention_mask=attention_mask,
+                              position_ids=position_ids, output_hidden_states=True)
+            values = self.value_head(out.hidden_states[-1]).squeeze(-1)
+        return out.logits.float(), values.float()                             # (B,T,V), (B,T)
 
 
 @dataclass
@@ -170,16 +173,21 @@ def _token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_len: i
     return gather_logprobs(logits / temperature, input_ids)[:, prompt_len - 1:]
 
 
-def _forward(model, input_ids, attention_mask):
-    return model(input_ids=input_ids, attention_mask=attention_mask,
-                 position_ids=position_ids(attention_mask))
+def _logits(model, input_ids, attention_mask) -> torch.Tensor:
+    """A forward pass: float32 logits, (B, T, V) for a language model and (B, T, 1) for a
+    critic (bf16 autocast inside on a CUDA GPU; nothing changes on a CPU)."""
+    with models.autocast(input_ids.device):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=position_ids(attention_mask)).logits
+    return logits.float()
 
 
 @torch.no_grad()
 def generate_rollout(policy, tokenizer, prompts, cfg: PPOConfig, generator) -> Rollout:
     """Step 1: sample one response per prompt; stop at <eos> and mask everything after it."""
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
     lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
+    device = next(lm.parameters()).device
+    prompt_ids, prompt_mask = (t.to(device) for t in encode_prompts(tokenizer, prompts))
     lm.eval()
     response, response_mask = sample_responses(lm, prompt_ids, prompt_mask, cfg.max_new_tokens,
                                                tokenizer.eos_token_id, tokenizer.pad_token_id,
@@ -198,18 +206,19 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     if isinstance(policy, PolicyWithValueHead):
         logits, values = policy(ids, am, position_ids(am))
     else:
-        logits = _forward(policy, ids, am).logits
-        values = _forward(critic, ids, am).logits[..., 0]                           # (B, P+R)
+        logits = _logits(policy, ids, am)
+        values = _logits(critic, ids, am)[..., 0]                                   # (B, P+R)
     rollout.logp_old = _token_logprobs(logits, ids, P, cfg.temperature)             # (B, R)
     rollout.entropy = entropy_from_logits(_response_logits(logits, P, cfg.temperature))
-    rollout.logp_ref = _token_logprobs(_forward(reference, ids, am).logits, ids, P, cfg.temperature)
+    rollout.logp_ref = _token_logprobs(_logits(reference, ids, am), ids, P, cfg.temperature)
     rollout.values = values[:, P - 1:-1].float()                # V(s_t) is read where y_t is predicted
     if rollout.texts is not None:                               # the world's prompts: monitor gold
-        rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts))
+        rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts),
+                                    device=ids.device)
     if cfg.reward == "gold":
         scores = rollout.gold.clone()
     else:
-        scores = _forward(reward_model, ids, am).logits[:, 0].float()
+        scores = _logits(reward_model, ids, am)[:, 0]
     lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
     ended = rollout.input_ids[:, P:].eq(lm.config.eos_token_id).any(-1)
     rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
@@ -229,8 +238,8 @@ def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: 
             if isinstance(policy, PolicyWithValueHead):
                 logits, values = policy(ids, am, position_ids(am))
             else:
-                logits = _forward(policy, ids, am).logits
-                values = _forward(critic, ids, am).logits[..., 0]
+                logits = _logits(policy, ids, am)
+                values = _logits(critic, ids, am)[..., 0]
             logp = _token_logprobs(logits, ids, P, cfg.temperature)
             pg_loss, pg_stats = as_loss_and_stats(
                 losses.ppo_clip_loss(logp, rollout.logp_old[idx], adv[idx], mask, cfg.clip_eps))
@@ -327,7 +336,9 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
     losses = losses.pluggable()
     policy, lm, critic, reference, reward_model, optimizers = build_networks(cfg, sft_model, reward_model)
     rng = random.Random(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)            # minibatch order (and sampling on a CPU)
+    device = next(lm.parameters()).device
+    sampler = generator if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
     prompts_all = world.all_prompts()
     result = PPOResult(policy=lm)
     beta = cfg.beta
@@ -336,7 +347,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
         t0 = time.perf_counter()
         prompts = [rng.choice(prompts_all) for _ in range(cfg.rollouts)]
         # 1. generate
-        rollout = generate_rollout(policy, tokenizer, prompts, cfg, generator)
+        rollout = generate_rollout(policy, tokenizer, prompts, cfg, sampler)
         t1 = time.perf_counter()
         # 2.-5. score, shape rewards, GAE, K epochs of updates
         try:

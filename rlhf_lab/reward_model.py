@@ -89,9 +89,10 @@ def sample_preferences(policy, tokenizer, n_pairs: int, seed: int,
 
 def _rewards(rm, batch) -> torch.Tensor:
     """r_phi for each row of an encoded batch, read at the last non-pad token: (B,)."""
-    out = rm(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-             position_ids=position_ids(batch.attention_mask))
-    return out.logits[:, 0]
+    with models.autocast(batch.input_ids.device):
+        out = rm(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                 position_ids=position_ids(batch.attention_mask))
+    return out.logits[:, 0].float()
 
 
 @torch.no_grad()
@@ -123,6 +124,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
                          cfg.max_response_len)                  # rows 0..n-1 chosen, n..2n-1 rejected
     opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.0)
     order = torch.Generator().manual_seed(cfg.seed)
+    device = next(rm.parameters()).device
     steps_per_epoch = len(data) // cfg.batch_size
     total_steps = cfg.epochs * steps_per_epoch
     history = []
@@ -131,7 +133,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
         perm = torch.randperm(len(data), generator=order)
         for i in tqdm(range(steps_per_epoch), desc=f"reward model {epoch + 1}/{cfg.epochs}", leave=False):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            both = pairs.rows(torch.cat([idx, idx + n]))               # 2B rows: chosen, then rejected
+            both = pairs.rows(torch.cat([idx, idx + n])).to(device)    # 2B rows: chosen, then rejected
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
                 group["lr"] = (cfg.lr * min(1.0, (step + 1) / 20)

@@ -10,6 +10,12 @@ right-padded after their ``<eos>``. ``attention_mask`` is 1 on real tokens, ``re
 True on response tokens up to and including the first ``<eos>`` (the tokens a loss counts).
 Positions are counted from the first real token (:func:`position_ids`), so left padding changes
 nothing.
+
+Any tokenizer works whose pad token differs from its end-of-sequence token: the world's
+word-level one (one token per word) or a byte-level BPE (a word may take several tokens). Texts
+on the world's side always read the same: words separated by spaces, ending with ``<eos>`` if the
+reply ended. The special tokens go in and out by id (:func:`encode_pairs`,
+:func:`decode_responses`), so a BPE never sees the world's ``<eos>`` as five characters.
 """
 from __future__ import annotations
 
@@ -44,20 +50,40 @@ class Batch:
 
 def prompt_text(tokenizer, prompt: world.Prompt | str) -> str:
     """The text a model reads for a prompt: ``<bos> TASK TOPIC <sep>`` (the markers the
-    tokenizer has)."""
+    tokenizer has; :func:`encode_prompts` puts them in by id)."""
     text = prompt.text if isinstance(prompt, world.Prompt) else prompt
     head = tokenizer.bos_token or ""
     tail = tokenizer.sep_token or ""
     return f"{head} {text} {tail}".strip()
 
 
-def _ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+def _ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, without special tokens added (one batched call)."""
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+def _prompt_rows(tokenizer, prompts) -> list[list[int]]:
+    """Each prompt as ``<bos> TASK TOPIC <sep>`` ids; a marker the tokenizer lacks is left out."""
+    head = [tokenizer.bos_token_id] if tokenizer.bos_token is not None else []
+    tail = [tokenizer.sep_token_id] if tokenizer.sep_token is not None else []
+    texts = [p.text if isinstance(p, world.Prompt) else p for p in prompts]
+    return [head + ids + tail for ids in _ids(tokenizer, texts)]
+
+
+def _response_rows(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Each world reply as ids: its words, then the tokenizer's end-of-sequence id where the text
+    has the world's ``<eos>`` marker (and the ids of anything written after it)."""
+    parts = [text.partition(world.EOS) for text in texts]        # (words, "<eos>" or "", rest)
+    rows = _ids(tokenizer, [words.strip() for words, _, _ in parts])
+    for row, (_, eos, rest) in zip(rows, parts):
+        if eos:
+            row += [tokenizer.eos_token_id] + (_ids(tokenizer, [rest.strip()])[0] if rest.strip() else [])
+    return rows
 
 
 def encode_prompts(tokenizer, prompts) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded prompt ids and attention mask, both (B, P)."""
-    rows = [_ids(tokenizer, prompt_text(tokenizer, p)) for p in prompts]
+    rows = _prompt_rows(tokenizer, prompts)
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -79,7 +105,7 @@ def encode_pairs(tokenizer, prompts, responses, max_response_len: int) -> Batch:
     if max_response_len < 1:
         raise ValueError(f"max_response_len must be >= 1, got {max_response_len}")
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
-    rows = [_ids(tokenizer, _eos_as_token(tokenizer, r))[:max_response_len] for r in responses]
+    rows = [row[:max_response_len] for row in _response_rows(tokenizer, list(responses))]
     width = max(len(r) for r in rows)
     resp = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     for i, row in enumerate(rows):
@@ -90,11 +116,6 @@ def encode_pairs(tokenizer, prompts, responses, max_response_len: int) -> Batch:
     attention_mask = torch.cat([prompt_mask, resp_mask.long()], dim=1)
     response_mask = torch.cat([torch.zeros_like(prompt_mask, dtype=torch.bool), resp_mask], dim=1)
     return Batch(input_ids, attention_mask, response_mask, prompt_ids.shape[1])
-
-
-def _eos_as_token(tokenizer, text: str) -> str:
-    """Write the world's ``<eos>`` marker as this tokenizer's own end-of-sequence token."""
-    return text.replace(world.EOS, tokenizer.eos_token) if tokenizer.eos_token else text
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -112,14 +133,57 @@ def response_mask_from(response_ids: torch.Tensor, eos_id: int) -> torch.Tensor:
     return eos_before == 0
 
 
+def _world_names(tokenizer) -> dict[int, str]:
+    """The tokenizer's special token ids -> the world's markers; its end-of-sequence id is always
+    ``<eos>`` (even where it doubles as bos or unk, as in GPT-2's tokenizer)."""
+    names = {tokenizer.pad_token_id: world.PAD, tokenizer.bos_token_id: world.BOS,
+             tokenizer.sep_token_id: world.SEP, tokenizer.unk_token_id: world.UNK}
+    names.pop(None, None)
+    names[tokenizer.eos_token_id] = world.EOS
+    return names
+
+
+def _pieces(ids: list[int], names: dict[int, str]) -> list:
+    """Split ids into runs of ordinary tokens (lists of ids) and special tokens (their world
+    marker). Example, with names {2: "<eos>"}: [7, 8, 2] -> [[7, 8], "<eos>"]."""
+    if names.keys().isdisjoint(ids):                   # the common case: one run, no marker
+        return [ids] if ids else []
+    pieces, run = [], []
+    for i in ids:
+        if i in names:
+            pieces += [run, names[i]] if run else [names[i]]
+            run = []
+        else:
+            run.append(i)
+    return pieces + [run] if run else pieces
+
+
+def _decode_batch(tokenizer, runs: list[list[int]]) -> list[str]:
+    """Decode many id lists at once, as written (no clean-up of spaces before punctuation); a fast
+    tokenizer's Rust backend directly (``batch_decode`` costs more than the decoding itself)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode_batch(runs, skip_special_tokens=False)
+    return tokenizer.batch_decode(runs, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
 def decode_responses(tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
-    """Response tokens back to the text the gold utility reads: words, then ``<eos>`` if the
-    response ended."""
-    texts = []
-    eos_id = tokenizer.eos_token_id
+    """Response tokens back to the text the gold utility reads: words separated by spaces, then
+    ``<eos>`` if the response ended (whatever the tokenizer calls its end-of-sequence token).
+
+    Runs of ordinary tokens are decoded (a BPE's "Ġe" "ng" "ine" -> "engine"); special tokens are
+    written as the world's markers (``<pad>``, ``<bos>``, ``<sep>``, ``<unk>``, ``<eos>``).
+    """
+    names, eos_id = _world_names(tokenizer), tokenizer.eos_token_id
+    rows = []
     for ids, keep in zip(response_ids.tolist(), response_mask.tolist()):
         ids = [i for i, k in zip(ids, keep) if k]
         ended = bool(ids) and ids[-1] == eos_id
-        words = tokenizer.decode(ids[:-1] if ended else ids, skip_special_tokens=False).strip()
-        texts.append(f"{words} {world.EOS}".strip() if ended else words)
+        rows.append(_pieces(ids[:-1], names) + [world.EOS] if ended else _pieces(ids, names))
+    runs = [piece for row in rows for piece in row if isinstance(piece, list)]
+    decoded = iter(_decode_batch(tokenizer, runs) if runs else [])
+    texts = []
+    for row in rows:                                   # the decoded runs come back in order
+        words = [next(decoded).strip() if isinstance(piece, list) else piece for piece in row]
+        texts.append(" ".join(w for w in words if w))
     return texts

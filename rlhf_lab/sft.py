@@ -79,14 +79,19 @@ def _lr_at(step: int, steps: int, lr: float) -> float:
 
 
 def _forward_logits(model, batch: Batch) -> torch.Tensor:
-    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                 position_ids=position_ids(batch.attention_mask)).logits
+    """Logits (B, T, V) in float32 (bf16 autocast inside on a CUDA GPU; nothing changes on a CPU)."""
+    with models.autocast(batch.input_ids.device):
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                       position_ids=position_ids(batch.attention_mask)).logits
+    return logits.float()
 
 
-def _rows(batch: Batch, idx: torch.Tensor, loss_mask: torch.Tensor) -> tuple[Batch, torch.Tensor]:
-    """The rows ``idx`` of a data set and of its loss mask, cut to their longest sequence."""
+def _rows(batch: Batch, idx: torch.Tensor, loss_mask: torch.Tensor,
+          device: torch.device) -> tuple[Batch, torch.Tensor]:
+    """The rows ``idx`` of a data set and of its loss mask, cut to their longest sequence, on
+    ``device`` (the data set stays in CPU memory)."""
     sub = batch.rows(idx)
-    return sub, loss_mask[idx, :sub.input_ids.shape[1]]
+    return sub.to(device), loss_mask[idx, :sub.input_ids.shape[1]].to(device)
 
 
 def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, batch_size: int,
@@ -99,11 +104,12 @@ def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, ba
     loss_fn = pluggable(loss_fn, sft_loss, "sft_loss")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     order = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     history = []
     model.train()
     for step in tqdm(range(steps), desc=desc, leave=False):
         idx = torch.randint(len(data.input_ids), (batch_size,), generator=order)
-        batch, mask = _rows(data, idx, loss_mask)
+        batch, mask = _rows(data, idx, loss_mask, device)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr)
         loss, stats = as_loss_and_stats(loss_fn(_forward_logits(model, batch), batch.input_ids, mask))
@@ -123,10 +129,11 @@ def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, ba
 def heldout_loss(model, data: Batch, batch_size: int = 256) -> float:
     """Mean response-token NLL of ``model`` on ``data`` (the reference SFT loss)."""
     model.eval()
+    device = next(model.parameters()).device
     total, tokens = 0.0, 0
     for start in range(0, len(data.input_ids), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data.input_ids)))
-        batch, mask = _rows(data, idx, data.response_mask)
+        batch, mask = _rows(data, idx, data.response_mask, device)
         loss, stats = sft_loss(_forward_logits(model, batch), batch.input_ids, mask)
         total += loss.item() * stats["tokens"]
         tokens += stats["tokens"]
