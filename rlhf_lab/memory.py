@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Precision", "FP32", "MIXED_FP16", "network_bytes", "rlhf_memory", "measured_bytes",
-           "GIB"]
+__all__ = ["Precision", "FP32", "MIXED_FP16", "MIXED_BF16", "PURE_BF16", "PRECISIONS",
+           "network_bytes", "rlhf_memory", "memory_table", "measured_bytes", "GIB"]
 
 GIB = 1024 ** 3
 
@@ -35,6 +35,23 @@ class Precision:
 
 FP32 = Precision("fp32", weight=4, grad=4, optimizer=8)
 MIXED_FP16 = Precision("fp16 mixed precision", weight=2, grad=2, optimizer=12)
+MIXED_BF16 = Precision("bf16 mixed precision", weight=2, grad=2, optimizer=12)
+PURE_BF16 = Precision("pure bf16 (no fp32 master copy)", weight=2, grad=2, optimizer=4)
+PRECISIONS = {"fp32": FP32, "fp16": MIXED_FP16, "bf16": MIXED_BF16, "bf16-pure": PURE_BF16}
+
+
+def memory_table(sizes=(124_000_000, 1_500_000_000, 7_000_000_000),
+                 precisions=("fp32", "fp16", "bf16-pure")) -> list[dict]:
+    """PPO's four networks for several model sizes and precisions: one row per (size, precision)
+    with the GiB of the trained pair (policy + critic), the frozen pair and the total."""
+    rows = []
+    for n in sizes:
+        for name in precisions:
+            p = PRECISIONS[name]
+            trained, frozen = 2 * network_bytes(n, True, p), 2 * network_bytes(n, False, p)
+            rows.append({"params": n, "precision": name, "trained_GiB": trained / GIB,
+                         "frozen_GiB": frozen / GIB, "total_GiB": (trained + frozen) / GIB})
+    return rows
 
 
 def network_bytes(n_params: int, trained: bool, precision: Precision = MIXED_FP16) -> int:

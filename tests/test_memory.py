@@ -28,3 +28,21 @@ def test_seven_billion_parameters_in_mixed_precision():
         memory.rlhf_memory(10, networks=("policy", "value net"))
     with pytest.raises(ValueError, match="n_params"):
         memory.network_bytes(-1, True)
+
+
+def test_the_formula_matches_the_larger_cpu_preset_too():
+    torch.manual_seed(0)
+    policy = new_policy("small")
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    policy(input_ids=torch.randint(3, 100, (1, 4))).logits.square().mean().backward()
+    optimizer.step()
+    n = count_parameters(policy)
+    assert memory.measured_bytes(policy, optimizer) == memory.network_bytes(n, True, memory.FP32)
+
+
+def test_memory_table_rows_and_orders():
+    rows = memory.memory_table()
+    assert len(rows) == 9 and {r["precision"] for r in rows} == {"fp32", "fp16", "bf16-pure"}
+    seven = {r["precision"]: r for r in rows if r["params"] == 7_000_000_000}
+    assert seven["fp16"]["total_GiB"] == pytest.approx(36 * 7e9 / memory.GIB)
+    assert seven["bf16-pure"]["total_GiB"] < seven["fp16"]["total_GiB"] < seven["fp32"]["total_GiB"]
