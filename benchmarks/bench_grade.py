@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import resource
 import shutil
@@ -25,36 +26,49 @@ sys.path.insert(0, str(ROOT))
 from rlhf_lab.grading.grade import MAX_POINTS, grade  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--copies", type=int, default=30)
-    parser.add_argument("--jobs", type=int, default=None)
-    args = parser.parse_args()
+def measure(copies: int = 30, jobs: int | None = None) -> dict:
+    """Grade ``copies`` copies of solutions/ in a temporary folder; return the figures of the table."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="bench_grade_") as tmp:
         subs = Path(tmp) / "submissions"
         subs.mkdir()
-        for i in range(args.copies):
+        for i in range(copies):
             shutil.copytree(ROOT / "solutions", subs / f"student_{i:02d}")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        results = grade(subs, Path(tmp) / "grades", jobs=args.jobs, log=lambda *_: None)
+        results = grade(subs, Path(tmp) / "grades", jobs=jobs, log=lambda *_: None)
         seconds = time.perf_counter() - start
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = usage.ru_utime + usage.ru_stime         # judges, fork servers, student processes
+        cpu = (usage.ru_utime + usage.ru_stime         # judges, fork servers, student processes
+               - before.ru_utime - before.ru_stime)
         rows = list(csv.DictReader(open(Path(tmp) / "grades" / "gradebook.csv")))
     full = sum(r.total == max(x.total for x in results.values()) for r in results.values())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {"copies": copies, "jobs": jobs, "cores": cores, "load": load, "seconds": seconds,
+            "cpu": cpu, "rows": len(rows), "same_total": full, "points": rows[0]["total"],
+            "max_points": MAX_POINTS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--copies", type=int, default=30)
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON "
+                        "(benchmarks/report.py --grade-json PATH reads them)")
+    args = parser.parse_args()
+    m = measure(args.copies, args.jobs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(m, indent=1) + "\n")
     print(f"| submissions | jobs | cores | load | wall (s) | CPU (s) | CPU s / submission | "
           f"rows | same total | points (of {MAX_POINTS}) | budget |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {args.copies} | {args.jobs or 'auto'} | {cores} | {load:.1f} | {seconds:.1f} | "
-          f"{cpu:.1f} | {cpu / args.copies:.2f} | {len(rows)} | {full} | {rows[0]['total']} | "
-          f"{'ok' if seconds <= 120 else 'OVER'} (<= 120 s for 30) |")
+    print(f"| {m['copies']} | {m['jobs'] or 'auto'} | {m['cores']} | {m['load']:.1f} | {m['seconds']:.1f} | "
+          f"{m['cpu']:.1f} | {m['cpu'] / m['copies']:.2f} | {m['rows']} | {m['same_total']} | {m['points']} | "
+          f"{'ok' if m['seconds'] <= 120 else 'OVER'} (<= 120 s for 30) |")
     print("CPU counts every process of the grading (judges, fork servers, student processes); "
           "on an idle machine the wall time is about CPU / cores. The load column is the "
           "1-minute load average at the end: other work on the machine stretches the wall time.")
-
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,9 @@
 """Run every solution notebook top to bottom and print its time, from an empty cache and warm.
 
-    python benchmarks/bench_notebooks.py [--cache DIR] [--only 04_ppo ...]
+    python benchmarks/bench_notebooks.py [--cache DIR] [--only 04_ppo ...] [--json PATH]
+
+``--json PATH`` also writes the table as JSON (rewritten after every notebook), which
+``benchmarks/report.py --notebooks-json PATH`` includes in its table.
 
 Budgets (DESIGN §9): each notebook ≤ 2 min from an empty cache (the β-sweep and
 overoptimisation notebooks ≤ 4 min), all seven ≤ 10 min, all seven ≤ 1 min with a warm cache.
@@ -11,6 +14,7 @@ alone on the machine: parallel jobs distort the times.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -31,10 +35,23 @@ def run(path: Path) -> float:
     return time.perf_counter() - start
 
 
+def write_json(path: str, rows: list[dict]) -> None:
+    """The table so far, with the machine it ran on (read by benchmarks/report.py)."""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), "unknown CPU") if os.path.exists("/proc/cpuinfo") else "unknown CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    Path(path).write_text(json.dumps({
+        "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "cores": cores,
+        "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "rows": rows, "total_cold": sum(r["cold"] for r in rows),
+        "total_warm": sum(r["warm"] for r in rows)}, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", help="cache folder (default: a new empty one)")
     parser.add_argument("--only", nargs="*", help="notebook name prefixes to run")
+    parser.add_argument("--json", metavar="PATH", help="also write the table to PATH as JSON")
     args = parser.parse_args()
     os.environ["RLHF_LAB_CACHE"] = args.cache or tempfile.mkdtemp(prefix="rlhf_lab_bench_nb_")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -44,6 +61,7 @@ def main() -> None:
     print(f"cache: {os.environ['RLHF_LAB_CACHE']}")
     print(f"{'notebook':<28} {'cold (s)':>9} {'warm (s)':>9} {'budget cold':>12}")
     total_cold = total_warm = 0.0
+    rows = []
     for path in paths:
         cold = run(path)
         warm = run(path)
@@ -51,6 +69,9 @@ def main() -> None:
         budget = BUDGET.get(path.stem, 120)
         flag = "" if cold <= budget else "  over"
         print(f"{path.stem:<28} {cold:9.1f} {warm:9.1f} {budget:>10} s{flag}", flush=True)
+        rows.append({"notebook": path.stem, "cold": cold, "warm": warm, "budget": budget})
+        if args.json:
+            write_json(args.json, rows)
     print(f"{'all':<28} {total_cold:9.1f} {total_warm:9.1f} {'600 / 60':>12}")
 
 

@@ -21,10 +21,13 @@ from rlhf_lab.ppo import PPOConfig, PPOLosses, Rollout, build_networks, ppo_step
 from rlhf_lab.sequences import position_ids
 
 
-def fixed_shape_models(seed: int = 0):
+def fixed_shape_models(seed: int = 0, **overrides):
+    """Policy and reward model of the fixed shape; ``overrides`` change it (``n_layer``, ``n_embd``,
+    ``n_head``, ``vocab_size``, e.g. a preset of ``rlhf_lab.models.PRESETS``)."""
     shape = dict(vocab_size=512, n_layer=4, n_embd=128, n_head=4, n_positions=64, resid_pdrop=0.0,
                  embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu", bos_token_id=1,
                  eos_token_id=2, pad_token_id=0)
+    shape.update(overrides)
     torch.manual_seed(seed)
     policy = GPT2LMHeadModel(GPT2Config(**shape)).eval()
     return policy, GPT2ForSequenceClassification(GPT2Config(num_labels=1, **shape)).eval()
@@ -58,11 +61,13 @@ def floor(lm, critic, reference, rm, rollout, cfg, optimizers) -> dict:
     return {"t_score": t1 - t0, "t_update": time.perf_counter() - t1}
 
 
-def bench(critic: str, repeats: int) -> dict:
+def bench(critic: str, repeats: int, **shape) -> dict:
+    """Seconds of one PPO iteration by phase and of its floor (best of ``repeats`` after one warm-up
+    iteration) at the fixed shapes; ``shape`` overrides the model shape (see fixed_shape_models)."""
     cfg = PPOConfig(rollouts=64, minibatch_size=16, epochs=4, max_new_tokens=32, critic=critic)
-    lm0, rm = fixed_shape_models()
+    lm0, rm = fixed_shape_models(**shape)
     policy, lm, critic_net, reference, rm, optimizers = build_networks(cfg, lm0, rm)
-    prompts = torch.randint(3, 512, (64, 16), generator=torch.Generator().manual_seed(0))
+    prompts = torch.randint(3, lm0.config.vocab_size, (64, 16), generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(0)
     rows = []
     for r in range(repeats + 1):                              # the first one warms up
