@@ -77,8 +77,9 @@ def bench(critic: str, repeats: int, **shape) -> dict:
         stats = ppo_step(rollout, policy, reference, critic_net, rm, optimizers, cfg, PPOLosses(), 0.05,
                          generator)
         t_ppo = time.perf_counter() - t0
-        f = floor(lm, critic_net if critic == "separate" else None, reference, rm, rollout, cfg, optimizers)
-        if r:
+        if r:                                                 # (no floor for the warm-up)
+            f = floor(lm, critic_net if critic == "separate" else None, reference, rm, rollout, cfg,
+                      optimizers)
             rows.append({"generate": t_gen, "score": stats["t_score"], "update": stats["t_update"],
                          "total": t_ppo, "floor_score": f["t_score"], "floor_update": f["t_update"],
                          "floor": t_gen + f["t_score"] + f["t_update"]})

@@ -18,7 +18,8 @@ Then grading (``bench_grade.measure``, fewer copies by default) and, when a JSON
 ``bench_notebooks.py --json`` is given, the per-notebook times (that benchmark takes many minutes,
 so this report never runs it). The runs are short: the point is rates, not training. Time is
 wall-clock and best-of-a-few where a phase repeats; a busy machine (see the load in the header)
-stretches every figure.
+stretches every figure, and with two torch threads on two cores that are busy with other work,
+small ops wait on each other: the same run took 103 s at a load average near 1.5 and 653 s near 4.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ for path in (str(ROOT), str(HERE)):
 
 # Fixed, short runs per preset: (SFT steps, RM steps, generation prompts, PPO critics, PPO repeats).
 PLAN = {"tiny": dict(sft_steps=40, rm_steps=20, gen_prompts=256, critics=("head", "separate"), ppo_repeats=2),
-        "small": dict(sft_steps=12, rm_steps=8, gen_prompts=256, critics=("head",), ppo_repeats=1)}
+        "small": dict(sft_steps=8, rm_steps=6, gen_prompts=128, critics=("head",), ppo_repeats=1)}
 BATCH = 64            # SFT sequences / RM pairs per step, as in the default configs
 NEW_TOKENS = 24       # generated tokens per prompt (the pipeline's max_response_len); never stops early
 
