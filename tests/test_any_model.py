@@ -151,3 +151,24 @@ def test_stages_run_on_cuda_with_bf16_autocast(bpe):
     cfg = PPOConfig(iterations=2, rollouts=8, minibatch_size=4, epochs=1, max_new_tokens=12)
     result = train_ppo(cfg, sft, rm, bpe)
     assert result.stopped is None and len(result.history) == 2
+
+
+def test_best_of_n_and_the_closed_form_estimate_run_on_a_bpe_model(bpe):
+    """The analysis sees only world text and scores: best-of-n pools and the importance-sampled
+    closed form work unchanged with another tokenizer."""
+    from rlhf_lab import overopt, theory
+    policy = _tiny_gpt2(bpe, seed=1)
+    rm = models.reward_model_from(policy, seed=1)
+    pool = overopt.sample_pool(policy, bpe, n_per_prompt=4, seed=0, max_new_tokens=12)
+    assert pool.gold.shape == (len(world.all_prompts()), 4)
+    assert all(isinstance(t, str) for row in pool.texts for t in row)
+    proxy = overopt.score_pool(rm, bpe, pool)
+    assert proxy.shape == pool.gold.shape
+    # the pool's scores equal score_texts of the same replies, encoded the same way
+    first = [row[0] for row in pool.texts]
+    direct = score_texts(rm, bpe, pool.prompts, first, max_response_len=12)
+    assert torch.allclose(torch.as_tensor(proxy[:, 0], dtype=torch.float32), direct, atol=1e-5)
+    curve = overopt.best_of_n_curve(proxy, pool.gold, [1, 2, 4])
+    assert curve["gold_gain"][0] == pytest.approx(0.0, abs=1e-12)
+    est = theory.boltzmann_estimate(torch.as_tensor(proxy), beta=1.0, warn=False)
+    assert est.ess.shape == (len(world.all_prompts()),) and bool((est.kl >= -1e-9).all())
