@@ -29,7 +29,7 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
 
 from . import world
 
-__all__ = ["PRESETS", "world_tokenizer", "bpe_tokenizer", "gpt2_config", "new_policy",
+__all__ = ["PRESETS", "PRESET_BATCH_SIZES", "world_tokenizer", "bpe_tokenizer", "gpt2_config", "new_policy",
            "reward_model_from", "critic_from", "count_parameters", "load_policy", "load_pretrained",
            "pick_device", "autocast"]
 
@@ -40,6 +40,14 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(n_layer=2, n_embd=64, n_head=4, n_positions=64),       # ~0.1M params, seconds
     "small": dict(n_layer=4, n_embd=256, n_head=8, n_positions=64),     # ~3M params, minutes
     "gpt2": dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024),  # the 124M shape
+}
+
+# Batch sizes per preset (sequences per step): what fits a laptop's memory and keeps a step
+# short. The tiny values are the course defaults; the larger presets trade batch for model size.
+PRESET_BATCH_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(pretrain=128, sft=64, rm=64, ppo_rollouts=256, ppo_minibatch=64),
+    "small": dict(pretrain=64, sft=32, rm=32, ppo_rollouts=128, ppo_minibatch=32),
+    "gpt2": dict(pretrain=16, sft=8, rm=8, ppo_rollouts=64, ppo_minibatch=8),
 }
 
 

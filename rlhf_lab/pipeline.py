@@ -63,6 +63,20 @@ class RunConfig:
     rm: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
 
+    @classmethod
+    def for_preset(cls, preset: str = "tiny") -> "RunConfig":
+        """The default run at another model size, with that preset's batch sizes
+        (:data:`rlhf_lab.models.PRESET_BATCH_SIZES`); ``for_preset("tiny")`` is ``RunConfig()``."""
+        if preset not in models.PRESET_BATCH_SIZES:
+            raise ValueError(f"preset must be one of {sorted(models.PRESET_BATCH_SIZES)}, "
+                             f"got {preset!r}")
+        b, run = models.PRESET_BATCH_SIZES[preset], cls()
+        return cls(base=dataclasses.replace(run.base, preset=preset, batch_size=b["pretrain"]),
+                   sft=dataclasses.replace(run.sft, batch_size=b["sft"]),
+                   rm=dataclasses.replace(run.rm, batch_size=b["rm"]),
+                   ppo=dataclasses.replace(run.ppo, rollouts=b["ppo_rollouts"],
+                                           minibatch_size=b["ppo_minibatch"]))
+
     def with_rm(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, rm=dataclasses.replace(self.rm, **changes))
 

@@ -172,3 +172,15 @@ def test_best_of_n_and_the_closed_form_estimate_run_on_a_bpe_model(bpe):
     assert curve["gold_gain"][0] == pytest.approx(0.0, abs=1e-12)
     est = theory.boltzmann_estimate(torch.as_tensor(proxy), beta=1.0, warn=False)
     assert est.ess.shape == (len(world.all_prompts()),) and bool((est.kl >= -1e-9).all())
+
+
+def test_batch_sizes_per_preset():
+    from rlhf_lab.pipeline import RunConfig, stage_keys
+    assert RunConfig.for_preset("tiny") == RunConfig()              # the course default, same keys
+    assert stage_keys(RunConfig.for_preset("tiny")) == stage_keys(RunConfig())
+    small, gpt2 = RunConfig.for_preset("small"), RunConfig.for_preset("gpt2")
+    assert small.base.preset == "small" and gpt2.base.preset == "gpt2"
+    assert gpt2.sft.batch_size < small.sft.batch_size < RunConfig().sft.batch_size
+    assert gpt2.ppo.rollouts % gpt2.ppo.minibatch_size == 0           # validated by PPOConfig too
+    with pytest.raises(ValueError, match="preset"):
+        RunConfig.for_preset("gpt3")
