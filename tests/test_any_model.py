@@ -184,3 +184,19 @@ def test_batch_sizes_per_preset():
     assert gpt2.ppo.rollouts % gpt2.ppo.minibatch_size == 0           # validated by PPOConfig too
     with pytest.raises(ValueError, match="preset"):
         RunConfig.for_preset("gpt3")
+
+
+def test_the_small_preset_runs_through_the_cached_pipeline(tmp_path):
+    """for_preset("small") end to end through load_or_train_* at toy step counts."""
+    import dataclasses
+
+    from rlhf_lab import pipeline
+    run = pipeline.RunConfig.for_preset("small")
+    run = dataclasses.replace(
+        run, base=dataclasses.replace(run.base, corpus_size=300, steps=3),
+        sft=dataclasses.replace(run.sft, n_demonstrations=100, steps=2),
+        rm=dataclasses.replace(run.rm, n_pairs=64, epochs=1, n_heldout=32))
+    run = run.with_ppo(iterations=1, rollouts=32, minibatch_size=32, epochs=1, max_new_tokens=8)
+    ppo = pipeline.load_or_train_ppo(run, root=tmp_path)
+    assert models.count_parameters(ppo.model) > 1_000_000
+    assert len(ppo.metrics["history"]) == 1 and ppo.path.name.startswith("ppo-")
