@@ -108,9 +108,10 @@ def scatter_vs_gold(values, gold, xlabel: str, title: str, max_points: int = 200
     return fig
 
 
-def score_histograms(samples: dict[str, list[float]], xlabel: str, title: str):
+def score_histograms(samples: dict[str, list[float]], xlabel: str, title: str,
+                     unit: str = "replies"):
     """Overlaid histograms (normalised, so groups of any size compare) of a score for named
-    groups of replies, with each group's mean."""
+    groups (of replies, or of another ``unit``), with each group's mean."""
     samples = {name: np.asarray(values, dtype=float) for name, values in samples.items()}
     fig, ax = plt.subplots(figsize=(6, 3.4))
     all_values = np.concatenate(list(samples.values()))
@@ -118,7 +119,7 @@ def score_histograms(samples: dict[str, list[float]], xlabel: str, title: str):
     colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(samples)))
     for (name, values), color in zip(samples.items(), colors):
         ax.hist(values, bins=bins, density=True, alpha=0.5, color=color,
-                label=f"{name}: {len(values)} replies, mean {np.mean(values):.2f}")
+                label=f"{name}: {len(values)} {unit}, mean {np.mean(values):.2f}")
         ax.axvline(np.mean(values), color=color, ls="--", lw=1.5)
     ax.set(title=title, xlabel=xlabel, ylabel="density")
     ax.legend(frameon=False, fontsize=8)
