@@ -16,7 +16,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-__all__ = ["cache_root", "cached", "read_json", "write_json"]
+__all__ = ["cache_root", "artifact_folder", "is_cached", "cached", "read_json", "write_json"]
 
 COMPLETE = "COMPLETE"
 
@@ -33,14 +33,24 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def artifact_folder(stage: str, key: str, root: Path | None = None) -> Path:
+    """Where the artifact ``stage-key`` lives (complete or not)."""
+    return (Path(root) if root is not None else cache_root()) / f"{stage}-{key}"
+
+
+def is_cached(stage: str, key: str, root: Path | None = None) -> bool:
+    """Whether the artifact ``stage-key`` is complete, i.e. :func:`cached` would only load it."""
+    return (artifact_folder(stage, key, root) / COMPLETE).exists()
+
+
 def cached(stage: str, key: str, train, save, load, root: Path | None = None):
     """Return ``load(folder)`` of the artifact ``stage-key``, training it first if it is missing.
 
     ``train()`` returns the object to store; ``save(obj, folder)`` writes it into an empty folder.
     """
-    root = Path(root) if root is not None else cache_root()
-    final = root / f"{stage}-{key}"
-    if not (final / COMPLETE).exists():
+    final = artifact_folder(stage, key, root)
+    root = final.parent
+    if not is_cached(stage, key, root):
         root.mkdir(parents=True, exist_ok=True)
         obj = train()
         tmp = root / f".tmp-{stage}-{key}-{uuid.uuid4().hex[:8]}"

@@ -287,6 +287,16 @@ def gao_summary(curve: dict) -> dict:
 # ----------------------------------------------------------------------------- 5. choosing n without gold
 
 
+def _against_gold_peak(proxy, gold, ns, i: int) -> dict:
+    """The choice ``ns[i]`` next to the true peak of the proxy's best-of-n gold gain:
+    ``regret = gold_gain(n_peak) − gold_gain(n*)`` (>= 0), ``octaves = log2(n* / n_peak)``."""
+    gain = best_of_n_expected(proxy, gold, ns)["gold"] - np.mean(gold)
+    j = int(np.argmax(gain))
+    return {"n_chosen": int(ns[i]), "gold_gain_chosen": float(gain[i]),
+            "n_peak": int(ns[j]), "gold_gain_peak": float(gain[j]),
+            "regret": float(gain[j] - gain[i]), "octaves": float(math.log2(ns[i] / ns[j]))}
+
+
 def choose_n(proxy, judge, gold, ns) -> dict:
     """Pick n without gold: n* = argmax_n E[judge(y_bon(n))], y_bon chosen by ``proxy``.
 
@@ -295,14 +305,9 @@ def choose_n(proxy, judge, gold, ns) -> dict:
     peak of the gold gain: ``regret = gold_gain(n_peak) − gold_gain(n*)`` (>= 0) and
     ``octaves = log2(n* / n_peak)``.
     """
-    judged = best_of_n_expected(proxy, judge, ns)
-    golden = best_of_n_expected(proxy, gold, ns)
-    gain = golden["gold"] - np.mean(gold)
-    i, j = int(np.argmax(judged["gold"])), int(np.argmax(gain))          # "gold" = the 2nd score
-    return {"judge_gain": (judged["gold"] - np.mean(judge)).tolist(),
-            "n_chosen": int(ns[i]), "gold_gain_chosen": float(gain[i]),
-            "n_peak": int(ns[j]), "gold_gain_peak": float(gain[j]),
-            "regret": float(gain[j] - gain[i]), "octaves": float(math.log2(ns[i] / ns[j]))}
+    judged = best_of_n_expected(proxy, judge, ns)["gold"]                # "gold" = the 2nd score
+    return {"judge_gain": (judged - np.mean(judge)).tolist(),
+            **_against_gold_peak(proxy, gold, ns, int(np.argmax(judged)))}
 
 
 def choose_n_by_labels(proxy, gold, ns, labels_per_n: int, seed: int) -> dict:
@@ -335,16 +340,10 @@ def choose_n_by_labels(proxy, gold, ns, labels_per_n: int, seed: int) -> dict:
     d = np.sqrt(kl_best_of_n(np.asarray(ns)))
     fit = fit_bon(d, 2 * wins - 1)
     i = int(np.argmin(np.abs(d - fit.d_peak))) if math.isfinite(fit.d_peak) else len(ns) - 1
-    golden = best_of_n_expected(proxy, gold, ns)
-    gain = golden["gold"] - gold.mean()
-    j = int(np.argmax(gain))
     return {"ns": [int(n) for n in ns], "win_rate": wins.tolist(),
             "win_rate_se": np.sqrt(wins * (1 - wins) / labels_per_n).tolist(),
             "fit": {"alpha": fit.alpha, "beta": fit.beta},
-            "n_chosen": int(ns[i]), "gold_gain_chosen": float(gain[i]),
-            "n_peak": int(ns[j]), "gold_gain_peak": float(gain[j]),
-            "regret": float(gain[j] - gain[i]), "octaves": float(math.log2(ns[i] / ns[j])),
-            "labels": labels_per_n * len(ns)}
+            **_against_gold_peak(proxy, gold, ns, i), "labels": labels_per_n * len(ns)}
 
 
 # ----------------------------------------------------------------------------- the whole study

@@ -368,17 +368,23 @@ def ppo_training_curves(histories: dict[str, list[dict]], panels=PPO_PANELS):
     return fig
 
 
-def gold_vs_proxy_over_training(history: list[dict], title: str = "Proxy vs gold during PPO"):
-    """Proxy reward and gold utility against sqrt(KL) along one run: where the two part ways,
-    the policy has found what the reward model misses."""
+def gold_vs_proxy_over_training(history: list[dict], title: str = "Proxy vs gold during PPO",
+                                fit: tuple[float, float] | None = None):
+    """Proxy reward and gold utility against d = sqrt(KL) along one run: where the two part ways,
+    the policy has found what the reward model misses. ``fit = (alpha, beta)`` adds Gao et al.'s
+    R_RL(d) = d(α − β log d) over the gold gain."""
     d = np.sqrt(np.maximum([h["kl"] for h in history], 0.0))
     fig, ax = plt.subplots(figsize=(5.8, 3.6))
     for key, label in (("proxy", "proxy r_φ"), ("gold", "gold r*")):
         y = np.asarray([h[key] for h in history])
         ax.plot(d, y - y[0], "o-", ms=2.5, lw=1, color=COLORS[key], label=f"{label} (gain)")
+    if fit is not None:
+        grid = np.linspace(max(d.min(), 1e-3), d.max(), 200)
+        ax.plot(grid, grid * (fit[0] - fit[1] * np.log(grid)), color=COLORS["gold"], lw=1.5,
+                ls=":", label=f"fit d(α − β log d): α = {fit[0]:.2f}, β = {fit[1]:.2f}")
     ax.axhline(0, color="#999999", lw=0.8)
     ax.set(title=title, xlabel="d = sqrt(KL(π‖π_ref))", ylabel="gain over the SFT policy")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -431,22 +437,8 @@ __all__ += ["beta_sweep"]
 
 def ppo_gao_curve(history: list[dict], fit: tuple[float, float] | None = None,
                   title: str = "PPO: gold and proxy gain against d = sqrt(KL)"):
-    """Gold and proxy gain along one PPO run against d = sqrt(KL), with an optional fit
-    ``(alpha, beta)`` of Gao et al.'s R_RL(d) = d(α − β log d) drawn over the gold gain."""
-    d = np.sqrt(np.maximum([h["kl"] for h in history], 0.0))
-    fig, ax = plt.subplots(figsize=(5.8, 3.6))
-    for key, label in (("proxy", "proxy r_φ"), ("gold", "gold r*")):
-        y = np.asarray([h[key] for h in history])
-        ax.plot(d, y - y[0], "o", ms=3, color=COLORS[key], label=f"{label} gain")
-    if fit is not None:
-        grid = np.linspace(max(d.min(), 1e-3), d.max(), 200)
-        ax.plot(grid, grid * (fit[0] - fit[1] * np.log(grid)), color=COLORS["gold"], lw=1.5,
-                ls=":", label=f"fit d(α − β log d): α = {fit[0]:.2f}, β = {fit[1]:.2f}")
-    ax.axhline(0, color="#999999", lw=0.8)
-    ax.set(title=title, xlabel="d = sqrt(KL(π‖π_ref))", ylabel="gain over the SFT policy")
-    ax.legend(frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    """:func:`gold_vs_proxy_over_training` with Gao et al.'s R_RL fit ``(alpha, beta)``."""
+    return gold_vs_proxy_over_training(history, title, fit)
 
 
 __all__ += ["ppo_gao_curve"]

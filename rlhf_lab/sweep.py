@@ -24,14 +24,13 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import models, theory
-from .artifacts import COMPLETE, cache_root, cached, read_json, write_json
+from .artifacts import cached, is_cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
 from .overopt import sample_pool, score_pool
 from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys
@@ -75,7 +74,7 @@ def _train_one(run: RunConfig, root, threads: int | None = None) -> float:
 def _train_all(runs: list[RunConfig], root, jobs: int) -> list[float]:
     """Each run's seconds. With ``jobs`` > 1 the missing runs train in ``jobs`` single-threaded
     processes: the tiny models gain little from a second thread, a lot from a second process."""
-    todo = [r for r in runs if not _is_cached(r, root)]
+    todo = [r for r in runs if not is_cached("ppo", stage_keys(r)["ppo"], root)]
     if jobs <= 1 or len(todo) <= 1:
         return [_train_one(r, root) for r in runs]
     context = multiprocessing.get_context("spawn")       # fresh interpreters: safe from notebooks
@@ -86,11 +85,6 @@ def _train_all(runs: list[RunConfig], root, jobs: int) -> list[float]:
                            desc=f"PPO runs ({jobs} at a time)"):
             trained[futures[future]] = future.result()
     return [trained.get(id(r), 0.0) for r in runs]
-
-
-def _is_cached(run: RunConfig, root) -> bool:
-    folder = (cache_root() if root is None else Path(root)) / f"ppo-{stage_keys(run)['ppo']}"
-    return (folder / COMPLETE).exists()
 
 
 def _final(history: list[dict], tail: int) -> dict:
