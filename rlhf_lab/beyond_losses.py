@@ -151,15 +151,17 @@ def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, logp_ref: torch.Tensor
 
 def pretraining_nll(logits: torch.Tensor, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token negative log-likelihood of pretraining text (every real token after the
-    first; padding, where ``attention_mask`` is 0, never counts).
+    """Mean next-token negative log-likelihood of pretraining text: ``-log pi(x_{t+1} | x_<=t)``
+    averaged over the positions where both x_t and x_{t+1} are real tokens (``attention_mask``
+    is 1), so padding on either side never counts.
 
     Args: logits (B, T, V) of the policy on ``input_ids`` (B, T); attention_mask (B, T) of 0/1.
     Returns: a scalar. Uniform logits over V give ``log V``.
     """
     if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}")
-    mask = attention_mask[:, 1:].bool()                      # token t+1 is scored at position t
+    real = attention_mask.bool()
+    mask = real[:, 1:] & real[:, :-1]                        # token t+1 is scored at position t
     if not bool(mask.any()):
         raise ValueError("attention_mask selects no token to predict: the pretraining batch is empty")
     return -masked_mean(gather_logprobs(logits, input_ids), mask)

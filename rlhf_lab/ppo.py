@@ -7,12 +7,19 @@ Per iteration (the lecture's pseudocode, one named function per step)::
     3. rewards    r_t = -beta (logp_old - logp_ref) + [t = T] r_phi      (shaped_rewards)
     4. GAE        adv, returns                                          (gae)
     5. K epochs of minibatches: PPO clip loss + clipped value loss      (ppo_clip_loss, value_loss)
+       [+ PPO-ptx: ptx_coef x next-token NLL of a batch of web text      (ppo_ptx_loss)]
 
 The four networks of the lecture: the policy pi_theta (trained), the reference pi_ref (the frozen
 SFT model), the reward model r_phi (frozen) and the critic V (trained; by default a separate
 network initialised from the RM, or ``critic="head"``: a value head on the policy's trunk).
 Every equation is a parameter of :func:`train_ppo` (``losses=PPOLosses(...)``), so a student's
 version can drive the real training.
+
+PPO-ptx (Ouyang et al. 2022, InstructGPT eq. 2): with ``ptx_coef`` = γ > 0 each policy step also
+reads a batch of pretraining text (the world's web corpus, drawn with a seed the base model never
+saw) and adds γ times its next-token NLL to the policy loss, to pay less alignment tax
+(:mod:`rlhf_lab.alignment_tax`). With γ = 0 the pretraining text is never built and the loop is
+plain PPO, number for number.
 """
 from __future__ import annotations
 
@@ -25,15 +32,18 @@ from dataclasses import dataclass, field, replace
 import torch
 from tqdm.auto import tqdm
 
-from . import models, rl_losses, world
+from . import beyond_losses, datasets, models, rl_losses, world
 from .config import in_unit_interval, non_negative, positive, require
 from .generation import sample_responses
 from .masking import entropy_from_logits, gather_logprobs, masked_mean, masked_whiten
-from .sequences import decode_responses, encode_prompts, position_ids
+from .sequences import Batch, decode_responses, encode_pairs, encode_prompts, position_ids
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["PPOConfig", "PPOLosses", "PolicyWithValueHead", "Rollout", "train_ppo",
-           "adaptive_beta", "generate_rollout"]
+           "adaptive_beta", "generate_rollout", "pretraining_text", "PTX_CORPUS_SEED"]
+
+PTX_CORPUS_SEED = 50_000
+"""Seed of PPO-ptx's web text (plus ``PPOConfig.seed``): never the base model's training seed."""
 
 
 @dataclass(frozen=True)
@@ -83,13 +93,25 @@ class PPOConfig:
     """Gradient clipping for policy and critic."""
     sample_every: int = 10
     """Keep a few sample texts every this many iterations."""
+    ptx_coef: float = 0.0
+    """γ of PPO-ptx (InstructGPT eq. 2): weight of the pretraining NLL added to the policy loss;
+    0 = plain PPO (typical 0.1-1 for these tiny models; InstructGPT used 27.8 on its own scale)."""
+    ptx_batch_size: int = 64
+    """Web-text sequences read with every policy minibatch step when ``ptx_coef`` > 0."""
+    ptx_corpus_size: int = 4096
+    """Web replies in PPO-ptx's pretraining text, drawn once per run (seed PTX_CORPUS_SEED + seed)."""
     seed: int = 0
     """Seed of the prompt order, the sampling and the value head."""
 
     def __post_init__(self):
-        non_negative(self, "beta", "missing_eos_penalty", "vf_coef")
+        non_negative(self, "beta", "missing_eos_penalty", "vf_coef", "ptx_coef")
         positive(self, "iterations", "rollouts", "epochs", "minibatch_size", "lr", "critic_lr",
-                 "temperature", "max_new_tokens", "kl_horizon", "max_grad_norm", "sample_every")
+                 "temperature", "max_new_tokens", "kl_horizon", "max_grad_norm", "sample_every",
+                 "ptx_batch_size", "ptx_corpus_size")
+        for name in ("ptx_batch_size", "ptx_corpus_size"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool), name,
+                    f"must be an int, got {value!r}")
         require(0 < self.clip_eps < 1, "clip_eps", f"must lie in (0, 1), got {self.clip_eps}")
         require(self.clip_eps_value > 0, "clip_eps_value", f"must be > 0, got {self.clip_eps_value}")
         in_unit_interval(self, "gamma", "lam")
@@ -110,11 +132,13 @@ class PPOLosses:
     gae: callable = rl_losses.gae
     ppo_clip_loss: callable = rl_losses.ppo_clip_loss
     value_loss: callable = rl_losses.value_loss
+    ppo_ptx_loss: callable = beyond_losses.ppo_ptx_loss
 
     def pluggable(self) -> "PPOLosses":
         ref = PPOLosses()
         return PPOLosses(**{name: pluggable(getattr(self, name), getattr(ref, name), name)
-                            for name in ("shaped_rewards", "gae", "ppo_clip_loss", "value_loss")})
+                            for name in ("shaped_rewards", "gae", "ppo_clip_loss", "value_loss",
+                                         "ppo_ptx_loss")})
 
 
 class PolicyWithValueHead(torch.nn.Module):
@@ -224,13 +248,49 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
 
+@dataclass
+class PretrainingText:
+    """PPO-ptx's web text (every real token counts, as in pretraining) and the generator that
+    draws its batches, apart from the PPO loop's own, so that drawing them changes nothing else."""
+    data: Batch
+    generator: torch.Generator
+
+    def sample(self, n: int, device) -> Batch:
+        idx = torch.randint(len(self.data.input_ids), (n,), generator=self.generator)
+        return self.data.rows(idx).to(device)
+
+
+def pretraining_text(cfg: PPOConfig, tokenizer) -> PretrainingText:
+    """``cfg.ptx_corpus_size`` web replies (:func:`rlhf_lab.datasets.pretraining_corpus`, seed
+    ``PTX_CORPUS_SEED + cfg.seed``, which the base model never trained on), encoded as
+    :func:`rlhf_lab.sft.pretrain` encodes its corpus."""
+    corpus = datasets.pretraining_corpus(cfg.ptx_corpus_size, PTX_CORPUS_SEED + cfg.seed)
+    data = encode_pairs(tokenizer, [p for p, _ in corpus], [r for _, r in corpus], cfg.max_new_tokens)
+    return PretrainingText(data, torch.Generator().manual_seed(cfg.seed))
+
+
+def ptx_policy_loss(pg_loss, lm, ptx_text: PretrainingText, cfg: PPOConfig,
+                    losses: PPOLosses) -> tuple[torch.Tensor, dict]:
+    """PPO-ptx: ``L = L_PPO + γ NLL_pretrain`` on a fresh batch of web text. Returns the loss and
+    ``ptx_nll`` (the batch's NLL, recomputed here so the log never depends on a student's stats)."""
+    batch = ptx_text.sample(cfg.ptx_batch_size, next(lm.parameters()).device)
+    logits_ptx = _logits(lm, batch.input_ids, batch.attention_mask)                  # (B, T, V)
+    loss, _ = as_loss_and_stats(losses.ppo_ptx_loss(pg_loss, logits_ptx, batch.input_ids,
+                                                    batch.attention_mask, cfg.ptx_coef))
+    with torch.no_grad():
+        nll = beyond_losses.pretraining_nll(logits_ptx, batch.input_ids, batch.attention_mask)
+    return loss, {"ptx_nll": nll.item(), "policy_loss": loss.item()}
+
+
 def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: PPOConfig,
-               losses: PPOLosses, generator) -> dict:
-    """Step 5: K epochs of minibatch updates on one rollout; returns averaged stats."""
+               losses: PPOLosses, generator, ptx_text: PretrainingText | None = None) -> dict:
+    """Step 5: K epochs of minibatch updates on one rollout; returns averaged stats. With
+    ``ptx_text`` (PPO-ptx) every policy step adds ``cfg.ptx_coef`` x the NLL of a web-text batch."""
     P = rollout.input_ids.shape[1] - rollout.response_mask.shape[1]
     B = rollout.input_ids.shape[0]
     totals: dict[str, float] = {}
     steps = 0
+    lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
     policy.train()
     for _ in range(cfg.epochs):
         for idx in torch.randperm(B, generator=generator).split(cfg.minibatch_size):
@@ -246,15 +306,19 @@ def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: 
             vf_loss, vf_stats = as_loss_and_stats(
                 losses.value_loss(values[:, P - 1:-1], rollout.values[idx], returns[idx], mask,
                                   cfg.clip_eps_value))
-            for name, loss in (("policy loss", pg_loss), ("value loss", vf_loss)):
+            policy_loss, ptx_stats = pg_loss, {}
+            if ptx_text is not None:                # PPO-ptx: + γ NLL of web text
+                policy_loss, ptx_stats = ptx_policy_loss(pg_loss, lm, ptx_text, cfg, losses)
+            for name, loss in (("policy loss", policy_loss), ("value loss", vf_loss)):
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the {name} became {loss.item()}")
             if critic is None:                      # one trunk: one combined step
-                _step(optimizers[0], pg_loss + cfg.vf_coef * vf_loss, policy, cfg.max_grad_norm)
+                _step(optimizers[0], policy_loss + cfg.vf_coef * vf_loss, policy, cfg.max_grad_norm)
             else:
-                _step(optimizers[0], pg_loss, policy, cfg.max_grad_norm)
+                _step(optimizers[0], policy_loss, policy, cfg.max_grad_norm)
                 _step(optimizers[1], vf_loss, critic, cfg.max_grad_norm)
-            for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss.item(), "vf_loss": vf_loss.item()}.items():
+            for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss.item(), "vf_loss": vf_loss.item(),
+                         **ptx_stats}.items():
                 if isinstance(v, (int, float)):
                     totals[k] = totals.get(k, 0.0) + float(v)
             steps += 1
@@ -263,7 +327,8 @@ def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: 
 
 
 def ppo_step(rollout: Rollout, policy, reference, critic, reward_model, optimizers,
-             cfg: PPOConfig, losses: PPOLosses, beta: float, generator) -> dict:
+             cfg: PPOConfig, losses: PPOLosses, beta: float, generator,
+             ptx_text: PretrainingText | None = None) -> dict:
     """Steps 2-5 of one iteration on a generated rollout; returns the update's stats and the
     seconds spent scoring (``t_score``) and updating (``t_update``)."""
     t0 = time.perf_counter()
@@ -278,7 +343,8 @@ def ppo_step(rollout: Rollout, policy, reference, critic, reward_model, optimize
         adv, returns = losses.gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
         adv = masked_whiten(adv, mask)
     # 5. K epochs of minibatch updates
-    stats = ppo_update(rollout, adv, returns, policy, critic, optimizers, cfg, losses, generator)
+    stats = ppo_update(rollout, adv, returns, policy, critic, optimizers, cfg, losses, generator,
+                       ptx_text)
     return {**stats, "t_score": t1 - t0, "t_update": time.perf_counter() - t1}
 
 
@@ -340,6 +406,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
     device = next(lm.parameters()).device
     sampler = generator if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
     prompts_all = world.all_prompts()
+    ptx_text = pretraining_text(cfg, tokenizer) if cfg.ptx_coef > 0 else None   # PPO-ptx only
     result = PPOResult(policy=lm)
     beta = cfg.beta
     for it in tqdm(range(cfg.iterations), desc=f"PPO β={cfg.beta:g}", leave=False):
@@ -352,7 +419,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
         # 2.-5. score, shape rewards, GAE, K epochs of updates
         try:
             stats = ppo_step(rollout, policy, reference, critic, reward_model, optimizers, cfg,
-                             losses, beta, generator)
+                             losses, beta, generator, ptx_text)
         except FloatingPointError as err:
             lm.load_state_dict(last_good)
             result.stopped = f"stopped at iteration {it}: {err}; kept the policy of iteration {it - 1}"

@@ -313,3 +313,46 @@ def bt_probability__float32_result(r_chosen, r_rejected):
 def kl_k3__float32_result(logp, logp_ref):
     log_rho = logp_ref - logp
     return (torch.expm1(log_rho) - log_rho).float()
+
+# ---------------------------------------------------------------------------- notebook 07
+
+
+def dpo_loss__softplus_with_stats(logp_chosen, logp_rejected, logp_ref_chosen, logp_ref_rejected,
+                                  beta):
+    margin = beta * ((logp_chosen - logp_ref_chosen) - (logp_rejected - logp_ref_rejected))
+    loss = F.softplus(-margin).mean()
+    return loss, {"accuracy": (margin > 0).float().mean().item()}
+
+
+def dpo_loss__bce_float32(logp_chosen, logp_rejected, logp_ref_chosen, logp_ref_rejected, beta):
+    r_c = beta * (logp_chosen.float() - logp_ref_chosen.float())
+    r_r = beta * (logp_rejected.float() - logp_ref_rejected.float())
+    return F.binary_cross_entropy_with_logits(r_c - r_r, torch.ones_like(r_c))
+
+
+def group_advantages__loop_over_groups(scores, group_size, eps=1e-6):
+    out = torch.empty_like(scores)
+    for start in range(0, len(scores), group_size):
+        g = scores[start:start + group_size]
+        out[start:start + group_size] = (g - g.mean()) / (g.std(unbiased=False) + eps)
+    return out
+
+
+def group_advantages__view_and_var(scores, group_size, eps=1e-6):
+    g = scores.view(-1, group_size)
+    mean, var = g.mean(-1, keepdim=True), g.var(-1, keepdim=True, correction=0)
+    return ((g - mean) / (var.sqrt() + eps)).flatten()
+
+
+def ppo_ptx_loss__cross_entropy(pg_loss, logits_ptx, input_ids_ptx, attention_mask_ptx, ptx_coef):
+    real = attention_mask_ptx.bool()
+    labels = input_ids_ptx[:, 1:].masked_fill(~(real[:, 1:] & real[:, :-1]), -100)
+    nll = F.cross_entropy(logits_ptx[:, :-1].reshape(-1, logits_ptx.shape[-1]),
+                          labels.reshape(-1), ignore_index=-100)
+    return pg_loss + ptx_coef * nll, {"ptx_nll": nll.item()}
+
+
+def ppo_ptx_loss__float_mask(pg_loss, logits_ptx, input_ids_ptx, attention_mask_ptx, ptx_coef):
+    m = (attention_mask_ptx[:, 1:] * attention_mask_ptx[:, :-1]).to(logits_ptx.dtype)
+    lp = torch.log_softmax(logits_ptx[:, :-1], -1).gather(-1, input_ids_ptx[:, 1:, None])[..., 0]
+    return pg_loss - ptx_coef * (lp * m).sum() / m.sum()
