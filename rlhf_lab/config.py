@@ -5,7 +5,13 @@ import dataclasses
 import hashlib
 import json
 
-__all__ = ["require", "positive", "non_negative", "in_unit_interval", "config_hash", "config_dict"]
+__all__ = ["require", "positive", "non_negative", "in_unit_interval", "config_hash", "config_dict",
+           "LATER"]
+
+LATER = {"added_later": True}
+"""Field metadata of an option added after a stage's first release: while it holds its default
+it is left out of :func:`config_dict`, so the cache keys of runs that do not use it stay the same
+(``ptx_coef: float = field(default=0.0, metadata=LATER)``)."""
 
 
 def require(ok: bool, field: str, message: str) -> None:
@@ -33,8 +39,13 @@ def in_unit_interval(cfg, *fields: str) -> None:
 
 
 def config_dict(cfg) -> dict:
-    """The config as a plain dict, with its class name (so two stages never share a key)."""
-    return {"stage": type(cfg).__name__, **dataclasses.asdict(cfg)}
+    """The config as a plain dict, with its class name (so two stages never share a key).
+    Fields marked :data:`LATER` are left out while they hold their default."""
+    out = {"stage": type(cfg).__name__, **dataclasses.asdict(cfg)}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("added_later") and getattr(cfg, f.name) == f.default:
+            del out[f.name]
+    return out
 
 
 def config_hash(cfg, *input_keys: str) -> str:

@@ -19,3 +19,22 @@ def test_configs_are_frozen():
     cfg = SFTConfig()
     with pytest.raises(Exception):
         cfg.lr = 1.0
+
+
+def test_options_added_later_keep_old_cache_keys_at_their_default():
+    import dataclasses
+    from rlhf_lab.config import LATER, config_dict, config_hash
+
+    @dataclasses.dataclass(frozen=True)
+    class Old:
+        a: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class New:
+        a: int = 1
+        b: float = dataclasses.field(default=0.0, metadata=LATER)
+
+    New.__name__ = Old.__name__ = "Stage"
+    assert config_hash(New()) == config_hash(Old())
+    assert "b" not in config_dict(New()) and config_dict(New(b=0.5))["b"] == 0.5
+    assert config_hash(New(b=0.5)) != config_hash(Old())
