@@ -17,13 +17,16 @@ import torch
 from . import models
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash
+from .dpo import DPOConfig, train_dpo
+from .grpo import GRPOConfig, train_grpo
 from .ppo import PPOConfig, PPOLosses, train_ppo
 from .reward_model import (RewardConfig, evaluate_reward_model, sample_preferences,
                            train_reward_model)
 from .sft import PretrainConfig, SFTConfig, evaluate_gold, pretrain, train_sft
 
 __all__ = ["RunConfig", "Artifact", "load_or_train_base", "load_or_train_sft", "load_or_train_rm",
-           "load_or_train_ppo", "stage_keys", "code_key", "HELDOUT_SEED"]
+           "load_or_train_ppo", "load_or_train_grpo", "load_or_train_dpo", "stage_keys",
+           "code_key", "HELDOUT_SEED"]
 
 HELDOUT_SEED = 10_000   # seed of the held-out preference pairs (never a training seed)
 EVAL_SAMPLES_PER_PROMPT = 8
@@ -62,6 +65,8 @@ class RunConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rm: RewardConfig = field(default_factory=RewardConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
 
     @classmethod
     def for_preset(cls, preset: str = "tiny") -> "RunConfig":
@@ -75,13 +80,22 @@ class RunConfig:
                    sft=dataclasses.replace(run.sft, batch_size=b["sft"]),
                    rm=dataclasses.replace(run.rm, batch_size=b["rm"]),
                    ppo=dataclasses.replace(run.ppo, rollouts=b["ppo_rollouts"],
-                                           minibatch_size=b["ppo_minibatch"]))
+                                           minibatch_size=b["ppo_minibatch"]),
+                   grpo=dataclasses.replace(
+                       run.grpo, prompts_per_iteration=b["ppo_rollouts"] // run.grpo.group_size,
+                       minibatch_size=b["ppo_minibatch"]))
 
     def with_rm(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, rm=dataclasses.replace(self.rm, **changes))
 
     def with_ppo(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, ppo=dataclasses.replace(self.ppo, **changes))
+
+    def with_grpo(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, grpo=dataclasses.replace(self.grpo, **changes))
+
+    def with_dpo(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, dpo=dataclasses.replace(self.dpo, **changes))
 
 
 @dataclass
@@ -98,7 +112,9 @@ def stage_keys(run: RunConfig) -> dict[str, str]:
     base = config_hash(run.base)
     sft = config_hash(run.sft, base)
     rm = config_hash(run.rm, sft)
-    return {"base": base, "sft": sft, "rm": rm, "ppo": config_hash(run.ppo, rm)}
+    return {"base": base, "sft": sft, "rm": rm, "ppo": config_hash(run.ppo, rm),
+            "grpo": config_hash(run.grpo, rm),
+            "dpo": config_hash(run.dpo, sft, rm)}     # the RM's pairs (and its RM for evaluation)
 
 
 def _saver(extra: dict | None = None):
@@ -199,3 +215,51 @@ def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses
         custom = [fn for name, fn in vars(losses).items() if fn is not getattr(reference, name)]
         return _custom("ppo", key, custom, train, _saver(), _loader(GPT2LMHeadModel, key), root)
     return cached("ppo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
+
+
+def load_or_train_grpo(run: RunConfig = RunConfig(), root=None) -> Artifact:
+    """GRPO (:mod:`rlhf_lab.grpo`) from the SFT policy against the reward model of ``run.rm``
+    (or the gold utility when ``run.grpo.reward == "gold"``), evaluated with
+    :func:`~rlhf_lab.evaluation.evaluate_policy` (metrics ``evaluation``)."""
+    from transformers import GPT2LMHeadModel
+    from .evaluation import evaluate_policy
+    key = stage_keys(run)["grpo"]
+    sft = load_or_train_sft(run, root)
+    rm = load_or_train_rm(run, root) if run.grpo.reward == "proxy" else None
+
+    def train():
+        tok = models.world_tokenizer()
+        result = train_grpo(run.grpo, sft.model, rm.model if rm else None, tok)
+        evaluation = evaluate_policy(result.policy, sft.model, tok,
+                                     reward_model=rm.model if rm else None)
+        metrics = {"history": result.history, "samples": result.samples,
+                   "stopped": result.stopped, "evaluation": evaluation}
+        return result.policy, metrics, config_dict(run.grpo)
+
+    return cached("grpo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
+
+
+def load_or_train_dpo(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> Artifact:
+    """DPO (:mod:`rlhf_lab.dpo`) from the SFT policy on exactly the ``run.rm.n_pairs`` pairs the
+    reward model of ``run.rm`` was trained on, evaluated like every other policy with
+    :func:`~rlhf_lab.evaluation.evaluate_policy` against the SFT reference and that reward model
+    (metrics ``evaluation``: gold, proxy, kl, ...). A custom ``loss_fn`` (a student's
+    ``dpo_loss``) is cached under the hash of its source (:func:`code_key`)."""
+    from transformers import GPT2LMHeadModel
+    from .evaluation import evaluate_policy
+    key = stage_keys(run)["dpo"]
+    sft = load_or_train_sft(run, root)
+    rm = load_or_train_rm(run, root)
+
+    def train():
+        tok = models.world_tokenizer()
+        data = sample_preferences(sft.model, tok, run.rm.n_pairs, run.rm.seed,
+                                  run.rm.max_response_len)       # the pairs the RM learned from
+        kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
+        policy, metrics = train_dpo(run.dpo, sft.model, tok, data, **kwargs)
+        metrics["evaluation"] = evaluate_policy(policy, sft.model, tok, reward_model=rm.model)
+        return policy, metrics, config_dict(run.dpo)
+
+    if loss_fn is not None:
+        return _custom("dpo", key, [loss_fn], train, _saver(), _loader(GPT2LMHeadModel, key), root)
+    return cached("dpo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)

@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import beyond_losses, datasets, models, rl_losses, world
-from .config import in_unit_interval, non_negative, positive, require
+from .config import LATER, in_unit_interval, non_negative, positive, require
 from .generation import sample_responses
 from .masking import entropy_from_logits, gather_logprobs, masked_mean, masked_whiten
 from .sequences import Batch, decode_responses, encode_pairs, encode_prompts, position_ids
@@ -93,12 +93,14 @@ class PPOConfig:
     """Gradient clipping for policy and critic."""
     sample_every: int = 10
     """Keep a few sample texts every this many iterations."""
-    ptx_coef: float = 0.0
+    ptx_coef: float = field(default=0.0, metadata=LATER)
     """γ of PPO-ptx (InstructGPT eq. 2): weight of the pretraining NLL added to the policy loss;
-    0 = plain PPO (typical 0.1-1 for these tiny models; InstructGPT used 27.8 on its own scale)."""
-    ptx_batch_size: int = 64
-    """Web-text sequences read with every policy minibatch step when ``ptx_coef`` > 0."""
-    ptx_corpus_size: int = 4096
+    0 = plain PPO. 0.01-0.03 removes the tiny model's tax at β = 0.03; 0.1 and more pulls the
+    replies back towards web text and costs gold (InstructGPT used 27.8 on its own scale)."""
+    ptx_batch_size: int = field(default=32, metadata=LATER)
+    """Web-text sequences read with every policy minibatch step when ``ptx_coef`` > 0 (each one
+    costs about as much as a response of the minibatch)."""
+    ptx_corpus_size: int = field(default=4096, metadata=LATER)
     """Web replies in PPO-ptx's pretraining text, drawn once per run (seed PTX_CORPUS_SEED + seed)."""
     seed: int = 0
     """Seed of the prompt order, the sampling and the value head."""
