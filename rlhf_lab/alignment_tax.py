@@ -43,7 +43,7 @@ from .sequences import Batch, encode_pairs, position_ids
 from .sft import heldout_loss
 from .sweep import _train_all                      # the β sweep's parallel trainer
 
-__all__ = ["capability", "TaxStudyConfig", "alignment_tax_study", "tax_runs", "HELDOUT_TEXT_SEED",
+__all__ = ["capability", "TaxStudyConfig", "alignment_tax_study", "tax_runs", "tax_row", "HELDOUT_TEXT_SEED",
            "TAX_BETAS", "TAX_PTX_COEFS"]
 
 HELDOUT_TEXT_SEED = 60_000
@@ -224,6 +224,23 @@ def alignment_tax_study(run: RunConfig = RunConfig(), betas=TAX_BETAS, ptx_coefs
     for row, s in zip(result["rows"][2:], seconds):
         row["seconds"] = s
     return result
+
+
+def tax_row(name: str, model, study: dict, run: RunConfig = RunConfig(), root=None,
+            **extra) -> dict:
+    """One more row for a study's table, for any policy (a student's PPO-ptx run, DPO, GRPO ...):
+    gold, proxy, KL and the capability measures, measured like the study's own rows, with
+    ``tax``, ``tax_vs_base`` and ``sft_nll_change`` against the study's base and SFT rows."""
+    cfg = TaxStudyConfig(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in study["config"].items() if k != "stage"})
+    sft = load_or_train_sft(run, root).model
+    rm = load_or_train_rm(run, root).model
+    row = _row(name, model, sft, rm, cfg, run.ppo.max_new_tokens, **extra)
+    base_row, sft_row = study["rows"][0], study["rows"][1]
+    row.update(tax=row["pretrain_nll"] - sft_row["pretrain_nll"],
+               tax_vs_base=row["pretrain_nll"] - base_row["pretrain_nll"],
+               sft_nll_change=row["sft_nll"] - sft_row["sft_nll"], seconds=0.0)
+    return row
 
 
 def _row(name: str, model, sft_model, rm_model, cfg: TaxStudyConfig, max_len: int, **extra) -> dict:

@@ -239,12 +239,13 @@ def _soft_label_loss(logp, logp_ref, rewards, beta: float) -> torch.Tensor:
 
 
 def dpo_enumerable(logp_ref, rewards, beta: float, n_pairs: int = 20_000, steps: int = 300,
-                   lr: float = 0.1, seed: int = 0, soft: bool = False) -> dict:
+                   lr: float = 0.1, seed: int = 0, soft: bool = False, loss_fn=dpo_loss) -> dict:
     """DPO with a tabular policy over every response of an enumerable space, next to ``pi*``.
 
     The policy is ``log pi = log_softmax(theta)``, one logit per response, initialised at the
     reference (``theta = log pi_ref``). It is trained full-batch with Adam on the DPO loss of
-    ``n_pairs`` sampled pairs (:func:`enumerable_pairs`), or with ``soft=True`` on the exact
+    ``n_pairs`` sampled pairs (:func:`enumerable_pairs`; ``loss_fn``: a student's
+    ``dpo_loss``), or with ``soft=True`` on the exact
     infinite-data loss (:func:`_soft_label_loss`; ``n_pairs`` is then unused).
 
     Args: logp_ref, rewards: (Y,) from :func:`rlhf_lab.theory.enumerable_space`; beta > 0.
@@ -273,6 +274,7 @@ def dpo_enumerable(logp_ref, rewards, beta: float, n_pairs: int = 20_000, steps:
     require(isinstance(steps, int) and steps > 0, "steps", f"must be an int > 0, got {steps!r}")
     require(lr > 0, "lr", f"must be > 0, got {lr!r}")
     beta = theory._check_beta(beta)
+    loss_fn = pluggable(loss_fn, dpo_loss, "dpo_loss")
     theta = logp_ref.clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
     n_unseen = n_unbounded = 0
@@ -287,8 +289,8 @@ def dpo_enumerable(logp_ref, rewards, beta: float, n_pairs: int = 20_000, steps:
         if soft:
             loss = _soft_label_loss(logp, logp_ref, rewards, beta)
         else:
-            loss, _ = dpo_loss(logp[chosen], logp[rejected], logp_ref[chosen],
-                               logp_ref[rejected], beta)
+            loss, _ = as_loss_and_stats(loss_fn(logp[chosen], logp[rejected], logp_ref[chosen],
+                                                logp_ref[rejected], beta))
         opt.zero_grad()
         loss.backward()
         opt.step()

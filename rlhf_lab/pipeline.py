@@ -217,10 +217,11 @@ def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses
     return cached("ppo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
 
 
-def load_or_train_grpo(run: RunConfig = RunConfig(), root=None) -> Artifact:
+def load_or_train_grpo(run: RunConfig = RunConfig(), root=None, advantage_fn=None) -> Artifact:
     """GRPO (:mod:`rlhf_lab.grpo`) from the SFT policy against the reward model of ``run.rm``
     (or the gold utility when ``run.grpo.reward == "gold"``), evaluated with
-    :func:`~rlhf_lab.evaluation.evaluate_policy` (metrics ``evaluation``)."""
+    :func:`~rlhf_lab.evaluation.evaluate_policy` (metrics ``evaluation``). A custom
+    ``advantage_fn`` (a student's ``group_advantages``) is cached under its source hash."""
     from transformers import GPT2LMHeadModel
     from .evaluation import evaluate_policy
     key = stage_keys(run)["grpo"]
@@ -229,13 +230,17 @@ def load_or_train_grpo(run: RunConfig = RunConfig(), root=None) -> Artifact:
 
     def train():
         tok = models.world_tokenizer()
-        result = train_grpo(run.grpo, sft.model, rm.model if rm else None, tok)
+        kwargs = {"advantage_fn": advantage_fn} if advantage_fn is not None else {}
+        result = train_grpo(run.grpo, sft.model, rm.model if rm else None, tok, **kwargs)
         evaluation = evaluate_policy(result.policy, sft.model, tok,
                                      reward_model=rm.model if rm else None)
         metrics = {"history": result.history, "samples": result.samples,
                    "stopped": result.stopped, "evaluation": evaluation}
         return result.policy, metrics, config_dict(run.grpo)
 
+    if advantage_fn is not None:
+        return _custom("grpo", key, [advantage_fn], train, _saver(), _loader(GPT2LMHeadModel, key),
+                       root)
     return cached("grpo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
 
 
