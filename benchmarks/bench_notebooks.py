@@ -24,7 +24,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-BUDGET = {"05_beta_sweep": 240, "06_overoptimisation": 240}
+BUDGET = {"05_beta_sweep": 240, "06_overoptimisation": 240, "07_beyond_rlhf": 180}
 
 
 def run(path: Path) -> float:

@@ -12,6 +12,8 @@ fresh process of its own (so that its peak memory is its own), it measures at fi
 * generation with the KV cache (``generation.sample_responses``) and, for comparison, the same
   sampling loop re-reading the whole sequence at every step (no cache);
 * one PPO iteration next to its floor (``bench_ppo.bench`` at the preset's shape);
+* DPO training steps (``dpo.train_dpo``) and one GRPO iteration (``grpo.train_grpo``, 16 prompts ×
+  8 replies), with the bytes PPO's and GRPO's networks hold (``grpo.held_bytes``);
 * the peak resident memory of that process (``resource.getrusage``).
 
 Then grading (``bench_grade.measure``, fewer copies by default) and, when a JSON file from
@@ -152,6 +154,41 @@ def bench_generation(preset: str, n_prompts: int) -> dict:
             "cached_tokens_per_s": tokens / cached, "uncached_tokens_per_s": tokens / uncached}
 
 
+def _pairs(n: int):
+    from rlhf_lab import world
+    from rlhf_lab.datasets import world_preference_pairs
+    from rlhf_lab.reward_model import PreferenceData
+    rows = world_preference_pairs(n, seed=0)
+    return PreferenceData([world.parse_prompt(r["prompt"]) for r in rows], [r["chosen"] for r in rows],
+                          [r["rejected"] for r in rows], [1] * n, [r["gold_chosen"] for r in rows],
+                          [r["gold_rejected"] for r in rows])
+
+
+def bench_dpo(preset: str, steps: int) -> dict:
+    from rlhf_lab import models
+    from rlhf_lab.dpo import DPOConfig, train_dpo
+    tok = models.world_tokenizer()
+    sft = models.new_policy(preset, seed=0, tokenizer=tok)
+    train_dpo(DPOConfig(epochs=1), sft, tok, _pairs(2 * BATCH))                 # warm-up
+    seconds, (_, metrics) = _timed(train_dpo, DPOConfig(epochs=1), sft, tok, _pairs(steps * BATCH))
+    return {"steps": len(metrics["history"]), "seconds": seconds}
+
+
+def bench_grpo(preset: str) -> dict:
+    from rlhf_lab import models
+    from rlhf_lab.grpo import GRPOConfig, held_bytes, train_grpo
+    from rlhf_lab.ppo import PPOConfig
+    tok = models.world_tokenizer()
+    sft = models.new_policy(preset, seed=0, tokenizer=tok)
+    rm = models.reward_model_from(sft, seed=0)
+    cfg = GRPOConfig(iterations=3, prompts_per_iteration=16, group_size=8, minibatch_size=32)
+    history = train_grpo(cfg, sft, rm, tok).history
+    best = min(history[1:], key=lambda h: h["t_total"])
+    return {"rollouts": cfg.rollouts, "seconds": best["t_total"], "generate": best["t_generate"],
+            "grpo_bytes": held_bytes(cfg, sft, rm)["total"],
+            "ppo_bytes": held_bytes(PPOConfig(), sft, rm)["total"]}
+
+
 def bench_ppo_preset(preset: str, critics, repeats: int) -> dict:
     import bench_ppo
 
@@ -169,7 +206,9 @@ def worker(preset: str) -> dict:
     for name, fn, args in [("sft", bench_sft, (preset, plan["sft_steps"])),
                            ("rm", bench_rm, (preset, plan["rm_steps"])),
                            ("generation", bench_generation, (preset, plan["gen_prompts"])),
-                           ("ppo", bench_ppo_preset, (preset, plan["critics"], plan["ppo_repeats"]))]:
+                           ("ppo", bench_ppo_preset, (preset, plan["critics"], plan["ppo_repeats"])),
+                           ("dpo", bench_dpo, (preset, plan["rm_steps"])),
+                           ("grpo", bench_grpo, (preset,))]:
         out[name] = fn(*args)
         print(f"  {preset}: {name} done", file=sys.stderr, flush=True)
     out["peak_rss_mb"] = peak_rss_mb()
@@ -202,6 +241,14 @@ def preset_rows(r: dict) -> list[tuple]:
                      f"{b['total']:.2f} s", f"{64 * 32 / b['total']:,.0f} tok/s",
                      f"floor {b['floor']:.2f} s, ratio {b['total'] / b['floor']:.2f} (goal ≤ 1.5); "
                      f"gen {b['generate']:.2f} / score {b['score']:.2f} / update {b['update']:.2f} s"))
+    d, g = r["dpo"], r["grpo"]
+    rows.append((name, "DPO training step", f"{BATCH} pairs, {d['steps']} steps",
+                 f"{1000 * d['seconds'] / d['steps']:.0f} ms/step", "",
+                 "policy + reference forward; reference log-probs once per run (included)"))
+    rows.append((name, "GRPO iteration (no critic)", f"16 prompts × 8 replies, 4 epochs",
+                 f"{g['seconds']:.2f} s", f"{g['rollouts'] / g['seconds']:,.0f} replies/s",
+                 f"gen {g['generate']:.2f} s; networks hold {g['grpo_bytes'] / 2 ** 20:.1f} MiB vs "
+                 f"PPO's {g['ppo_bytes'] / 2 ** 20:.1f} MiB"))
     rows.append((name, "peak RSS", "whole process", "", "", f"{r['peak_rss_mb']:,.0f} MiB"))
     return rows
 

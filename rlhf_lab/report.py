@@ -7,16 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import overopt, plots, sweep
+from . import alignment_tax, dpo, feedback, iterative, memory, overopt, plots, sweep, theory
 from .overopt_math import fit_rl
-from .pipeline import (RunConfig, load_or_train_base, load_or_train_ppo, load_or_train_rm,
-                       load_or_train_sft)
+from .pipeline import (RunConfig, load_or_train_base, load_or_train_dpo, load_or_train_grpo,
+                       load_or_train_ppo, load_or_train_rm, load_or_train_sft)
 
-__all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section", "RM_PAIR_GRID",
+__all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section", "beyond_section",
+           "BEYOND_GRPO", "BEYOND_ARMS", "RM_PAIR_GRID",
            "PPO_BETAS"]
 
 RM_PAIR_GRID = (250, 1000, 4000, 16000)
 PPO_BETAS = sweep.SWEEP_BETAS
+BEYOND_GRPO = {"iterations": 30, "prompts_per_iteration": 16, "minibatch_size": 32}
+"""GRPO's notebook-sized run (notebook 07 and the pipeline share it)."""
+BEYOND_ARMS = ("human", "constitution", "missing_rule", "narrow_pairs", "diverse_pairs")
+"""The AI-feedback arms of notebook 07 and the pipeline."""
 
 
 def _timed(fn, *args, **kwargs):
@@ -26,11 +31,13 @@ def _timed(fn, *args, **kwargs):
 
 
 def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_PAIR_GRID,
-                 betas=PPO_BETAS, bon: dict | None = None, sweep_options: dict | None = None) -> Path:
+                 betas=PPO_BETAS, bon: dict | None = None, sweep_options: dict | None = None,
+                 beyond: dict | None = None) -> Path:
     """Train (or load from the cache) every stage, save figures and ``summary.md``; return its path.
 
     ``bon``: keyword arguments of :func:`rlhf_lab.overopt.overoptimisation_study`;
-    ``sweep_options``: of :func:`rlhf_lab.sweep.beta_sweep` (both default to the course's)."""
+    ``sweep_options``: of :func:`rlhf_lab.sweep.beta_sweep` (both default to the course's);
+    ``beyond``: of :func:`beyond_section` (notebook 07's studies)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# rlhf-lab pipeline summary", ""]
@@ -69,6 +76,7 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     lines += ppo_section(run, out, betas)
     lines += sweep_section(run, out, betas, **(sweep_options or {}))
     lines += overopt_section(run, out, min(betas), **(bon or {}))
+    lines += beyond_section(run, out, **(beyond or {}))
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
@@ -176,4 +184,67 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
     lines += ["", f"PPO at β = {ppo_beta:g}, Gao's R_RL(d) = d(α − β log d) fit to the gold gain: "
                   f"α = {fit.alpha:.3f}, β = {fit.beta:.3f}, {peak}; the gold gain observed at its "
                   f"best is {gain.max():.3f} at KL {history[int(gain.argmax())]['kl']:.2f}."]
+    return lines
+
+
+def beyond_section(run: RunConfig, out: Path, pair_counts=(100, 1000, 20000),
+                   tax: dict | None = None, grpo: dict = BEYOND_GRPO,
+                   iterative_cfg: iterative.IterativeConfig = iterative.IterativeConfig(),
+                   feedback_cfg: feedback.FeedbackConfig = feedback.FeedbackConfig(arms=BEYOND_ARMS)
+                   ) -> list[str]:
+    """Notebook 07 with the reference functions: DPO on the enumerable space and on the LM, GRPO,
+    PPO and PPO-ptx on the reward–KL plane with their alignment tax, iterative RLHF, AI feedback.
+    ``tax``: options of :func:`rlhf_lab.alignment_tax.alignment_tax_study`; ``grpo``: changes to
+    ``run.grpo``; the defaults are the notebook's."""
+    space = theory.enumerable_space(vocab_size=2, max_len=4, seed=0)
+    exact = {n: dpo.dpo_enumerable(space.logp_ref, space.rewards, beta=1.0, n_pairs=n)
+             for n in pair_counts}
+    plots.save(plots.dpo_vs_boltzmann(exact[max(pair_counts)]), out / "dpo_vs_boltzmann.png")
+    study = alignment_tax.alignment_tax_study(run, **{"betas": (0.3, 0.03), "ptx_coefs": (0.03,),
+                                                      **(tax or {})})
+    dpo_art = load_or_train_dpo(run)
+    grpo_run = run.with_grpo(**grpo)
+    grpo_art = load_or_train_grpo(grpo_run)
+    rows = study["rows"] + [
+        alignment_tax.tax_row("dpo", dpo_art.model, study, run, beta=run.dpo.beta, ptx_coef=None),
+        alignment_tax.tax_row("grpo", grpo_art.model, study, run, beta=grpo_run.grpo.beta,
+                              ptx_coef=None)]
+    points = [{"method": ("PPO-ptx" if r.get("ptx_coef") else r["model"].upper()) if r["model"] != "sft"
+               else "SFT", "beta": r["beta"], "kl": r["kl"], "gold": r["gold"], "proxy": r["proxy"]}
+              for r in rows[1:]]
+    plots.save(plots.reward_kl_plane(points), out / "reward_kl_plane.png")
+    plots.save(plots.alignment_tax(study), out / "alignment_tax.png")
+    lines = ["", "## Beyond vanilla RLHF (notebook 07)", "",
+             "DPO with a tabular policy on the enumerable space (30 replies, β = 1): total variation "
+             "to the exact Boltzmann policy " + ", ".join(f"{res['tv']:.3f} with {n} pairs"
+                                                          for n, res in exact.items()) + ".", "",
+             "| policy | β | γ_ptx | gold | proxy | KL to SFT | held-out web NLL | tax vs SFT |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        beta = "" if r["beta"] is None else f"{r['beta']:g}"
+        ptx = f"{r['ptx_coef']:g}" if r.get("ptx_coef") else ""
+        proxy = "" if r["proxy"] is None else f"{r['proxy']:.2f}"
+        lines.append(f"| {r['model']} | {beta} | {ptx} | {r['gold']:.2f} | {proxy} | {r['kl']:.2f} "
+                     f"| {r['pretrain_nll']:.3f} | {r['tax']:+.3f} |")
+    lines += ["", "Memory of a 7B model's networks in mixed precision: " + ", ".join(
+        f"{name} {memory.rlhf_memory(7_000_000_000, networks=nets)[-1]['GiB']:.0f} GiB"
+        for name, nets in (("PPO", ("policy", "critic", "reference", "reward model")),
+                           ("GRPO", ("policy", "reference", "reward model")),
+                           ("DPO", ("policy", "reference")))) + "."]
+    it = iterative.iterative_rlhf(run, iterative_cfg)
+    plots.save(plots.iterative_rounds(it), out / "iterative_rlhf.png")
+    lines += ["", "Iterative RLHF vs one round on the same labels (gold / KL after each round; the "
+                  "round's RM against the gold order on pairs from its own policy):", ""]
+    for arm, data in it["arms"].items():
+        lines.append(f"- {arm}: " + "; ".join(
+            f"{r['labels']} labels: gold {r['gold']:.2f}, KL {r['kl']:.2f}, RM "
+            f"{r['rm_policy']['gold_order_accuracy']:.2f}" for r in data["rounds"]))
+    fb = feedback.ai_feedback_study(run, feedback_cfg)
+    plots.save(plots.ai_feedback(fb), out / "ai_feedback.png")
+    lines += ["", "AI feedback: agreement of each judge with the annotator / the gold-better reply, "
+                  "and the gold after PPO on each arm's labels:", ""]
+    lines += [f"- judge {name}: {a['annotator']:.2f} / {a['gold']:.2f}"
+              for name, a in fb["agreement"].items() if isinstance(a, dict)]
+    lines += [f"- arm {name} ({fb['arms'][name]['about']}): gold {fb['arms'][name]['gold']:.2f}, "
+              f"KL {fb['arms'][name]['kl']:.2f}" for name in fb["config"]["arms"]]
     return lines

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_lab import checks, losses, overopt_math, rl_losses, theory
+from rlhf_lab import beyond_losses, checks, losses, overopt_math, rl_losses, theory
 
 
 def stub(*args, **kwargs):
@@ -33,6 +33,9 @@ CHECKS = {
     "kl_best_of_n": (checks.check_kl_best_of_n, [overopt_math.kl_best_of_n]),
     "fit_bon": (checks.check_gao_fit, [overopt_math.fit_bon]),
     "aggregate_ensemble": (checks.check_ensemble, [overopt_math.aggregate_ensemble]),
+    "dpo_loss": (checks.check_dpo_loss, [beyond_losses.dpo_loss]),
+    "group_advantages": (checks.check_group_advantages, [beyond_losses.group_advantages]),
+    "ppo_ptx_loss": (checks.check_ppo_ptx_loss, [beyond_losses.ppo_ptx_loss]),
 }
 
 
@@ -293,6 +296,34 @@ def ensemble_min_tuple(scores, how, k=1.0):
     return overopt_math.aggregate_ensemble(scores, how, k)
 
 
+def dpo_no_beta(lc, lr, rc, rr, beta):
+    return -F.logsigmoid((lc - rc) - (lr - rr)).mean()
+
+
+def dpo_log_of_sigmoid(lc, lr, rc, rr, beta):
+    return -torch.log(torch.sigmoid(beta * ((lc - rc) - (lr - rr)))).mean()
+
+
+def group_sample_std(scores, group_size, eps=1e-6):
+    g = scores.reshape(-1, group_size)
+    return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + eps)).reshape(-1)
+
+
+def group_strided(scores, group_size, eps=1e-6):
+    g = scores.reshape(group_size, -1).T
+    c = g - g.mean(1, keepdim=True)
+    return (c / (c.pow(2).mean(1, keepdim=True).sqrt() + eps)).T.reshape(-1)
+
+
+def ptx_no_shift(pg, logits, ids, am, coef):
+    lp = torch.log_softmax(logits, -1).gather(-1, ids[..., None])[..., 0]
+    return pg - coef * (lp * am).sum() / am.sum()
+
+
+def ptx_coef_on_ppo(pg, logits, ids, am, coef):
+    return coef * pg + beyond_losses.pretraining_nll(logits, ids, am)
+
+
 WRONG = [
     (checks.check_response_logprob, [logprob_no_shift], "off by one"),
     (checks.check_response_logprob, [logprob_no_mask], "you counted every token"),
@@ -331,6 +362,12 @@ WRONG = [
     (functools.partial(checks.check_gao_fit, form="rl"), [fit_rl_plus_log], "wrong sign"),
     (checks.check_ensemble, [ensemble_sample_std], "population std"),
     (checks.check_ensemble, [ensemble_min_tuple], ".values"),
+    (checks.check_dpo_loss, [dpo_no_beta], "you left out β"),
+    (checks.check_dpo_loss, [dpo_log_of_sigmoid], "F.logsigmoid"),
+    (checks.check_group_advantages, [group_sample_std], "population std"),
+    (checks.check_group_advantages, [group_strided], "ADJACENT rows"),
+    (checks.check_ppo_ptx_loss, [ptx_no_shift], "off by one"),
+    (checks.check_ppo_ptx_loss, [ptx_coef_on_ppo], "not the PPO loss"),
 ]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rlhf_lab import losses, overopt_math, rl_losses, theory
+from rlhf_lab import beyond_losses, losses, overopt_math, rl_losses, theory
 from rlhf_lab.release import BEGIN, END, STUB, is_check_cell, release, strip_solutions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,9 @@ REFERENCES = {
     "fit_bon": overopt_math.fit_bon,
     "fit_rl": overopt_math.fit_rl,
     "aggregate_ensemble": overopt_math.aggregate_ensemble,
+    "dpo_loss": beyond_losses.dpo_loss,
+    "group_advantages": beyond_losses.group_advantages,
+    "ppo_ptx_loss": beyond_losses.ppo_ptx_loss,
 }
 
 

@@ -3,7 +3,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from rlhf_lab.report import run_pipeline  # noqa: E402
+from rlhf_lab.feedback import FeedbackConfig  # noqa: E402
+from rlhf_lab.iterative import IterativeConfig  # noqa: E402
+from rlhf_lab.report import BEYOND_ARMS, run_pipeline  # noqa: E402
 
 from test_pipeline import SMALL  # noqa: E402
 from test_ppo import FAST  # noqa: E402
@@ -11,18 +13,31 @@ from test_ppo import FAST  # noqa: E402
 BON = dict(pairs_grid=(128, 256), n_max=32, ensemble_seeds=(0, 1), ensemble_pairs=128,
            heldout_pairs=128)
 SWEEP = dict(n_samples=32, tail=2, frontier_points=5, jobs=1, min_ess=10)
+BEYOND = dict(pair_counts=(50, 200),
+              tax=dict(iterations=2, rollouts=16, minibatch_size=8, n_text=32, n_per_prompt=1, jobs=1),
+              grpo=dict(iterations=2, prompts_per_iteration=4, group_size=4, minibatch_size=8,
+                        max_new_tokens=12),
+              iterative_cfg=IterativeConfig(rounds=2, labels_per_round=64, iterations_per_round=2,
+                                            rollouts=16, n_heldout=32, eval_per_prompt=1),
+              feedback_cfg=FeedbackConfig(n_pairs=64, few_labels=64, more_labels=64,
+                                          n_eval_pairs=32, ppo_iterations=2, rollouts=16,
+                                          eval_per_prompt=1, arms=BEYOND_ARMS))
 
 
 def test_pipeline_writes_summary_and_figures(tmp_path):
     summary = run_pipeline(tmp_path, SMALL.with_ppo(**{**FAST, "iterations": 4}), rm_pairs=(128, 256), betas=(0.1, 0.01),
-                           bon=BON, sweep_options=SWEEP)
+                           bon=BON, sweep_options=SWEEP, beyond=BEYOND)
     text = summary.read_text()
-    for heading in ("Stages 0-1", "Stage 2", "Stage 3", "The β sweep", "Overoptimisation"):
+    for heading in ("Stages 0-1", "Stage 2", "Stage 3", "The β sweep", "Overoptimisation",
+                    "Beyond vanilla RLHF"):
         assert heading in text
     assert "| 256 |" in text and "β=0.01" in text and "oracle" in text
     assert "R_RL(d)" in text and "mean_minus_std" in text and "held-out RM" in text
+    assert "| dpo |" in text and "| grpo |" in text and "Iterative RLHF" in text
+    assert "arm missing_rule" in text and "judge constitution" in text
     figures = {p.name for p in tmp_path.glob("*.png")}
     assert figures == {"sft_loss.png", "sft_gold.png", "rm_accuracy.png", "rm_calibration.png",
                        "ppo_curves.png", "ppo_gold_vs_proxy.png", "beta_sweep.png",
                        "bon_gao_curves.png", "bon_ensemble.png", "bon_peak_detection.png",
-                       "ppo_gao_curve.png"}
+                       "ppo_gao_curve.png", "dpo_vs_boltzmann.png", "reward_kl_plane.png",
+                       "alignment_tax.png", "iterative_rlhf.png", "ai_feedback.png"}

@@ -32,6 +32,9 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("fit_bon", "06_overoptimisation.ipynb", 1),
     Exercise("fit_rl", "06_overoptimisation.ipynb", 1),
     Exercise("aggregate_ensemble", "06_overoptimisation.ipynb", 2),
+    Exercise("dpo_loss", "07_beyond_rlhf.ipynb", 2),
+    Exercise("group_advantages", "07_beyond_rlhf.ipynb", 2),
+    Exercise("ppo_ptx_loss", "07_beyond_rlhf.ipynb", 2),
 )
 
 NOTEBOOKS: tuple[str, ...] = tuple(dict.fromkeys(e.notebook for e in EXERCISES))
