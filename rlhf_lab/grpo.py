@@ -49,7 +49,7 @@ from .ppo import PPOResult, Rollout, _logits, _response_logits, _step, _token_lo
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["GRPOConfig", "train_grpo", "group_prompts", "score_groups", "grpo_update",
-           "build_grpo_networks", "held_bytes", "compare_grpo_ppo"]
+           "build_grpo_networks", "held_bytes", "seconds_per_iteration", "compare_grpo_ppo"]
 
 
 @dataclass(frozen=True)
@@ -297,7 +297,7 @@ def _formula_bytes(cfg, n_params: int) -> int:
     return memory.rlhf_memory(n_params, memory.FP32, networks=tuple(networks))[-1]["bytes"]
 
 
-def _seconds_per_iteration(cfg, sft_model, reward_model, iterations: int) -> float:
+def seconds_per_iteration(cfg, sft_model, reward_model, iterations: int) -> float:
     """Train ``iterations`` fresh iterations of ``cfg``'s method here and now; mean seconds each."""
     cfg = replace(cfg, iterations=iterations)
     if isinstance(cfg, ppo.PPOConfig):
@@ -375,7 +375,7 @@ def compare_grpo_ppo(run=None, betas=(0.03, 0.1), root=None, jobs: int | None = 
     for method, runs in (("PPO", ppo_runs), ("GRPO", grpo_runs)):
         first = next(iter(runs.values()))
         cfg = first.ppo if method == "PPO" else first.grpo
-        seconds = (_seconds_per_iteration(cfg, sft, rm, timed_iterations)
+        seconds = (seconds_per_iteration(cfg, sft, rm, timed_iterations)
                    if timed_iterations > 0 else math.nan)
         measured = held_bytes(cfg, sft, rm)["total"]
         for beta, r in runs.items():
