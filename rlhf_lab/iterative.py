@@ -25,27 +25,23 @@ policy's gold utility, proxy reward and KL to π_SFT (:func:`rlhf_lab.evaluation
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import multiprocessing
 import os
-import random
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
-from . import models, world
+from . import models
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
 from .evaluation import evaluate_policy
 from .pipeline import HELDOUT_SEED, RunConfig, load_or_train_sft, stage_keys
-from .ppo import PPOConfig, PPOLosses, PPOResult, build_networks, generate_rollout, ppo_step
+from .ppo import PPOConfig, PPOResult, train_ppo
 from .reward_model import PreferenceData, evaluate_reward_model, sample_preferences, train_reward_model
-from .rl_losses import sequence_kl
 
 __all__ = ["IterativeConfig", "ARMS", "ppo_from", "merge_preferences", "fingerprint",
            "run_arm", "iterative_rlhf"]
@@ -92,35 +88,11 @@ class IterativeConfig:
 # --------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------
-def ppo_from(cfg: PPOConfig, start_policy, reference, reward_model, tokenizer=None,
-             desc: str = "PPO") -> PPOResult:
-    """PPO from ``start_policy`` with the KL penalty to a *separate* frozen ``reference``.
-
-    :func:`rlhf_lab.ppo.train_ppo` starts from its reference (the usual one-round case); here
-    round k starts from π_k while the penalty stays ``−β (log π_θ − log π_SFT)``. The same steps,
-    called in the same order (1. generate, 2.-5. score, shape, GAE, K epochs).
-    """
-    tokenizer = tokenizer or models.world_tokenizer()
-    policy, lm, critic, _, reward_model, optimizers = build_networks(cfg, start_policy, reward_model)
-    reference = copy.deepcopy(reference).eval().requires_grad_(False)
-    losses = PPOLosses()
-    rng = random.Random(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    device = next(lm.parameters()).device
-    sampler = generator if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
-    result = PPOResult(policy=lm)
-    for it in tqdm(range(cfg.iterations), desc=desc, leave=False):
-        prompts = [rng.choice(world.all_prompts()) for _ in range(cfg.rollouts)]
-        # 1. generate
-        rollout = generate_rollout(policy, tokenizer, prompts, cfg, sampler)
-        # 2.-5. score against the SFT reference, KL-shaped rewards, GAE, K epochs of updates
-        ppo_step(rollout, policy, reference, critic, reward_model, optimizers, cfg, losses,
-                 cfg.beta, generator)
-        kl = sequence_kl(rollout.logp_old, rollout.logp_ref, rollout.response_mask).mean().item()
-        result.history.append({"iteration": it, "proxy": rollout.scores.mean().item(),
-                               "gold": rollout.gold.mean().item(), "kl": kl})
-    lm.eval()
-    return result
+def ppo_from(cfg: PPOConfig, start_policy, reference, reward_model, tokenizer=None) -> PPOResult:
+    """PPO from ``start_policy`` with the KL penalty to a *separate* frozen ``reference``:
+    :func:`rlhf_lab.ppo.train_ppo` with ``reference=`` (round k starts from π_k while the penalty
+    stays ``−β (log π_θ − log π_SFT)``)."""
+    return train_ppo(cfg, start_policy, reward_model, tokenizer, reference=reference)
 
 
 def merge_preferences(*parts: PreferenceData) -> PreferenceData:
@@ -180,7 +152,7 @@ def run_arm(run: RunConfig, cfg: IterativeConfig, arm: str, root=None, threads: 
                                        data=data)
         # 3. PPO from the current policy, KL to π_SFT
         ppo_cfg = cfg.ppo(run, k)
-        out = ppo_from(ppo_cfg, policy, sft, rm, tok, desc=f"{arm} round {k + 1}/{cfg.rounds}")
+        out = ppo_from(ppo_cfg, policy, sft, rm, tok)
         start_print, policy = fingerprint(policy), out.policy
         # 4. evaluate: the RM on SFT pairs and on pairs of the policy it produced; the policy
         heldout_policy = sample_preferences(policy, tok, cfg.n_heldout, HELDOUT_SEED + 1 + k, max_len)

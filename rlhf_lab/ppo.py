@@ -367,14 +367,15 @@ class PPOResult:
     stopped: str | None = None
 
 
-def build_networks(cfg: PPOConfig, sft_model, reward_model):
+def build_networks(cfg: PPOConfig, sft_model, reward_model, reference=None):
     """The four networks and the optimisers: (policy, lm, critic, reference, reward_model, optimizers).
 
-    ``lm`` is the causal LM being trained; ``policy`` is ``lm`` itself or, with
-    ``cfg.critic == "head"``, ``lm`` with a value head (then ``critic`` is None).
+    ``lm`` is the causal LM being trained (a copy of ``sft_model``); ``policy`` is ``lm`` itself
+    or, with ``cfg.critic == "head"``, ``lm`` with a value head (then ``critic`` is None). The
+    frozen reference is a copy of ``reference``, by default of ``sft_model``.
     """
     torch.manual_seed(cfg.seed)
-    reference = copy.deepcopy(sft_model).eval().requires_grad_(False)
+    reference = copy.deepcopy(sft_model if reference is None else reference).eval().requires_grad_(False)
     if reward_model is not None:
         reward_model = reward_model.eval().requires_grad_(False)
     lm = copy.deepcopy(sft_model)
@@ -392,8 +393,11 @@ def build_networks(cfg: PPOConfig, sft_model, reward_model):
 
 
 def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
-              losses: PPOLosses = PPOLosses()) -> PPOResult:
+              losses: PPOLosses = PPOLosses(), reference=None) -> PPOResult:
     """Stage 3: PPO from ``sft_model`` (also the frozen reference) against ``reward_model``.
+
+    ``reference``: another frozen π_ref for the KL penalty (iterative RLHF starts round k from
+    the policy of round k-1 but keeps the penalty to π_SFT); default: ``sft_model`` itself.
 
     A NaN or inf loss stops training with a message naming the quantity; the policy returned is
     the last good one (from before the failing iteration).
@@ -402,7 +406,8 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
             "is required unless cfg.reward == 'gold'")
     tokenizer = tokenizer or models.world_tokenizer()
     losses = losses.pluggable()
-    policy, lm, critic, reference, reward_model, optimizers = build_networks(cfg, sft_model, reward_model)
+    policy, lm, critic, reference, reward_model, optimizers = build_networks(cfg, sft_model, reward_model,
+                                                                             reference)
     rng = random.Random(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)            # minibatch order (and sampling on a CPU)
     device = next(lm.parameters()).device
