@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
 import os
 import random
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,6 +43,7 @@ from .pipeline import HELDOUT_SEED, RunConfig, load_or_train_base, load_or_train
 from .ppo import train_ppo
 from .reward_model import (PreferenceData, evaluate_reward_model, sample_preferences, score_texts,
                            train_reward_model)
+from .workers import in_processes
 
 __all__ = ["Rule", "RULES", "Constitution", "LearnedJudge", "SimulatedAnnotator", "rule_scores",
            "label_pairs", "agreement", "gold_better", "PairSource", "SOURCES", "sample_pairs",
@@ -380,11 +379,9 @@ def _label_arms(run: RunConfig, cfg: FeedbackConfig, judges: dict, policies: dic
 def _run_arms(run: RunConfig, cfg: FeedbackConfig, data: dict, root, jobs: int) -> dict:
     if jobs <= 1:
         return {arm: _train_arm(run, cfg, arm, data[arm], root) for arm in cfg.arms}
-    context = multiprocessing.get_context("spawn")       # fresh interpreters: safe from notebooks
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {arm: pool.submit(_train_arm, run, cfg, arm, data[arm], root, 1)
-                   for arm in cfg.arms}
-        return {arm: future.result() for arm, future in futures.items()}
+    results = in_processes(_train_arm, [(run, cfg, arm, data[arm], root) for arm in cfg.arms],
+                           jobs, "arms")
+    return dict(zip(cfg.arms, results))
 
 
 def ai_feedback_study(run: RunConfig = RunConfig(), cfg: FeedbackConfig = FeedbackConfig(),

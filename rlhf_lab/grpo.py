@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import copy
 import math
-import multiprocessing
 import os
 import random
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 import torch
@@ -47,6 +45,7 @@ from .config import non_negative, positive, require
 from .masking import entropy_from_logits, masked_mean
 from .ppo import PPOResult, Rollout, _logits, _response_logits, _step, _token_logprobs
 from .student import as_loss_and_stats, pluggable
+from .workers import in_processes
 
 __all__ = ["GRPOConfig", "train_grpo", "group_prompts", "score_groups", "grpo_update",
            "build_grpo_networks", "held_bytes", "seconds_per_iteration", "compare_grpo_ppo"]
@@ -326,12 +325,7 @@ def _train_all(tasks: list[tuple[str, object]], root, jobs: int) -> None:
         for stage, run in todo:
             _train_one(stage, run, root)
         return
-    context = multiprocessing.get_context("spawn")       # fresh interpreters: safe from notebooks
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_train_one, stage, run, root, 1) for stage, run in todo]
-        for future in tqdm(as_completed(futures), total=len(futures),
-                           desc=f"GRPO/PPO runs ({jobs} at a time)"):
-            future.result()
+    in_processes(_train_one, [(stage, run, root) for stage, run in todo], jobs, "GRPO/PPO runs")
 
 
 def compare_grpo_ppo(run=None, betas=(0.03, 0.1), root=None, jobs: int | None = None,

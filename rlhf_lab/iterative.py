@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +40,7 @@ from .evaluation import evaluate_policy
 from .pipeline import HELDOUT_SEED, RunConfig, load_or_train_sft, stage_keys
 from .ppo import PPOConfig, PPOResult, train_ppo
 from .reward_model import PreferenceData, evaluate_reward_model, sample_preferences, train_reward_model
+from .workers import in_processes
 
 __all__ = ["IterativeConfig", "ARMS", "ppo_from", "merge_preferences", "fingerprint",
            "run_arm", "iterative_rlhf"]
@@ -177,10 +176,8 @@ def _run_arms(run: RunConfig, cfg: IterativeConfig, root, jobs: int) -> dict:
     """Both arms; with ``jobs`` ≥ 2, in two single-threaded processes at once (as sweep.py)."""
     if jobs <= 1:
         return {arm: run_arm(run, cfg, arm, root) for arm in ARMS}
-    context = multiprocessing.get_context("spawn")       # fresh interpreters: safe from notebooks
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        futures = {arm: pool.submit(run_arm, run, cfg, arm, root, 1) for arm in ARMS}
-        return {arm: future.result() for arm, future in futures.items()}
+    results = in_processes(run_arm, [(run, cfg, arm, root) for arm in ARMS], 2, "arms")
+    return dict(zip(ARMS, results))
 
 
 def iterative_rlhf(run: RunConfig = RunConfig(), cfg: IterativeConfig = IterativeConfig(),

@@ -18,22 +18,20 @@ trustworthy while the effective sample size stays large (large β). :func:`beta_
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import models, theory
 from .artifacts import cached, is_cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
 from .overopt import sample_pool, score_pool
 from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys
+from .workers import in_processes
 
 __all__ = ["SweepConfig", "SWEEP_BETAS", "beta_sweep", "compare_with_optimum"]
 
@@ -77,13 +75,8 @@ def _train_all(runs: list[RunConfig], root, jobs: int) -> list[float]:
     todo = [r for r in runs if not is_cached("ppo", stage_keys(r)["ppo"], root)]
     if jobs <= 1 or len(todo) <= 1:
         return [_train_one(r, root) for r in runs]
-    context = multiprocessing.get_context("spawn")       # fresh interpreters: safe from notebooks
-    trained = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(_train_one, r, root, 1): id(r) for r in todo}
-        for future in tqdm(as_completed(futures), total=len(futures),
-                           desc=f"PPO runs ({jobs} at a time)"):
-            trained[futures[future]] = future.result()
+    seconds = in_processes(_train_one, [(r, root) for r in todo], jobs, "PPO runs")
+    trained = {id(r): s for r, s in zip(todo, seconds)}
     return [trained.get(id(r), 0.0) for r in runs]
 
 
