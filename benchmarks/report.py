@@ -245,7 +245,7 @@ def preset_rows(r: dict) -> list[tuple]:
     rows.append((name, "DPO training step", f"{BATCH} pairs, {d['steps']} steps",
                  f"{1000 * d['seconds'] / d['steps']:.0f} ms/step", "",
                  "policy + reference forward; reference log-probs once per run (included)"))
-    rows.append((name, "GRPO iteration (no critic)", f"16 prompts × 8 replies, 4 epochs",
+    rows.append((name, "GRPO iteration (no critic)", "16 prompts × 8 replies, 4 epochs",
                  f"{g['seconds']:.2f} s", f"{g['rollouts'] / g['seconds']:,.0f} replies/s",
                  f"gen {g['generate']:.2f} s; networks hold {g['grpo_bytes'] / 2 ** 20:.1f} MiB vs "
                  f"PPO's {g['ppo_bytes'] / 2 ** 20:.1f} MiB"))

@@ -38,10 +38,9 @@ from .config import config_dict, config_hash, positive, require
 from .evaluation import evaluate_policy
 from .generation import sample_texts
 from .pipeline import RunConfig, load_or_train_base, load_or_train_ppo, load_or_train_rm, \
-    load_or_train_sft, stage_keys
-from .sequences import Batch, encode_pairs, position_ids
+    load_or_train_sft, stage_keys, train_runs
+from .sequences import Batch, encode_pairs
 from .sft import heldout_loss
-from .sweep import _train_all                      # the β sweep's parallel trainer
 
 __all__ = ["capability", "TaxStudyConfig", "alignment_tax_study", "tax_runs", "tax_row", "HELDOUT_TEXT_SEED",
            "TAX_BETAS", "TAX_PTX_COEFS"]
@@ -80,9 +79,7 @@ def _text_nll(model, data: Batch, groups: dict[str, torch.Tensor], batch_size: i
     for start in range(0, len(data.input_ids), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data.input_ids)))
         batch = data.rows(idx).to(device)
-        with models.autocast(device):
-            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                           position_ids=position_ids(batch.attention_mask)).logits.float()
+        logits = models.forward_logits(model, batch.input_ids, batch.attention_mask)
         for name, member in groups.items():
             keep = member[idx].to(device)
             if not bool(keep.any()):
@@ -215,7 +212,7 @@ def alignment_tax_study(run: RunConfig = RunConfig(), betas=TAX_BETAS, ptx_coefs
     runs = tax_runs(run, cfg)
     load_or_train_rm(run, root)                    # upstream stages once, before any worker
     order = sorted(range(len(runs)), key=lambda i: -runs[i].ppo.ptx_coef)   # slowest (ptx) first
-    trained = _train_all([runs[i] for i in order], root, jobs)
+    trained = train_runs([("ppo", runs[i]) for i in order], root, jobs)
     seconds = [trained[order.index(i)] for i in range(len(runs))]
     key = config_hash(cfg, stage_keys(run)["rm"], *(stage_keys(r)["ppo"] for r in runs))
     result = cached("alignment_tax", key, lambda: _measure(run, cfg, runs, root),

@@ -39,7 +39,7 @@ from .config import positive, require
 from .evaluation import evaluate_policy
 from .losses import response_logprob
 from .reward_model import PreferenceData
-from .sequences import Batch, encode_pairs, position_ids
+from .sequences import Batch, encode_pairs
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["DPOConfig", "train_dpo", "sequence_logprob", "reference_logprobs", "policy_point",
@@ -87,10 +87,8 @@ def sequence_logprob(model, batch: Batch) -> torch.Tensor:
     ``response_mask`` live in :func:`rlhf_lab.losses.response_logprob`; prompt and padding
     tokens never count, so padding a row differently changes nothing.
     """
-    with models.autocast(batch.input_ids.device):
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       position_ids=position_ids(batch.attention_mask)).logits   # (B, T, V)
-    return response_logprob(logits.float(), batch.input_ids, batch.response_mask)
+    logits = models.forward_logits(model, batch.input_ids, batch.attention_mask)    # (B, T, V)
+    return response_logprob(logits, batch.input_ids, batch.response_mask)
 
 
 @torch.no_grad()

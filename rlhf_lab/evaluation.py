@@ -13,8 +13,8 @@ import torch
 
 from . import models, world
 from .generation import sample_responses
-from .masking import gather_logprobs, masked_sum
-from .sequences import decode_responses, encode_prompts, position_ids
+from .masking import masked_sum, response_logprobs
+from .sequences import decode_responses, encode_prompts
 
 __all__ = ["evaluate_policy", "sequence_logprobs"]
 
@@ -24,11 +24,8 @@ def sequence_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tens
                       prompt_len: int, response_mask: torch.Tensor) -> torch.Tensor:
     """log pi(y|x) of each row's response (columns ``prompt_len:``), summed over the kept
     tokens of ``response_mask`` (B, R): (B,)."""
-    with models.autocast(input_ids.device):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids(attention_mask)).logits.float()
-    logp = gather_logprobs(logits, input_ids)[:, prompt_len - 1:]                   # (B, R)
-    return masked_sum(logp, response_mask, dim=-1)
+    logits = models.forward_logits(model, input_ids, attention_mask)                # (B, P+R, V)
+    return masked_sum(response_logprobs(logits, input_ids, prompt_len), response_mask, dim=-1)
 
 
 @torch.no_grad()
@@ -68,9 +65,7 @@ def evaluate_policy(policy, reference, tokenizer=None, reward_model=None, n_per_
         ended += response.eq(tokenizer.eos_token_id).any(-1).cpu().tolist()
         if reward_model is not None:
             reward_model.eval()
-            with models.autocast(device):
-                out = reward_model(input_ids=ids, attention_mask=am, position_ids=position_ids(am))
-            proxies += out.logits[:, 0].float().cpu().tolist()
+            proxies += models.forward_logits(reward_model, ids, am)[:, 0].cpu().tolist()
     return {"gold": statistics.fmean(golds), "gold_std": statistics.pstdev(golds),
             "proxy": statistics.fmean(proxies) if proxies else None,
             "kl": statistics.fmean(kls), "length": statistics.fmean(lengths),

@@ -10,7 +10,7 @@ import torch
 
 from .sequences import decode_responses, encode_prompts, position_ids, response_mask_from
 
-__all__ = ["sample_responses", "sample_texts"]
+__all__ = ["sample_responses", "sample_responses_pruned", "sample_texts"]
 
 
 @torch.no_grad()
@@ -53,6 +53,43 @@ def sample_responses(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
         next_pos = next_pos + 1
     response_ids = torch.stack(tokens, dim=1)                             # (B, R)
     return response_ids, response_mask_from(response_ids, eos_id)
+
+
+@torch.no_grad()
+def sample_responses_pruned(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_id: int, pad_id: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """:func:`sample_responses` for large pools (best-of-n): rows that have ended leave the batch.
+
+    Replies of the world average ~10 of 24 tokens, so dropping the finished rows (and their KV
+    cache) whenever a fifth of the batch has ended halves the work. The random draws differ from
+    :func:`sample_responses`' (the batch shrinks), so the two samplers give different, equally
+    distributed samples for one seed. Temperature 1. Returns response ids (B, max_new_tokens),
+    ``pad_id`` after each ``eos_id``.
+    """
+    attention_mask = prompt_mask.long()
+    pos = position_ids(attention_mask)
+    out = model(input_ids=prompt_ids, attention_mask=attention_mask, position_ids=pos, use_cache=True)
+    next_pos = pos[:, -1:] + 1                                            # (B, 1)
+    response = torch.full((len(prompt_ids), max_new_tokens), pad_id, dtype=torch.long)
+    rows = torch.arange(len(prompt_ids))                                  # batch row -> output row
+    done = torch.zeros(len(rows), dtype=torch.bool)
+    for t in range(max_new_tokens):
+        probs = torch.softmax(out.logits[:, -1].float(), dim=-1)          # (B_live, V)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        response[rows, t] = torch.where(done, torch.full_like(token, pad_id), token)
+        done = done | (token == eos_id)
+        if t == max_new_tokens - 1 or bool(done.all()):
+            break
+        if int(done.sum()) > 0.2 * len(rows):                             # drop the ended rows
+            keep = (~done).nonzero().squeeze(-1)
+            rows, token, done = rows[keep], token[keep], done[keep]
+            attention_mask, next_pos = attention_mask[keep], next_pos[keep]
+            out.cache.batch_select_indices(keep)
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=attention_mask,
+                    position_ids=next_pos, cache=out.cache, use_cache=True)
+        next_pos = next_pos + 1
+    return response
 
 
 @torch.no_grad()

@@ -42,10 +42,10 @@ from tqdm.auto import tqdm
 
 from . import beyond_losses, memory, models, ppo, rl_losses, world
 from .config import non_negative, positive, require
-from .masking import entropy_from_logits, masked_mean
-from .ppo import PPOResult, Rollout, _logits, _response_logits, _step, _token_logprobs
+from .masking import entropy_from_logits, masked_mean, response_logits, response_logprobs
+from .models import forward_logits
+from .ppo import PPOResult, Rollout, clipped_step
 from .student import as_loss_and_stats, pluggable
-from .workers import in_processes
 
 __all__ = ["GRPOConfig", "train_grpo", "group_prompts", "score_groups", "grpo_update",
            "build_grpo_networks", "held_bytes", "seconds_per_iteration", "compare_grpo_ppo"]
@@ -118,17 +118,17 @@ def score_groups(rollout: Rollout, policy, reference, reward_model, cfg: GRPOCon
     """Step 2: old-policy and reference log-probs, entropy, gold and the reward (no critic)."""
     ids, am = rollout.input_ids, rollout.attention_mask
     P = ids.shape[1] - rollout.response_mask.shape[1]
-    logits = _logits(policy, ids, am)                                             # (B, P+R, V)
-    rollout.logp_old = _token_logprobs(logits, ids, P, cfg.temperature)           # (B, R)
-    rollout.entropy = entropy_from_logits(_response_logits(logits, P, cfg.temperature))
-    rollout.logp_ref = _token_logprobs(_logits(reference, ids, am), ids, P, cfg.temperature)
+    logits = forward_logits(policy, ids, am)                                             # (B, P+R, V)
+    rollout.logp_old = response_logprobs(logits, ids, P, cfg.temperature)           # (B, R)
+    rollout.entropy = entropy_from_logits(response_logits(logits, P, cfg.temperature))
+    rollout.logp_ref = response_logprobs(forward_logits(reference, ids, am), ids, P, cfg.temperature)
     if rollout.texts is not None:
         rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts),
                                     device=ids.device)
     if cfg.reward == "gold":
         rollout.scores = rollout.gold.clone()
     else:
-        rollout.scores = _logits(reward_model, ids, am)[:, 0]                     # (B,)
+        rollout.scores = forward_logits(reward_model, ids, am)[:, 0]                     # (B,)
 
 
 def grpo_update(rollout: Rollout, adv, policy, optimizer, cfg: GRPOConfig, loss_fn,
@@ -142,13 +142,13 @@ def grpo_update(rollout: Rollout, adv, policy, optimizer, cfg: GRPOConfig, loss_
     for _ in range(cfg.epochs):
         for idx in torch.randperm(cfg.rollouts, generator=generator).split(cfg.minibatch_size):
             ids, am = rollout.input_ids[idx], rollout.attention_mask[idx]
-            logp = _token_logprobs(_logits(policy, ids, am), ids, P, cfg.temperature)   # (b, R)
+            logp = response_logprobs(forward_logits(policy, ids, am), ids, P, cfg.temperature)   # (b, R)
             loss, stats = as_loss_and_stats(
                 loss_fn(logp, rollout.logp_old[idx], rollout.logp_ref[idx], adv[idx],
                         rollout.response_mask[idx], cfg.clip_eps, cfg.beta))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the GRPO loss became {loss.item()}")
-            _step(optimizer, loss, policy, cfg.max_grad_norm)
+            clipped_step(optimizer, loss, policy, cfg.max_grad_norm)
             stats.setdefault("loss", loss.item())
             for k, v in stats.items():
                 if isinstance(v, (int, float)):
@@ -306,28 +306,6 @@ def seconds_per_iteration(cfg, sft_model, reward_model, iterations: int) -> floa
     return sum(h["t_total"] for h in result.history) / len(result.history)
 
 
-def _train_one(stage: str, run, root, threads: int | None = None) -> None:
-    """Train (or load) one PPO or GRPO run of the pipeline (``threads``: set in a worker)."""
-    from . import pipeline                  # pipeline imports this module: import it late
-    if threads is not None:
-        torch.set_num_threads(threads)
-    (pipeline.load_or_train_ppo if stage == "ppo" else pipeline.load_or_train_grpo)(run, root)
-
-
-def _train_all(tasks: list[tuple[str, object]], root, jobs: int) -> None:
-    """Train the missing runs, ``jobs`` at a time in single-threaded processes (as
-    :func:`rlhf_lab.sweep.beta_sweep` does)."""
-    from . import pipeline
-    from .artifacts import is_cached
-    todo = [(stage, run) for stage, run in tasks
-            if not is_cached(stage, pipeline.stage_keys(run)[stage], root)]
-    if jobs <= 1 or len(todo) <= 1:
-        for stage, run in todo:
-            _train_one(stage, run, root)
-        return
-    in_processes(_train_one, [(stage, run, root) for stage, run in todo], jobs, "GRPO/PPO runs")
-
-
 def compare_grpo_ppo(run=None, betas=(0.03, 0.1), root=None, jobs: int | None = None,
                      iterations: int | None = 12, timed_iterations: int = 1,
                      n_per_prompt: int = 8, grpo_betas=None) -> list[dict]:
@@ -362,7 +340,7 @@ def compare_grpo_ppo(run=None, betas=(0.03, 0.1), root=None, jobs: int | None = 
     ppo_runs = {b: run.with_ppo(beta=b) for b in betas}
     sft = pipeline.load_or_train_sft(run, root).model
     rm = pipeline.load_or_train_rm(run, root).model      # upstream stages once, before any worker
-    _train_all([("ppo", r) for r in ppo_runs.values()] + [("grpo", r) for r in grpo_runs.values()],
+    pipeline.train_runs([("ppo", r) for r in ppo_runs.values()] + [("grpo", r) for r in grpo_runs.values()],
                root, jobs)
     n_params = models.count_parameters(sft)
     rows = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gather_logprobs", "masked_sum", "masked_mean", "masked_var", "masked_whiten",
+__all__ = ["gather_logprobs", "response_logprobs", "response_logits", "masked_sum", "masked_mean", "masked_var", "masked_whiten",
            "entropy_from_logits", "check_mask"]
 
 
@@ -45,6 +45,20 @@ def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
                          f"{tuple(logits.shape)} and tokens {tuple(tokens.shape)}")
     logp_all = F.log_softmax(logits[:, :-1].float(), dim=-1)             # (B, T-1, V)
     return logp_all.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+
+
+def response_logprobs(logits: torch.Tensor, tokens: torch.Tensor, prompt_len: int,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """``log π(y_t | s_t)`` of the response tokens (columns ``prompt_len:`` of ``tokens``) at a
+    sampling temperature: (B, R). Response token j is scored by the logits at ``prompt_len - 1 + j``
+    (:func:`gather_logprobs` does the shift)."""
+    return gather_logprobs(logits / temperature, tokens)[:, prompt_len - 1:]
+
+
+def response_logits(logits: torch.Tensor, prompt_len: int, temperature: float = 1.0) -> torch.Tensor:
+    """The logits (B, P+R, V) that score the response tokens, at a sampling temperature:
+    (B, R, V), position ``prompt_len - 1 + j`` for response token j."""
+    return logits[:, prompt_len - 1:-1] / temperature
 
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:

@@ -28,10 +28,11 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
                           PreTrainedTokenizerFast)
 
 from . import world
+from .sequences import position_ids
 
 __all__ = ["PRESETS", "PRESET_BATCH_SIZES", "world_tokenizer", "bpe_tokenizer", "gpt2_config", "new_policy",
            "reward_model_from", "critic_from", "count_parameters", "load_policy", "load_pretrained",
-           "pick_device", "autocast"]
+           "pick_device", "autocast", "forward_logits"]
 
 # Shapes of the presets. Dropout is off everywhere: RL needs the same log-probs from the same
 # weights, and these models are far too small to overfit the synthetic world. New models use the
@@ -232,3 +233,17 @@ def autocast(device: str | torch.device):
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def forward_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """One forward pass of a policy, reward model or critic over left-padded rows: float32 logits,
+    (B, T, V) for a language model and (B, T, 1) / (B, 1) for a token / sequence scorer.
+
+    Positions count real tokens only (:func:`rlhf_lab.sequences.position_ids`), so padding a row
+    differently changes nothing; bf16 autocast on a CUDA GPU (a CPU run is unchanged). Any module
+    that takes ``input_ids``, ``attention_mask`` and ``position_ids`` and returns ``.logits`` works.
+    """
+    with autocast(input_ids.device):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                       position_ids=position_ids(attention_mask)).logits
+    return logits.float()

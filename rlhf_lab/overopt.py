@@ -29,7 +29,8 @@ from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, non_negative, positive, require
 from .overopt_math import aggregate_ensemble, best_of_n_expected, fit_bon, kl_best_of_n
 from .pipeline import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys
-from .sequences import decode_responses, encode_pairs, encode_prompts, position_ids, response_mask_from
+from .generation import sample_responses_pruned
+from .sequences import decode_responses, encode_pairs, encode_prompts, response_mask_from
 
 __all__ = ["BestOfNConfig", "Pool", "sample_pool", "score_pool", "n_grid", "plugin_kl_best_of_n",
            "best_of_n_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse", "overoptimisation_study"]
@@ -100,41 +101,6 @@ class Pool:
     seconds: dict            # time spent sampling, decoding and computing gold
 
 
-@torch.no_grad()
-def _sample_ids(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_id: int, pad_id: int,
-                generator: torch.Generator) -> torch.Tensor:
-    """generation.sample_responses, except that rows which have ended leave the batch.
-
-    Replies average ~10 of 24 tokens, so dropping finished rows (and their KV cache) whenever a
-    fifth of the batch has ended halves the work. Returns response ids (B, max_new_tokens),
-    ``pad_id`` after each ``eos_id``.
-    """
-    attention_mask = prompt_mask.long()
-    pos = position_ids(attention_mask)
-    out = model(input_ids=prompt_ids, attention_mask=attention_mask, position_ids=pos, use_cache=True)
-    next_pos = pos[:, -1:] + 1                                            # (B, 1)
-    response = torch.full((len(prompt_ids), max_new_tokens), pad_id, dtype=torch.long)
-    rows = torch.arange(len(prompt_ids))                                  # batch row -> output row
-    done = torch.zeros(len(rows), dtype=torch.bool)
-    for t in range(max_new_tokens):
-        probs = torch.softmax(out.logits[:, -1].float(), dim=-1)          # (B_live, V)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        response[rows, t] = torch.where(done, torch.full_like(token, pad_id), token)
-        done = done | (token == eos_id)
-        if t == max_new_tokens - 1 or bool(done.all()):
-            break
-        if int(done.sum()) > 0.2 * len(rows):                             # drop the ended rows
-            keep = (~done).nonzero().squeeze(-1)
-            rows, token, done = rows[keep], token[keep], done[keep]
-            attention_mask, next_pos = attention_mask[keep], next_pos[keep]
-            out.cache.batch_select_indices(keep)
-        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
-        out = model(input_ids=token[:, None], attention_mask=attention_mask,
-                    position_ids=next_pos, cache=out.cache, use_cache=True)
-        next_pos = next_pos + 1
-    return response
-
-
 def sample_pool(policy, tokenizer, n_per_prompt: int, seed: int, max_new_tokens: int = 24,
                 batch_size: int = 8192) -> Pool:
     """m = ``n_per_prompt`` replies from ``policy`` to each of the 48 world prompts, with gold.
@@ -152,7 +118,7 @@ def sample_pool(policy, tokenizer, n_per_prompt: int, seed: int, max_new_tokens:
     owner = torch.arange(P).repeat_interleave(m)                          # (P*m,) prompt of each row
     generator = torch.Generator().manual_seed(seed)
     seconds, start = {}, time.perf_counter()
-    ids = torch.cat([_sample_ids(policy, prompt_ids[rows], prompt_mask[rows], max_new_tokens,
+    ids = torch.cat([sample_responses_pruned(policy, prompt_ids[rows], prompt_mask[rows], max_new_tokens,
                                  tokenizer.eos_token_id, tokenizer.pad_token_id, generator)
                      for rows in owner.split(batch_size)])                # (P*m, R)
     seconds["sampling"], start = time.perf_counter() - start, time.perf_counter()
@@ -198,9 +164,7 @@ def score_pool(rm, tokenizer, pool: Pool, batch_size: int = 4096) -> np.ndarray:
         ids, mask = batch.input_ids[idx, :width], batch.attention_mask[idx, :width]
         for j, model in enumerate(rms):
             model.eval()
-            out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
-                        use_cache=False)
-            scores[j, idx] = out.logits[:, 0].float()
+            scores[j, idx] = models.forward_logits(model, ids, mask)[:, 0]
     per_sample = scores.numpy().astype(np.float64)[:, pool.index]         # (M, P, m)
     return per_sample if isinstance(rm, (list, tuple)) else per_sample[0]
 

@@ -441,7 +441,39 @@ def ppo_gao_curve(history: list[dict], fit: tuple[float, float] | None = None,
     return gold_vs_proxy_over_training(history, title, fit)
 
 
-__all__ += ["ppo_gao_curve"]
+def ppo_gao_curves(study: dict):
+    """Gao et al. (2023) for PPO, one colour per proxy size (``study`` from
+    :func:`rlhf_lab.ppo_gao.ppo_gao_study`): gold gain (solid), its fit d(α − β log d) (dotted)
+    and proxy gain (dashed, lighter) against d = sqrt(KL) along training; a star marks each
+    run's observed gold peak."""
+    from matplotlib.lines import Line2D
+    proxies = study["proxies"]
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    for p, color in zip(proxies, _size_colors(len(proxies))):
+        curve, acc = p["curve"], p["reward_model"].get("accuracy")
+        label = f"RM on {p['n_pairs']} pairs" + ("" if acc is None else f" (acc. {acc:.2f})")
+        ax.plot(curve["d"], curve["gold_gain"], color=color, lw=1.4, marker="o", ms=2.5, label=label)
+        ax.plot(curve["d"], curve["proxy_gain"], color=color, lw=1.1, ls="--", alpha=0.45)
+        if p["fit"] is not None:
+            grid = np.linspace(1e-3, max(curve["d"]), 200)
+            ax.plot(grid, grid * (p["fit"]["alpha"] - p["fit"]["beta"] * np.log(grid)),
+                    color=color, lw=2, ls=":")
+        ax.plot([p["peak"]["d"]], [p["peak"]["gold_gain"]], "*", color=color, ms=14, mec="k", mew=0.8)
+    ax.axhline(0, color="#999999", lw=0.8)
+    styles = [Line2D([], [], color="k", lw=1.4, label="gold gain"),
+              Line2D([], [], color="k", lw=2, ls=":", label="fit d(α − β log d)"),
+              Line2D([], [], color="k", lw=1.1, ls="--", alpha=0.45, label="proxy gain"),
+              Line2D([], [], color="w", marker="*", ms=12, mfc="#777777", mec="k",
+                     label="observed gold peak")]
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
+              loc="upper left")
+    ax.set(title=f"PPO at β = {study['config']['beta']:g} against proxies of each size",
+           xlabel="d = sqrt(KL(π‖π_ref))", ylabel="gain over the SFT policy (iteration 0)")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["ppo_gao_curve", "ppo_gao_curves"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import copy
 import random
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import beyond_losses, datasets, models, rl_losses, world
 from .config import LATER, in_unit_interval, non_negative, positive, require
 from .generation import sample_responses
-from .masking import entropy_from_logits, gather_logprobs, masked_mean, masked_whiten
+from .masking import entropy_from_logits, masked_mean, masked_whiten, response_logits, response_logprobs
 from .sequences import Batch, decode_responses, encode_pairs, encode_prompts, position_ids
 from .student import as_loss_and_stats, pluggable
 
@@ -187,27 +187,6 @@ def adaptive_beta(beta: float, kl: float, kl_target: float, horizon: int, n_resp
     return beta * (1.0 + error * n_responses / horizon)
 
 
-def _response_logits(logits: torch.Tensor, prompt_len: int, temperature: float) -> torch.Tensor:
-    """Logits (B, P+R, V) -> the ones that score the response tokens, with the sampling
-    temperature. Position t predicts token t+1, so response token j is scored at P-1+j."""
-    return logits[:, prompt_len - 1:-1] / temperature                                  # (B, R, V)
-
-
-def _token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_len: int,
-                    temperature: float) -> torch.Tensor:
-    """log π(y_t | s_t) of the response tokens, (B, R): the shift lives in gather_logprobs."""
-    return gather_logprobs(logits / temperature, input_ids)[:, prompt_len - 1:]
-
-
-def _logits(model, input_ids, attention_mask) -> torch.Tensor:
-    """A forward pass: float32 logits, (B, T, V) for a language model and (B, T, 1) for a
-    critic (bf16 autocast inside on a CUDA GPU; nothing changes on a CPU)."""
-    with models.autocast(input_ids.device):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids(attention_mask)).logits
-    return logits.float()
-
-
 @torch.no_grad()
 def generate_rollout(policy, tokenizer, prompts, cfg: PPOConfig, generator) -> Rollout:
     """Step 1: sample one response per prompt; stop at <eos> and mask everything after it."""
@@ -232,11 +211,12 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     if isinstance(policy, PolicyWithValueHead):
         logits, values = policy(ids, am, position_ids(am))
     else:
-        logits = _logits(policy, ids, am)
-        values = _logits(critic, ids, am)[..., 0]                                   # (B, P+R)
-    rollout.logp_old = _token_logprobs(logits, ids, P, cfg.temperature)             # (B, R)
-    rollout.entropy = entropy_from_logits(_response_logits(logits, P, cfg.temperature))
-    rollout.logp_ref = _token_logprobs(_logits(reference, ids, am), ids, P, cfg.temperature)
+        logits = models.forward_logits(policy, ids, am)
+        values = models.forward_logits(critic, ids, am)[..., 0]                       # (B, P+R)
+    rollout.logp_old = response_logprobs(logits, ids, P, cfg.temperature)             # (B, R)
+    rollout.entropy = entropy_from_logits(response_logits(logits, P, cfg.temperature))
+    ref_logits = models.forward_logits(reference, ids, am)
+    rollout.logp_ref = response_logprobs(ref_logits, ids, P, cfg.temperature)
     rollout.values = values[:, P - 1:-1].float()                # V(s_t) is read where y_t is predicted
     if rollout.texts is not None:                               # the world's prompts: monitor gold
         rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts),
@@ -244,7 +224,7 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     if cfg.reward == "gold":
         scores = rollout.gold.clone()
     else:
-        scores = _logits(reward_model, ids, am)[:, 0]
+        scores = models.forward_logits(reward_model, ids, am)[:, 0]
     lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
     ended = rollout.input_ids[:, P:].eq(lm.config.eos_token_id).any(-1)
     rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
@@ -276,7 +256,7 @@ def ptx_policy_loss(pg_loss, lm, ptx_text: PretrainingText, cfg: PPOConfig,
     """PPO-ptx: ``L = L_PPO + γ NLL_pretrain`` on a fresh batch of web text. Returns the loss and
     ``ptx_nll`` (the batch's NLL, recomputed here so the log never depends on a student's stats)."""
     batch = ptx_text.sample(cfg.ptx_batch_size, next(lm.parameters()).device)
-    logits_ptx = _logits(lm, batch.input_ids, batch.attention_mask)                  # (B, T, V)
+    logits_ptx = models.forward_logits(lm, batch.input_ids, batch.attention_mask)     # (B, T, V)
     loss, _ = as_loss_and_stats(losses.ppo_ptx_loss(pg_loss, logits_ptx, batch.input_ids,
                                                     batch.attention_mask, cfg.ptx_coef))
     with torch.no_grad():
@@ -300,9 +280,9 @@ def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: 
             if isinstance(policy, PolicyWithValueHead):
                 logits, values = policy(ids, am, position_ids(am))
             else:
-                logits = _logits(policy, ids, am)
-                values = _logits(critic, ids, am)[..., 0]
-            logp = _token_logprobs(logits, ids, P, cfg.temperature)
+                logits = models.forward_logits(policy, ids, am)
+                values = models.forward_logits(critic, ids, am)[..., 0]
+            logp = response_logprobs(logits, ids, P, cfg.temperature)
             pg_loss, pg_stats = as_loss_and_stats(
                 losses.ppo_clip_loss(logp, rollout.logp_old[idx], adv[idx], mask, cfg.clip_eps))
             vf_loss, vf_stats = as_loss_and_stats(
@@ -315,10 +295,11 @@ def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: 
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"the {name} became {loss.item()}")
             if critic is None:                      # one trunk: one combined step
-                _step(optimizers[0], policy_loss + cfg.vf_coef * vf_loss, policy, cfg.max_grad_norm)
+                clipped_step(optimizers[0], policy_loss + cfg.vf_coef * vf_loss, policy,
+                             cfg.max_grad_norm)
             else:
-                _step(optimizers[0], policy_loss, policy, cfg.max_grad_norm)
-                _step(optimizers[1], vf_loss, critic, cfg.max_grad_norm)
+                clipped_step(optimizers[0], policy_loss, policy, cfg.max_grad_norm)
+                clipped_step(optimizers[1], vf_loss, critic, cfg.max_grad_norm)
             for k, v in {**pg_stats, **vf_stats, "pg_loss": pg_loss.item(), "vf_loss": vf_loss.item(),
                          **ptx_stats}.items():
                 if isinstance(v, (int, float)):
@@ -350,7 +331,8 @@ def ppo_step(rollout: Rollout, policy, reference, critic, reward_model, optimize
     return {**stats, "t_score": t1 - t0, "t_update": time.perf_counter() - t1}
 
 
-def _step(optimizer, loss, module, max_grad_norm) -> None:
+def clipped_step(optimizer, loss, module, max_grad_norm: float) -> None:
+    """Backward, clip the gradient norm of ``module`` to ``max_grad_norm``, one optimiser step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)

@@ -9,8 +9,9 @@ import numpy as np
 
 from . import alignment_tax, dpo, feedback, iterative, memory, overopt, plots, sweep, theory
 from .overopt_math import fit_rl
+from .ppo_gao import ppo_gao_study
 from .pipeline import (RunConfig, load_or_train_base, load_or_train_dpo, load_or_train_grpo,
-                       load_or_train_ppo, load_or_train_rm, load_or_train_sft)
+                       load_or_train_ppo, load_or_train_rm, load_or_train_sft, reward_model_scaling)
 
 __all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section", "beyond_section",
            "BEYOND_GRPO", "BEYOND_ARMS", "RM_PAIR_GRID",
@@ -31,10 +32,12 @@ def _timed(fn, *args, **kwargs):
 
 
 def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_PAIR_GRID,
-                 betas=PPO_BETAS, bon: dict | None = None, sweep_options: dict | None = None,
-                 beyond: dict | None = None) -> Path:
+                 rm_heldout: int = 5000, betas=PPO_BETAS, bon: dict | None = None,
+                 sweep_options: dict | None = None, beyond: dict | None = None) -> Path:
     """Train (or load from the cache) every stage, save figures and ``summary.md``; return its path.
 
+    ``rm_pairs``: the reward models' sizes, all measured on ``rm_heldout`` shared held-out pairs
+    (:func:`rlhf_lab.pipeline.reward_model_scaling`);
     ``bon``: keyword arguments of :func:`rlhf_lab.overopt.overoptimisation_study`;
     ``sweep_options``: of :func:`rlhf_lab.sweep.beta_sweep` (both default to the course's);
     ``beyond``: of :func:`beyond_section` (notebook 07's studies)."""
@@ -59,20 +62,19 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     plots.save(plots.gold_histograms({"base": base.metrics["gold_samples"],
                                       "sft": sft.metrics["gold_samples"]}), out / "sft_gold.png")
 
-    rows = []
-    for n_pairs in rm_pairs:
-        rm, t_rm = _timed(load_or_train_rm, run.with_rm(n_pairs=n_pairs))
-        rows.append({"n_pairs": n_pairs, "seconds": t_rm, **{k: v for k, v in rm.metrics.items()
-                                                             if k not in ("history", "calibration")}})
-        if n_pairs == run.rm.n_pairs:
-            plots.save(plots.calibration(rm.metrics["calibration"]), out / "rm_calibration.png")
+    rows = reward_model_scaling(run, tuple(rm_pairs), rm_heldout)
+    plots.save(plots.calibration(load_or_train_rm(run).metrics["calibration"]), out / "rm_calibration.png")
     plots.save(plots.rm_accuracy_vs_pairs(rows), out / "rm_accuracy.png")
-    lines += ["", "## Stage 2: reward models (held-out pairs from the SFT policy)", "",
-              "| pairs | time (s) | accuracy | Bayes ceiling | gap | gold-order accuracy | corr. with gold |",
-              "|---|---|---|---|---|---|---|"]
+    n_heldout = rows[0]["n_heldout"]
+    lines += ["", f"## Stage 2: reward models ({n_heldout} shared held-out pairs from the SFT policy)", "",
+              "| pairs | time (s) | accuracy | Bayes ceiling | gap | gold-order accuracy | corr. with gold "
+              "| accuracy on its own 1000 pairs |",
+              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['n_pairs']} | {r['seconds']:.1f} | {r['accuracy']:.3f} | {r['bayes_ceiling']:.3f} "
               f"| {r['bayes_ceiling'] - r['accuracy']:.3f} | {r['gold_order_accuracy']:.3f} "
-              f"| {r['gold_correlation']:.3f} |" for r in rows]
+              f"| {r['gold_correlation']:.3f} | {r['accuracy_own']:.3f} |" for r in rows]
+    se = (rows[-1]["accuracy"] * (1 - rows[-1]["accuracy"]) / n_heldout) ** 0.5
+    lines += ["", f"Standard error of each accuracy ≈ {se:.3f} ({n_heldout} pairs; ≈ 0.016 on 1000)."]
     lines += ppo_section(run, out, betas)
     lines += sweep_section(run, out, betas, **(sweep_options or {}))
     lines += overopt_section(run, out, min(betas), **(bon or {}))
@@ -137,7 +139,8 @@ def sweep_section(run: RunConfig, out: Path, betas=PPO_BETAS, **options) -> list
 
 def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options) -> list[str]:
     """Best-of-n against proxies of several sizes (Gao curves, fits), the ensemble, the gold-free
-    peak detector, and Gao's R_RL fit of the PPO run at ``ppo_beta``."""
+    peak detector, Gao's R_RL fit of the PPO run at ``ppo_beta``, and of PPO at ``ppo_beta``
+    against each proxy size of the best-of-n grid (:func:`rlhf_lab.ppo_gao.ppo_gao_study`)."""
     study = overopt.overoptimisation_study(run, **study_options)
     plots.save(plots.bon_gao_curves(study), out / "bon_gao_curves.png")
     plots.save(plots.bon_ensemble(study), out / "bon_ensemble.png")
@@ -184,6 +187,18 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
     lines += ["", f"PPO at β = {ppo_beta:g}, Gao's R_RL(d) = d(α − β log d) fit to the gold gain: "
                   f"α = {fit.alpha:.3f}, β = {fit.beta:.3f}, {peak}; the gold gain observed at its "
                   f"best is {gain.max():.3f} at KL {history[int(gain.argmax())]['kl']:.2f}."]
+    gao = ppo_gao_study(run, pairs_grid=tuple(study["config"]["pairs_grid"]), beta=ppo_beta)
+    plots.save(plots.ppo_gao_curves(gao), out / "ppo_gao_curves.png")
+    lines += ["", f"PPO at β = {ppo_beta:g} against each proxy size (gold gain over iteration 0):", ""]
+    for p in gao["proxies"]:
+        fit = p["fit"]
+        shape = ("too few points to fit" if fit is None else
+                 f"fit α = {fit['alpha']:.3f}, β = {fit['beta']:.3f}, " +
+                 ("never turns down" if not np.isfinite(fit["kl_peak"]) else
+                  f"peak at KL ≈ {fit['kl_peak']:.2f}"))
+        lines.append(f"- proxy on {p['n_pairs']} pairs: gold peak {p['peak']['gold_gain']:+.3f} at KL "
+                     f"{p['peak']['kl']:.2f} (iteration {p['peak']['iteration']}), final "
+                     f"{p['final']['gold_gain']:+.3f} at KL {p['final']['kl']:.2f}; {shape}")
     return lines
 
 

@@ -21,7 +21,7 @@ from . import models, world
 from .config import positive, require
 from .generation import sample_texts
 from .losses import bradley_terry_loss
-from .sequences import encode_pairs, position_ids
+from .sequences import encode_pairs
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["RewardConfig", "PreferenceData", "sample_preferences", "score_texts", "train_reward_model",
@@ -89,10 +89,7 @@ def sample_preferences(policy, tokenizer, n_pairs: int, seed: int,
 
 def _rewards(rm, batch) -> torch.Tensor:
     """r_phi for each row of an encoded batch, read at the last non-pad token: (B,)."""
-    with models.autocast(batch.input_ids.device):
-        out = rm(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                 position_ids=position_ids(batch.attention_mask))
-    return out.logits[:, 0].float()
+    return models.forward_logits(rm, batch.input_ids, batch.attention_mask)[:, 0]
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from . import datasets, models, world
 from .config import positive, require
 from .generation import sample_texts
 from .losses import sft_loss
-from .sequences import Batch, encode_pairs, position_ids
+from .sequences import Batch, encode_pairs
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["PretrainConfig", "SFTConfig", "train_next_token", "pretrain", "train_sft",
@@ -78,14 +78,6 @@ def _lr_at(step: int, steps: int, lr: float) -> float:
     return lr * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
 
 
-def _forward_logits(model, batch: Batch) -> torch.Tensor:
-    """Logits (B, T, V) in float32 (bf16 autocast inside on a CUDA GPU; nothing changes on a CPU)."""
-    with models.autocast(batch.input_ids.device):
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                       position_ids=position_ids(batch.attention_mask)).logits
-    return logits.float()
-
-
 def _rows(batch: Batch, idx: torch.Tensor, loss_mask: torch.Tensor,
           device: torch.device) -> tuple[Batch, torch.Tensor]:
     """The rows ``idx`` of a data set and of its loss mask, cut to their longest sequence, on
@@ -112,7 +104,7 @@ def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, ba
         batch, mask = _rows(data, idx, loss_mask, device)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr)
-        loss, stats = as_loss_and_stats(loss_fn(_forward_logits(model, batch), batch.input_ids, mask))
+        loss, stats = as_loss_and_stats(loss_fn(models.forward_logits(model, batch.input_ids, batch.attention_mask), batch.input_ids, mask))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -134,7 +126,7 @@ def heldout_loss(model, data: Batch, batch_size: int = 256) -> float:
     for start in range(0, len(data.input_ids), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data.input_ids)))
         batch, mask = _rows(data, idx, data.response_mask, device)
-        loss, stats = sft_loss(_forward_logits(model, batch), batch.input_ids, mask)
+        loss, stats = sft_loss(models.forward_logits(model, batch.input_ids, batch.attention_mask), batch.input_ids, mask)
         total += loss.item() * stats["tokens"]
         tokens += stats["tokens"]
     return total / max(tokens, 1)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import warnings
 from dataclasses import dataclass
 
@@ -27,11 +26,11 @@ import numpy as np
 import torch
 
 from . import models, theory
-from .artifacts import cached, is_cached, read_json, write_json
+from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
 from .overopt import sample_pool, score_pool
-from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys
-from .workers import in_processes
+from .pipeline import (RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys,
+                       train_runs)
 
 __all__ = ["SweepConfig", "SWEEP_BETAS", "beta_sweep", "compare_with_optimum"]
 
@@ -58,26 +57,6 @@ class SweepConfig:
         positive(self, "n_samples", "tail", "min_ess", "frontier_points")
         require(len(self.betas) > 0 and all(b > 0 for b in self.betas), "betas",
                 f"must be a non-empty tuple of numbers > 0, got {self.betas!r}")
-
-
-def _train_one(run: RunConfig, root, threads: int | None = None) -> float:
-    """Train (or load) one PPO run; return its seconds. ``threads``: set in a worker process."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    start = time.perf_counter()
-    load_or_train_ppo(run, root)
-    return time.perf_counter() - start
-
-
-def _train_all(runs: list[RunConfig], root, jobs: int) -> list[float]:
-    """Each run's seconds. With ``jobs`` > 1 the missing runs train in ``jobs`` single-threaded
-    processes: the tiny models gain little from a second thread, a lot from a second process."""
-    todo = [r for r in runs if not is_cached("ppo", stage_keys(r)["ppo"], root)]
-    if jobs <= 1 or len(todo) <= 1:
-        return [_train_one(r, root) for r in runs]
-    seconds = in_processes(_train_one, [(r, root) for r in todo], jobs, "PPO runs")
-    trained = {id(r): s for r, s in zip(todo, seconds)}
-    return [trained.get(id(r), 0.0) for r in runs]
 
 
 def _final(history: list[dict], tail: int) -> dict:
@@ -109,7 +88,7 @@ def beta_sweep(run: RunConfig = RunConfig(), betas=SWEEP_BETAS, jobs: int | None
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
     require(isinstance(jobs, int) and jobs >= 1, "jobs", f"must be an int >= 1, got {jobs!r}")
     load_or_train_rm(run, root)                     # upstream stages once, before any worker
-    seconds = _train_all(runs, root, jobs)
+    seconds = train_runs([("ppo", r) for r in runs], root, jobs)
     key = config_hash(cfg, stage_keys(run)["rm"], *(stage_keys(r)["ppo"] for r in runs))
     result = cached("sweep", key, lambda: _analyse(run, cfg, runs, root),
                     lambda out, folder: write_json(folder / "results.json", out),

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rlhf_lab.losses import bradley_terry_loss, bt_probability, response_logprob, sft_loss
-from rlhf_lab.masking import gather_logprobs, masked_mean
+from rlhf_lab.masking import gather_logprobs, masked_mean, response_logits, response_logprobs
 
 
 def test_bt_loss_is_log2_at_equal_rewards():
@@ -84,6 +84,18 @@ def test_gather_logprobs_shift_and_masked_mean():
     assert out.shape == (1, 1) and out.item() == pytest.approx(-4.5399e-05, rel=1e-3)
     assert masked_mean(torch.tensor([[1.0, 2.0, float("nan")]]),
                        torch.tensor([[True, True, False]])).item() == 1.5
+
+
+def test_response_logprobs_score_each_reply_token_at_its_temperature():
+    torch.manual_seed(0)
+    logits, tokens, P = torch.randn(2, 5, 4), torch.randint(0, 4, (2, 5)), 2   # replies: columns 2..4
+    for T in (1.0, 0.5):
+        got = response_logprobs(logits, tokens, P, temperature=T)                  # (2, 3)
+        by_hand = torch.tensor([[torch.log_softmax(logits[b, P - 1 + j] / T, -1)[tokens[b, P + j]]
+                                 for j in range(3)] for b in range(2)])
+        assert got.shape == (2, 3) and torch.allclose(got, by_hand, atol=1e-6)
+        assert torch.equal(response_logits(logits, P, T), logits[:, P - 1:-1] / T)
+    assert torch.equal(response_logprobs(logits, tokens, P), gather_logprobs(logits, tokens)[:, P - 1:])
 
 
 def test_sft_loss_rejects_bad_masks():

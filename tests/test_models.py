@@ -52,6 +52,20 @@ def test_left_padding_changes_nothing(tok):
     assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_forward_logits_is_the_float32_forward_with_positions_of_real_tokens(tok):
+    model = models.new_policy("tiny", seed=3).eval()
+    ids, mask = encode_prompts(tok, [world.Prompt("review", "car"), world.Prompt("advise", "phone")])
+    with torch.no_grad():
+        got = models.forward_logits(model, ids, mask)
+        plain = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask)).logits
+    assert got.dtype == torch.float32 and torch.equal(got, plain.float())
+    padded_ids = torch.cat([torch.full((2, 2), tok.pad_token_id), ids], 1)
+    padded_mask = torch.cat([torch.zeros(2, 2, dtype=torch.long), mask], 1)
+    with torch.no_grad():
+        padded = models.forward_logits(model, padded_ids, padded_mask)
+    assert torch.allclose(padded[:, 2:][mask.bool()], got[mask.bool()], atol=1e-5)
+
+
 def test_reward_model_score_ignores_padding(tok):
     policy = models.new_policy("tiny", seed=1)
     rm = models.reward_model_from(policy, seed=2).eval()

@@ -10,7 +10,7 @@ import torch
 matplotlib.use("Agg")
 
 from rlhf_lab import overopt, pipeline, plots, world                                # noqa: E402
-from rlhf_lab.generation import sample_responses                                     # noqa: E402
+from rlhf_lab.generation import sample_responses, sample_responses_pruned  # noqa: E402
 from rlhf_lab.overopt_math import aggregate_ensemble, kl_best_of_n, kl_exact_best_of_n  # noqa: E402
 from rlhf_lab.pipeline import RunConfig                                              # noqa: E402
 from rlhf_lab.reward_model import RewardConfig, score_texts                          # noqa: E402
@@ -137,8 +137,8 @@ def test_pool_sampler_matches_the_reference_sampler_row_by_row(sft, tok):
         ids, mask = encode_prompts(tok, [prompt])
         ref, _ = sample_responses(sft, ids, mask, 24, tok.eos_token_id, tok.pad_token_id,
                                   generator=torch.Generator().manual_seed(seed))
-        got = overopt._sample_ids(sft, ids, mask, 24, tok.eos_token_id, tok.pad_token_id,
-                                  torch.Generator().manual_seed(seed))
+        got = sample_responses_pruned(sft, ids, mask, 24, tok.eos_token_id, tok.pad_token_id,
+                                      torch.Generator().manual_seed(seed))
         assert torch.equal(got[:, :ref.shape[1]], ref)
         assert bool((got[:, ref.shape[1]:] == tok.pad_token_id).all())
 

@@ -1,9 +1,7 @@
 """Smoke runs of the stages with small configs, the cache, and determinism."""
 import dataclasses
-import statistics
 
 import pytest
-import torch
 
 from rlhf_lab import artifacts, pipeline
 from rlhf_lab.pipeline import RunConfig
@@ -109,3 +107,24 @@ def test_a_student_run_is_cached_under_its_source(tmp_path):
     reference = pipeline.load_or_train_sft(SMALL, root=tmp_path)
     assert reference.path != first.path
     assert reference.metrics["history"] == first.metrics["history"]   # same math, same numbers
+
+
+def test_reward_model_scaling_measures_every_size_on_one_shared_set(tmp_path):
+    rows = pipeline.reward_model_scaling(SMALL, pair_counts=(64, 128), n_heldout=300, root=tmp_path)
+    assert [r["n_pairs"] for r in rows] == [64, 128] and all(r["n_heldout"] == 300 for r in rows)
+    assert rows[0]["bayes_ceiling"] == rows[1]["bayes_ceiling"]        # the same pairs for both
+    for r in rows:                                                     # own 128-pair set vs shared
+        own = pipeline.load_or_train_rm(SMALL.with_rm(n_pairs=r["n_pairs"]), root=tmp_path).metrics
+        assert r["accuracy_own"] == own["accuracy"]
+        correct = r["accuracy"] * 300                                  # a count of the 300 pairs
+        assert 0 <= r["accuracy"] <= 1 and abs(correct - round(correct)) < 1e-3
+    again = pipeline.reward_model_scaling(SMALL, pair_counts=(64, 128), n_heldout=300, root=tmp_path)
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]  # same seed, same set
+
+
+@pytest.mark.parametrize("kwargs, name", [({"pair_counts": ()}, "pair_counts"),
+                                          ({"pair_counts": (0,)}, "pair_counts"),
+                                          ({"n_heldout": 0}, "n_heldout")])
+def test_reward_model_scaling_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        pipeline.reward_model_scaling(SMALL, **kwargs)

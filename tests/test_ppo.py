@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from rlhf_lab import models, pipeline, world
-from rlhf_lab.ppo import (PPOConfig, PPOLosses, _token_logprobs, adaptive_beta, generate_rollout,
+from rlhf_lab.ppo import (PPOConfig, PPOLosses, adaptive_beta, generate_rollout,
                           score_rollout, train_ppo)
-from rlhf_lab.pipeline import RunConfig
 from rlhf_lab.rl_losses import ppo_clip_loss
 
 from test_pipeline import SMALL

@@ -25,13 +25,14 @@ BEYOND = dict(pair_counts=(50, 200),
 
 
 def test_pipeline_writes_summary_and_figures(tmp_path):
-    summary = run_pipeline(tmp_path, SMALL.with_ppo(**{**FAST, "iterations": 4}), rm_pairs=(128, 256), betas=(0.1, 0.01),
+    summary = run_pipeline(tmp_path, SMALL.with_ppo(**{**FAST, "iterations": 4}), rm_pairs=(128, 256), rm_heldout=200,
+                           betas=(0.1, 0.01),
                            bon=BON, sweep_options=SWEEP, beyond=BEYOND)
     text = summary.read_text()
     for heading in ("Stages 0-1", "Stage 2", "Stage 3", "The β sweep", "Overoptimisation",
                     "Beyond vanilla RLHF"):
         assert heading in text
-    assert "| 256 |" in text and "β=0.01" in text and "oracle" in text
+    assert "| 256 |" in text and "200 shared held-out pairs" in text and "β=0.01" in text and "oracle" in text
     assert "R_RL(d)" in text and "mean_minus_std" in text and "held-out RM" in text
     assert "| dpo |" in text and "| grpo |" in text and "Iterative RLHF" in text
     assert "arm missing_rule" in text and "judge constitution" in text
@@ -39,5 +40,6 @@ def test_pipeline_writes_summary_and_figures(tmp_path):
     assert figures == {"sft_loss.png", "sft_gold.png", "rm_accuracy.png", "rm_calibration.png",
                        "ppo_curves.png", "ppo_gold_vs_proxy.png", "beta_sweep.png",
                        "bon_gao_curves.png", "bon_ensemble.png", "bon_peak_detection.png",
-                       "ppo_gao_curve.png", "dpo_vs_boltzmann.png", "reward_kl_plane.png",
+                       "ppo_gao_curve.png", "ppo_gao_curves.png", "dpo_vs_boltzmann.png",
+                       "reward_kl_plane.png",
                        "alignment_tax.png", "iterative_rlhf.png", "ai_feedback.png"}

@@ -1,0 +1,174 @@
+"""PPO against proxy reward models of several sizes: Gao et al.'s R_RL curves, one per proxy.
+
+Gao, Schulman & Hilton (2023, "Scaling Laws for Reward Model Overoptimization", section 3) follow
+a PPO run by its checkpoints: at each one, d = sqrt(KL(π‖π_ref)) and the gold gain over the
+initial policy. For RL they found the gold gain follows
+
+    R_RL(d) = d(α − β log d),
+
+rising, peaking at d* = exp(α/β − 1) and falling, while the proxy gain keeps rising; a larger proxy
+reward model peaks later and higher. :mod:`rlhf_lab.overopt` draws the same picture for best-of-n;
+here every PPO iteration is one checkpoint (its rollouts give KL, gold and proxy), and
+:func:`ppo_gao_study`:
+
+1. trains (or loads) the reward model on each number of pairs of the grid, in this process;
+2. trains (or loads) PPO at a small β against each of them — ordinary pipeline artifacts, so the
+   run on ``run.rm.n_pairs`` pairs is the pipeline's own — a few at a time in worker processes;
+3. per proxy: the gains along training (:func:`gain_curve`), the R_RL fit (:func:`fit_curve`),
+   the observed gold peak and the final gain (:func:`observed_peak`).
+
+The summary is cached as ``ppo_gao-<key>``, ``key`` hashing the config and every PPO run's key.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .artifacts import cached, read_json, write_json
+from .config import config_dict, config_hash, positive, require
+from .overopt_math import fit_rl
+from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
+
+__all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "proxy_summary",
+           "ppo_gao_runs", "ppo_gao_study"]
+
+
+@dataclass(frozen=True)
+class PPOGaoConfig:
+    """The PPO overoptimisation study."""
+    pairs_grid: tuple = (500, 2000, 8000)
+    """Training pairs of the proxy reward models, one PPO run and one Gao curve each
+    (the best-of-n study's grid; typical 250-32000)."""
+    beta: float = 0.01
+    """β, the KL coefficient of every PPO run: small, so the policy travels far enough from
+    π_ref for the gold gain to turn down (typical 0.003-0.03)."""
+
+    def __post_init__(self):
+        grid = self.pairs_grid
+        require(isinstance(grid, tuple) and len(grid) > 0
+                and all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in grid)
+                and list(grid) == sorted(set(grid)), "pairs_grid",
+                f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
+        positive(self, "beta")
+
+
+# ----------------------------------------------------------------------------- one run's curve
+
+
+def gain_curve(history: list[dict]) -> dict:
+    """Gold and proxy gain along one PPO run, against d = sqrt(KL), relative to iteration 0.
+
+        d_t = sqrt(max(KL_t, 0)),  gold_gain_t = r*_t − r*_0,  proxy_gain_t = r_φ,t − r_φ,0,
+
+    where r*_t and r_φ,t are the mean gold utility and proxy reward of iteration t's rollouts and
+    KL_t their estimated KL(π_t‖π_ref) (an estimate, which can dip below 0: clipped for d).
+    Iteration 0's rollouts come from the initial (SFT) policy, so its gains are 0.
+
+    Args: history: the run's ``metrics["history"]``, one dict per iteration with keys
+    ``iteration``, ``kl``, ``gold``, ``proxy``.
+    Returns: a dict of lists: iteration, kl, d, gold_gain, proxy_gain.
+    Example: kl [0, 4, −0.1], gold [1, 3, 0.5] give d [0, 2, 0], gold_gain [0, 2, −0.5].
+    """
+    require(len(history) > 0, "history", "must hold at least one iteration")
+    gold0, proxy0 = history[0]["gold"], history[0]["proxy"]
+    return {"iteration": [int(h["iteration"]) for h in history],
+            "kl": [float(h["kl"]) for h in history],
+            "d": [math.sqrt(max(float(h["kl"]), 0.0)) for h in history],
+            "gold_gain": [float(h["gold"] - gold0) for h in history],
+            "proxy_gain": [float(h["proxy"] - proxy0) for h in history]}
+
+
+def fit_curve(curve: dict) -> dict | None:
+    """Gao's R_RL(d) = d(α − β log d) fitted to the gold gain of the points with d > 0
+    (:func:`rlhf_lab.overopt_math.fit_rl`; log 0 is undefined, and R_RL(0) = 0 anyway).
+
+    Returns alpha, beta, the predicted peak d_peak = exp(α/β − 1), kl_peak = d_peak² and
+    gain_peak = β·d_peak (each ``inf`` when the fit never turns down), and the number of points
+    fitted; ``None`` when fewer than 2 points have d > 0.
+    """
+    d, gain = np.asarray(curve["d"]), np.asarray(curve["gold_gain"])
+    keep = d > 0
+    if keep.sum() < 2:
+        return None
+    fit = fit_rl(d[keep], gain[keep])
+    return {"alpha": fit.alpha, "beta": fit.beta, "d_peak": fit.d_peak, "kl_peak": fit.kl_peak,
+            "gain_peak": fit.gain_peak, "points": int(keep.sum())}
+
+
+def observed_peak(curve: dict) -> dict:
+    """The iteration of the highest gold gain (the first, on ties), its KL, d and gains."""
+    i = int(np.argmax(curve["gold_gain"]))
+    return {key: curve[key][i] for key in ("iteration", "kl", "d", "gold_gain", "proxy_gain")}
+
+
+def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict) -> dict:
+    """Everything the study reports about the PPO run against one proxy reward model.
+
+    ``final`` is the last iteration; ``fall = final gold gain − peak gold gain`` (<= 0) says how
+    much of the peak was lost by running on.
+    """
+    curve = gain_curve(history)
+    peak = observed_peak(curve)
+    final = {key: curve[key][-1] for key in ("iteration", "kl", "d", "gold_gain", "proxy_gain")}
+    keep = ("accuracy", "bayes_ceiling", "gold_order_accuracy", "gold_correlation")
+    return {"n_pairs": n_pairs, "curve": curve, "fit": fit_curve(curve), "peak": peak,
+            "final": final, "fall": final["gold_gain"] - peak["gold_gain"],
+            "reward_model": {k: rm_metrics[k] for k in keep if k in rm_metrics}}
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def ppo_gao_runs(run: RunConfig, cfg: PPOGaoConfig) -> list[RunConfig]:
+    """One PPO run per proxy size: ``run`` with the RM on ``p`` pairs and PPO at ``cfg.beta``."""
+    return [run.with_rm(n_pairs=p).with_ppo(beta=cfg.beta) for p in cfg.pairs_grid]
+
+
+def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
+    """The cache key of the summary: the config and the key of every PPO run (which hash their
+    reward model's, SFT's and base model's keys in turn)."""
+    return config_hash(cfg, *(stage_keys(r)["ppo"] for r in ppo_gao_runs(run, cfg)))
+
+
+def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 2000, 8000), beta: float = 0.01,
+                  root=None, jobs: int | None = None) -> dict:
+    """PPO at ``beta`` against a proxy reward model of each size in ``pairs_grid``: the gold and
+    proxy gains along training against d = sqrt(KL), Gao's R_RL fit and the observed peak.
+
+    Returns a dict of plain lists and floats: ``config``, ``key`` and ``proxies`` (one
+    :func:`proxy_summary` per size, with the run's ``ppo_key`` and ``seconds`` of training, 0
+    when it was cached). ``jobs``: PPO runs trained at once in single-threaded worker processes
+    (default: 2 when the machine has 2 or more cores).
+    """
+    cfg = PPOGaoConfig(pairs_grid=tuple(pairs_grid), beta=beta)
+    jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
+    require(isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1, "jobs",
+            f"must be an int >= 1, got {jobs!r}")
+    runs = ppo_gao_runs(run, cfg)
+    # 1. reward models here, once, before any worker could train them twice
+    for r in runs:
+        load_or_train_rm(r, root)
+    # 2. the PPO runs that are not cached yet, `jobs` at a time
+    seconds = train_runs([("ppo", r) for r in runs], root, jobs)
+    # 3. curves, fits and peaks (cached: a rerun reads one JSON file)
+    key = study_key(run, cfg)
+    result = cached("ppo_gao", key, lambda: _summarise(cfg, runs, key, root),
+                    lambda out, folder: write_json(folder / "results.json", out),
+                    lambda folder: read_json(folder / "results.json"), root)
+    for row, s in zip(result["proxies"], seconds):
+        row["seconds"] = s
+    return result
+
+
+def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict:
+    proxies = []
+    for p, r in zip(cfg.pairs_grid, runs):
+        ppo = load_or_train_ppo(r, root)
+        rm = load_or_train_rm(r, root)
+        proxies.append({**proxy_summary(p, ppo.metrics["history"], rm.metrics),
+                        "ppo_key": ppo.key, "rm_key": rm.key})
+    return {"config": config_dict(cfg), "key": key,
+            "proxies": proxies}

@@ -1,0 +1,137 @@
+"""Gao et al.'s R_RL curves for PPO against proxy reward models of several sizes."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rlhf_lab import pipeline, plots  # noqa: E402
+from rlhf_lab.artifacts import is_cached  # noqa: E402
+from rlhf_lab.ppo_gao import (PPOGaoConfig, fit_curve, gain_curve, observed_peak,  # noqa: E402
+                              ppo_gao_study, proxy_summary, study_key)
+
+from test_pipeline import SMALL  # noqa: E402
+from test_ppo import FAST  # noqa: E402
+
+
+def _history(kl, gold, proxy):
+    return [{"iteration": t, "kl": k, "gold": g, "proxy": p}
+            for t, (k, g, p) in enumerate(zip(kl, gold, proxy))]
+
+
+def _rl_history(alpha, beta, ds, gold0=1.0):
+    """A history whose gold gain is exactly d(α − β log d) at each d (d = 0 first)."""
+    gain = [0.0] + [d * (alpha - beta * math.log(d)) for d in ds[1:]]
+    return _history([d * d for d in ds], [gold0 + g for g in gain], [0.5 + d for d in ds])
+
+
+def test_gain_curve_docstring_example():
+    curve = gain_curve(_history(kl=[0.0, 4.0, -0.1], gold=[1.0, 3.0, 0.5], proxy=[2.0, 2.5, 3.0]))
+    assert curve["iteration"] == [0, 1, 2]
+    assert curve["d"] == [0.0, 2.0, 0.0]                       # sqrt(max(KL, 0))
+    assert curve["gold_gain"] == [0.0, 2.0, -0.5]              # relative to iteration 0
+    assert curve["proxy_gain"] == [0.0, 0.5, 1.0]
+    assert curve["kl"] == [0.0, 4.0, -0.1]                     # the estimate itself is kept
+
+
+def test_fit_recovers_alpha_beta_and_the_peak_of_a_synthetic_r_rl_curve():
+    ds = [0.0] + list(np.linspace(0.2, 5.0, 25))
+    fit = fit_curve(gain_curve(_rl_history(1.0, 0.5, ds)))
+    assert fit["alpha"] == pytest.approx(1.0, abs=1e-9) and fit["beta"] == pytest.approx(0.5, abs=1e-9)
+    assert fit["points"] == 25                                 # the d = 0 point is left out
+    assert fit["d_peak"] == pytest.approx(math.e)              # exp(α/β − 1)
+    assert fit["kl_peak"] == pytest.approx(math.e ** 2)
+    assert fit["gain_peak"] == pytest.approx(0.5 * math.e)     # β d*
+
+
+def test_fit_without_a_downturn_and_with_too_few_points():
+    rising = fit_curve(gain_curve(_rl_history(1.0, -0.2, [0.0, 0.5, 1.0, 2.0])))
+    assert rising["beta"] < 0 and math.isinf(rising["d_peak"]) and math.isinf(rising["gain_peak"])
+    assert fit_curve(gain_curve(_history([0.0, 1.0], [0.0, 1.0], [0.0, 1.0]))) is None
+
+
+def test_observed_peak_final_and_fall():
+    history = _history(kl=[0.0, 1.0, 4.0, 9.0, 16.0], gold=[1.0, 1.5, 2.0, 2.0, 1.2],
+                       proxy=[0.0, 1.0, 2.0, 3.0, 4.0])
+    peak = observed_peak(gain_curve(history))
+    assert peak["iteration"] == 2 and peak["kl"] == 4.0 and peak["d"] == 2.0   # first of the tie
+    assert peak["gold_gain"] == 1.0 and peak["proxy_gain"] == 2.0
+    out = proxy_summary(500, history, {"accuracy": 0.7, "history": [1, 2]})
+    assert out["n_pairs"] == 500 and out["reward_model"] == {"accuracy": 0.7}
+    assert out["final"]["iteration"] == 4 and out["final"]["gold_gain"] == pytest.approx(0.2)
+    assert out["fall"] == pytest.approx(0.2 - 1.0)
+
+
+@pytest.mark.parametrize("kwargs,name", [(dict(pairs_grid=(2000, 500)), "pairs_grid"),
+                                         (dict(pairs_grid=(500, 500)), "pairs_grid"),
+                                         (dict(pairs_grid=()), "pairs_grid"),
+                                         (dict(pairs_grid=(0, 10)), "pairs_grid"),
+                                         (dict(pairs_grid=(1.5,)), "pairs_grid"),
+                                         (dict(beta=0.0), "beta"), (dict(beta=-0.01), "beta")])
+def test_bad_config_names_the_field(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        PPOGaoConfig(**kwargs)
+    with pytest.raises(ValueError, match=name):
+        ppo_gao_study(SMALL, **kwargs, jobs=1)
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5])
+def test_bad_jobs_is_refused_before_any_training(jobs, tmp_path):
+    with pytest.raises(ValueError, match="jobs"):
+        ppo_gao_study(SMALL, pairs_grid=(128,), jobs=jobs, root=tmp_path)
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def test_cache_key_follows_beta_the_grid_and_the_runs():
+    cfg = PPOGaoConfig(pairs_grid=(128, 256), beta=0.01)
+    key = study_key(SMALL, cfg)
+    assert study_key(SMALL, PPOGaoConfig(pairs_grid=(128, 256), beta=0.01)) == key
+    assert study_key(SMALL, PPOGaoConfig(pairs_grid=(128, 256), beta=0.02)) != key
+    assert study_key(SMALL, PPOGaoConfig(pairs_grid=(128, 512), beta=0.01)) != key
+    assert study_key(SMALL.with_ppo(lr=1e-4), cfg) != key
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ppo_gao")
+    run = SMALL.with_ppo(**{**FAST, "iterations": 4})
+    return run, root, ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1)
+
+
+def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
+    run, root, study = tiny_study
+    assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05}
+    assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
+    assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
+    # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β
+    own = pipeline.load_or_train_ppo(run.with_ppo(beta=0.05), root)
+    p256 = study["proxies"][1]
+    assert p256["ppo_key"] == own.key
+    history = own.metrics["history"]
+    assert p256["curve"]["gold_gain"] == pytest.approx([h["gold"] - history[0]["gold"]
+                                                        for h in history])
+    for p in study["proxies"]:
+        curve = p["curve"]
+        assert len(curve["iteration"]) == 4 and curve["gold_gain"][0] == 0.0
+        assert curve["proxy_gain"][0] == 0.0 and all(d >= 0 for d in curve["d"])
+        assert p["fit"] is None or p["fit"]["points"] == sum(d > 0 for d in curve["d"])
+        assert p["peak"]["gold_gain"] == max(curve["gold_gain"]) and p["fall"] <= 0
+        assert 0 <= p["reward_model"]["accuracy"] <= 1
+    assert is_cached("ppo_gao", study["key"], root)
+    again = ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1)
+    assert [p["seconds"] for p in again["proxies"]] == [0.0, 0.0]        # nothing retrained
+    assert [p["curve"] for p in again["proxies"]] == [p["curve"] for p in study["proxies"]]
+
+
+def test_figure_draws_every_proxy(tiny_study):
+    _, _, study = tiny_study
+    fig = plots.ppo_gao_curves(study)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("128 pairs" in t for t in texts) and any("256 pairs" in t for t in texts)
+    assert "observed gold peak" in texts
+    fits = sum(p["fit"] is not None for p in study["proxies"])
+    assert len(ax.lines) == 3 * len(study["proxies"]) + fits + 1      # gold, proxy, star; fits; zero
