@@ -41,7 +41,7 @@ AGGREGATES = ("mean", "min", "mean_minus_std")
 @dataclass(frozen=True)
 class BestOfNConfig:
     """The best-of-n overoptimisation study."""
-    pairs_grid: tuple = (500, 2000, 8000)
+    pairs_grid: tuple = (500, 4000, 16000)
     """Training pairs of the proxy reward models, one Gao curve each (typical 250-32000)."""
     n_max: int = 1024
     """m, replies sampled per prompt; the curves run n = 1..m (KL_bon(1024) = 5.9 nats)."""
@@ -325,7 +325,7 @@ def _reward_model_runs(run: RunConfig, cfg: BestOfNConfig) -> dict[str, RunConfi
     return runs
 
 
-def overoptimisation_study(run: RunConfig = RunConfig(), pairs_grid=(500, 2000, 8000),
+def overoptimisation_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000),
                            n_max: int = 1024, ensemble_seeds=(0, 1, 2, 3), root=None,
                            **options) -> dict:
     """Best-of-n against proxy reward models of several sizes, an RM ensemble and a gold-free

@@ -39,7 +39,7 @@ __all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "proxy_su
 @dataclass(frozen=True)
 class PPOGaoConfig:
     """The PPO overoptimisation study."""
-    pairs_grid: tuple = (500, 2000, 8000)
+    pairs_grid: tuple = (500, 4000, 16000)
     """Training pairs of the proxy reward models, one PPO run and one Gao curve each
     (the best-of-n study's grid; typical 250-32000)."""
     beta: float = 0.01
@@ -133,7 +133,7 @@ def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
     return config_hash(cfg, *(stage_keys(r)["ppo"] for r in ppo_gao_runs(run, cfg)))
 
 
-def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 2000, 8000), beta: float = 0.01,
+def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), beta: float = 0.01,
                   root=None, jobs: int | None = None) -> dict:
     """PPO at ``beta`` against a proxy reward model of each size in ``pairs_grid``: the gold and
     proxy gains along training against d = sqrt(KL), Gao's R_RL fit and the observed peak.
