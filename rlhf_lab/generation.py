@@ -56,23 +56,30 @@ def sample_responses(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
 
 
 @torch.no_grad()
-def sample_responses_pruned(model, prompt_ids, prompt_mask, max_new_tokens: int, eos_id: int, pad_id: int,
-                generator: torch.Generator) -> torch.Tensor:
+def sample_responses_pruned(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                            max_new_tokens: int, eos_id: int, pad_id: int,
+                            generator: torch.Generator) -> torch.Tensor:
     """:func:`sample_responses` for large pools (best-of-n): rows that have ended leave the batch.
 
     Replies of the world average ~10 of 24 tokens, so dropping the finished rows (and their KV
     cache) whenever a fifth of the batch has ended halves the work. The random draws differ from
     :func:`sample_responses`' (the batch shrinks), so the two samplers give different, equally
-    distributed samples for one seed. Temperature 1. Returns response ids (B, max_new_tokens),
-    ``pad_id`` after each ``eos_id``.
+    distributed samples for one seed. Temperature 1.
+
+    Args:
+        prompt_ids, prompt_mask: (B, P) left-padded prompts and their attention mask.
+    Returns:
+        response ids (B, max_new_tokens), ``pad_id`` after each ``eos_id`` (the response mask is
+        :func:`rlhf_lab.sequences.response_mask_from` of it).
     """
     attention_mask = prompt_mask.long()
     pos = position_ids(attention_mask)
     out = model(input_ids=prompt_ids, attention_mask=attention_mask, position_ids=pos, use_cache=True)
     next_pos = pos[:, -1:] + 1                                            # (B, 1)
-    response = torch.full((len(prompt_ids), max_new_tokens), pad_id, dtype=torch.long)
-    rows = torch.arange(len(prompt_ids))                                  # batch row -> output row
-    done = torch.zeros(len(rows), dtype=torch.bool)
+    device = prompt_ids.device
+    response = torch.full((len(prompt_ids), max_new_tokens), pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(len(prompt_ids), device=device)                   # batch row -> output row
+    done = torch.zeros(len(rows), dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
         probs = torch.softmax(out.logits[:, -1].float(), dim=-1)          # (B_live, V)
         token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -118,17 +118,18 @@ def score_groups(rollout: Rollout, policy, reference, reward_model, cfg: GRPOCon
     """Step 2: old-policy and reference log-probs, entropy, gold and the reward (no critic)."""
     ids, am = rollout.input_ids, rollout.attention_mask
     P = ids.shape[1] - rollout.response_mask.shape[1]
-    logits = forward_logits(policy, ids, am)                                             # (B, P+R, V)
-    rollout.logp_old = response_logprobs(logits, ids, P, cfg.temperature)           # (B, R)
+    logits = forward_logits(policy, ids, am)                                      # (B, P+R, V)
+    rollout.logp_old = response_logprobs(logits, ids, P, cfg.temperature)         # (B, R)
     rollout.entropy = entropy_from_logits(response_logits(logits, P, cfg.temperature))
-    rollout.logp_ref = response_logprobs(forward_logits(reference, ids, am), ids, P, cfg.temperature)
+    ref_logits = forward_logits(reference, ids, am)
+    rollout.logp_ref = response_logprobs(ref_logits, ids, P, cfg.temperature)
     if rollout.texts is not None:
         rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts),
                                     device=ids.device)
     if cfg.reward == "gold":
         rollout.scores = rollout.gold.clone()
     else:
-        rollout.scores = forward_logits(reward_model, ids, am)[:, 0]                     # (B,)
+        rollout.scores = forward_logits(reward_model, ids, am)[:, 0]              # (B,)
 
 
 def grpo_update(rollout: Rollout, adv, policy, optimizer, cfg: GRPOConfig, loss_fn,
@@ -142,7 +143,8 @@ def grpo_update(rollout: Rollout, adv, policy, optimizer, cfg: GRPOConfig, loss_
     for _ in range(cfg.epochs):
         for idx in torch.randperm(cfg.rollouts, generator=generator).split(cfg.minibatch_size):
             ids, am = rollout.input_ids[idx], rollout.attention_mask[idx]
-            logp = response_logprobs(forward_logits(policy, ids, am), ids, P, cfg.temperature)   # (b, R)
+            logits = forward_logits(policy, ids, am)                              # (b, P+R, V)
+            logp = response_logprobs(logits, ids, P, cfg.temperature)             # (b, R)
             loss, stats = as_loss_and_stats(
                 loss_fn(logp, rollout.logp_old[idx], rollout.logp_ref[idx], adv[idx],
                         rollout.response_mask[idx], cfg.clip_eps, cfg.beta))

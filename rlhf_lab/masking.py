@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gather_logprobs", "response_logprobs", "response_logits", "masked_sum", "masked_mean", "masked_var", "masked_whiten",
-           "entropy_from_logits", "check_mask"]
+__all__ = ["gather_logprobs", "response_logprobs", "response_logits", "masked_sum", "masked_mean",
+           "masked_var", "masked_whiten", "entropy_from_logits", "check_mask"]
 
 
 def check_mask(mask: torch.Tensor, like: torch.Tensor, name: str = "response_mask") -> torch.Tensor:

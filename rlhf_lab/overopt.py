@@ -118,8 +118,9 @@ def sample_pool(policy, tokenizer, n_per_prompt: int, seed: int, max_new_tokens:
     owner = torch.arange(P).repeat_interleave(m)                          # (P*m,) prompt of each row
     generator = torch.Generator().manual_seed(seed)
     seconds, start = {}, time.perf_counter()
-    ids = torch.cat([sample_responses_pruned(policy, prompt_ids[rows], prompt_mask[rows], max_new_tokens,
-                                 tokenizer.eos_token_id, tokenizer.pad_token_id, generator)
+    ids = torch.cat([sample_responses_pruned(policy, prompt_ids[rows], prompt_mask[rows],
+                                             max_new_tokens, tokenizer.eos_token_id,
+                                             tokenizer.pad_token_id, generator)
                      for rows in owner.split(batch_size)])                # (P*m, R)
     seconds["sampling"], start = time.perf_counter() - start, time.perf_counter()
     # decode each distinct (prompt, token ids) once

@@ -208,8 +208,8 @@ def reward_model_scaling(run: RunConfig = RunConfig(), pair_counts=(250, 1000, 4
     sizes cannot be told apart on it. The shared 5000 pairs bring it to 0.7 points, and the same
     pairs for every model remove the set-to-set variation from the comparison.
 
-    Returns one row per size: ``n_pairs``, ``seconds`` (to train, or to load when cached), the metrics of
-    :func:`~rlhf_lab.reward_model.evaluate_reward_model` on the shared set (``accuracy``,
+    Returns one row per size: ``n_pairs``, ``seconds`` (to train, or to load when cached), the
+    metrics of :func:`~rlhf_lab.reward_model.evaluate_reward_model` on the shared set (``accuracy``,
     ``bayes_ceiling``, ``gold_order_accuracy``, ``gold_correlation``), ``n_heldout`` and
     ``accuracy_own`` (on the artifact's own held-out pairs).
     """

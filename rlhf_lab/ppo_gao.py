@@ -98,10 +98,14 @@ def fit_curve(curve: dict) -> dict | None:
             "gain_peak": fit.gain_peak, "points": int(keep.sum())}
 
 
+def _point(curve: dict, i: int) -> dict:
+    """Row ``i`` of a :func:`gain_curve`: its iteration, KL, d and gains."""
+    return {key: curve[key][i] for key in ("iteration", "kl", "d", "gold_gain", "proxy_gain")}
+
+
 def observed_peak(curve: dict) -> dict:
     """The iteration of the highest gold gain (the first, on ties), its KL, d and gains."""
-    i = int(np.argmax(curve["gold_gain"]))
-    return {key: curve[key][i] for key in ("iteration", "kl", "d", "gold_gain", "proxy_gain")}
+    return _point(curve, int(np.argmax(curve["gold_gain"])))
 
 
 def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict) -> dict:
@@ -112,7 +116,7 @@ def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict) -> dict:
     """
     curve = gain_curve(history)
     peak = observed_peak(curve)
-    final = {key: curve[key][-1] for key in ("iteration", "kl", "d", "gold_gain", "proxy_gain")}
+    final = _point(curve, -1)
     keep = ("accuracy", "bayes_ceiling", "gold_order_accuracy", "gold_correlation")
     return {"n_pairs": n_pairs, "curve": curve, "fit": fit_curve(curve), "peak": peak,
             "final": final, "fall": final["gold_gain"] - peak["gold_gain"],

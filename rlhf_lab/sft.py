@@ -104,7 +104,8 @@ def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, ba
         batch, mask = _rows(data, idx, loss_mask, device)
         for group in opt.param_groups:
             group["lr"] = _lr_at(step, steps, lr)
-        loss, stats = as_loss_and_stats(loss_fn(models.forward_logits(model, batch.input_ids, batch.attention_mask), batch.input_ids, mask))
+        logits = models.forward_logits(model, batch.input_ids, batch.attention_mask)   # (B, T, V)
+        loss, stats = as_loss_and_stats(loss_fn(logits, batch.input_ids, mask))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the loss became {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -126,7 +127,8 @@ def heldout_loss(model, data: Batch, batch_size: int = 256) -> float:
     for start in range(0, len(data.input_ids), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data.input_ids)))
         batch, mask = _rows(data, idx, data.response_mask, device)
-        loss, stats = sft_loss(models.forward_logits(model, batch.input_ids, batch.attention_mask), batch.input_ids, mask)
+        logits = models.forward_logits(model, batch.input_ids, batch.attention_mask)   # (B, T, V)
+        loss, stats = sft_loss(logits, batch.input_ids, mask)
         total += loss.item() * stats["tokens"]
         tokens += stats["tokens"]
     return total / max(tokens, 1)
