@@ -345,7 +345,8 @@ def _train_arm(run: RunConfig, cfg: FeedbackConfig, arm: str, data: PreferenceDa
     rm, _ = train_reward_model(dataclasses.replace(run.rm, n_pairs=len(data)), sft, tok, data=data)
     heldout = sample_preferences(sft, tok, min(cfg.n_eval_pairs, 1000), HELDOUT_SEED, max_len)
     rm_eval = evaluate_reward_model(rm, tok, heldout, max_len)
-    ppo_cfg = dataclasses.replace(run.ppo, beta=cfg.beta, kl_target=None,
+    # a separate critic starts from the judge's RM (with a value head the arms came out noisier)
+    ppo_cfg = dataclasses.replace(run.ppo, beta=cfg.beta, kl_target=None, critic="separate",
                                   iterations=cfg.ppo_iterations, rollouts=cfg.rollouts,
                                   seed=run.ppo.seed + cfg.seed)
     out = train_ppo(ppo_cfg, sft, rm, tok)

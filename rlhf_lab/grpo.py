@@ -24,8 +24,9 @@ beta = 0.03 / 0.1 / 0.3 / 1 ends at KL 12.6 / 7.1 / 3.4 / 0.2, PPO at 0.03 / 0.1
 At lr 5e-5, PPO's policy rate, GRPO already moves faster per iteration than PPO (no critic
 to catch up with), so the rate is kept.
 
-:func:`compare_grpo_ppo` trains GRPO at a few betas and sets it against the cached PPO runs of
-the same betas: final gold, proxy and KL, seconds per iteration and memory.
+:func:`compare_grpo_ppo` trains GRPO at a few betas and sets it against PPO runs of the same
+betas with a separate critic (four networks): final gold, proxy and KL, seconds per iteration
+and memory.
 """
 from __future__ import annotations
 
@@ -313,11 +314,12 @@ def compare_grpo_ppo(run=None, betas=(0.03, 0.1), root=None, jobs: int | None = 
                      n_per_prompt: int = 8, grpo_betas=None) -> list[dict]:
     """GRPO against PPO at each β: one row per (method, β).
 
-    PPO runs are ``run.with_ppo(beta=b)`` for b in ``betas``, GRPO runs
+    PPO runs are ``run.with_ppo(beta=b, critic="separate")`` (InstructGPT's four networks, the
+    setup GRPO removes a network from) for b in ``betas``, GRPO runs
     ``run.with_grpo(beta=b, iterations=iterations)`` for b in ``grpo_betas`` (default: the same
     numbers, though GRPO's β is worth less, see the module docstring; ``iterations=None``: the
     config's own). Both are cached pipeline artifacts, missing ones trained ``jobs`` at a time;
-    the default (two GRPO runs of 12 iterations, PPO runs cached) is notebook-sized. Each row:
+    the default GRPO runs (two of 12 iterations) are notebook-sized. Each row:
 
     * ``gold``, ``proxy``, ``kl``, ``length``: :func:`~rlhf_lab.evaluation.evaluate_policy` of the
       final policy (``n_per_prompt`` replies per prompt), the point on the reward–KL plane;
@@ -339,7 +341,7 @@ def compare_grpo_ppo(run=None, betas=(0.03, 0.1), root=None, jobs: int | None = 
                 f"must be a non-empty sequence of numbers >= 0, got {values!r}")
     grpo_runs = {b: run.with_grpo(beta=b, **({"iterations": iterations} if iterations else {}))
                  for b in grpo_betas}
-    ppo_runs = {b: run.with_ppo(beta=b) for b in betas}
+    ppo_runs = {b: run.with_ppo(beta=b, critic="separate") for b in betas}    # four networks
     sft = pipeline.load_or_train_sft(run, root).model
     rm = pipeline.load_or_train_rm(run, root).model      # upstream stages once, before any worker
     pipeline.train_runs([("ppo", r) for r in ppo_runs.values()] + [("grpo", r) for r in grpo_runs.values()],

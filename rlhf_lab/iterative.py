@@ -78,8 +78,9 @@ class IterativeConfig:
             require(isinstance(value, int), name, f"must be an int, got {value!r}")
 
     def ppo(self, run: RunConfig, round_: int) -> PPOConfig:
-        """The PPO config of round ``round_``: the run's, with this β, fixed, and seed + round."""
-        return dataclasses.replace(run.ppo, beta=self.beta, kl_target=None,
+        """The PPO config of round ``round_``: the run's, with this β, fixed, seed + round and a
+        separate critic (it restarts from each round's RM, so it starts out knowing the scores)."""
+        return dataclasses.replace(run.ppo, beta=self.beta, kl_target=None, critic="separate",
                                    iterations=self.iterations_per_round, rollouts=self.rollouts,
                                    seed=run.ppo.seed + self.seed + round_)
 

@@ -10,8 +10,10 @@ Per iteration (the lecture's pseudocode, one named function per step)::
        [+ PPO-ptx: ptx_coef x next-token NLL of a batch of web text      (ppo_ptx_loss)]
 
 The four networks of the lecture: the policy pi_theta (trained), the reference pi_ref (the frozen
-SFT model), the reward model r_phi (frozen) and the critic V (trained; by default a separate
-network initialised from the RM, or ``critic="head"``: a value head on the policy's trunk).
+SFT model), the reward model r_phi (frozen) and the critic V (trained). By default the critic is a
+value head on the policy's trunk (``critic="head"``, as in the value-head models of TRL): three
+networks, and about 1.7x faster per iteration on a CPU than ``critic="separate"``, InstructGPT's
+separate critic network initialised from the RM (the fourth network).
 Every equation is a parameter of :func:`train_ppo` (``losses=PPOLosses(...)``), so a student's
 version can drive the real training.
 
@@ -63,7 +65,8 @@ class PPOConfig:
     lr: float = 5e-5
     """Policy learning rate. At 3e-4 the KL overshoots the gold peak within a few iterations."""
     critic_lr: float = 2e-4
-    """Critic learning rate (the critic starts from the RM and must move faster than the policy)."""
+    """Critic learning rate: the value head's (it starts at zero) or the separate critic's (it
+    starts from the RM); either must move faster than the policy."""
     clip_eps: float = 0.2
     """ε, the PPO clip range of the ratio π_θ/π_θold (typical 0.1-0.3)."""
     clip_eps_value: float = 0.2
@@ -80,9 +83,10 @@ class PPOConfig:
     """If set, β adapts toward this mean sequence KL (Ziegler et al. 2019); else β is fixed."""
     kl_horizon: int = 10_000
     """Horizon of the adaptive controller, in responses."""
-    critic: str = "separate"
-    """"separate": a critic network initialised from the RM (four networks); "head": a value head
-    on the policy trunk (three networks, faster)."""
+    critic: str = "head"
+    """"head": a value head on the policy trunk (three networks; about 1.7x faster on a CPU, with
+    the same final objective at β = 0.3 and the same rise and fall of gold at β = 0.01);
+    "separate": a critic network initialised from the RM (InstructGPT's four networks)."""
     reward: str = "proxy"
     """"proxy": the reward model; "gold": the world's gold utility itself (the oracle)."""
     missing_eos_penalty: float = 0.0

@@ -153,9 +153,12 @@ def test_held_bytes_counts_fp32_weights_grads_and_adam_state(policy):
     grpo = held_bytes(GRPOConfig(reward="gold"), policy)
     assert grpo == {"policy": 16 * n, "reference": 4 * n, "total": 20 * n}
     assert grpo["total"] == memory.rlhf_memory(n, memory.FP32, ("policy", "reference"))[-1]["bytes"]
-    ppo = held_bytes(PPOConfig(reward="gold"), policy)
+    ppo = held_bytes(PPOConfig(reward="gold", critic="separate"), policy)
     assert set(ppo) == {"policy", "critic", "reference", "total"}
     assert ppo["total"] - grpo["total"] == ppo["critic"] > 0
+    # a value head adds only its own weights: hidden size + 1, at 16 bytes each
+    head = held_bytes(PPOConfig(reward="gold", critic="head"), policy)
+    assert head["total"] - grpo["total"] == 16 * (policy.config.hidden_size + 1)
 
 
 @pytest.fixture(scope="module")
