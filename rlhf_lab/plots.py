@@ -369,15 +369,19 @@ def ppo_training_curves(histories: dict[str, list[dict]], panels=PPO_PANELS):
 
 
 def gold_vs_proxy_over_training(history: list[dict], title: str = "Proxy vs gold during PPO",
-                                fit: tuple[float, float] | None = None):
+                                fit: tuple[float, float] | None = None,
+                                baseline: dict | None = None):
     """Proxy reward and gold utility against d = sqrt(KL) along one run: where the two part ways,
-    the policy has found what the reward model misses. ``fit = (alpha, beta)`` adds Gao et al.'s
+    the policy has found what the reward model misses. Gains are over ``baseline`` (``gold`` and
+    ``proxy``: the SFT policy's means, e.g. from :func:`rlhf_lab.ppo_gao.sft_baseline`), else
+    over iteration 0's rollouts. ``fit = (alpha, beta)`` adds Gao et al.'s
     R_RL(d) = d(α − β log d) over the gold gain."""
     d = np.sqrt(np.maximum([h["kl"] for h in history], 0.0))
     fig, ax = plt.subplots(figsize=(5.8, 3.6))
     for key, label in (("proxy", "proxy r_φ"), ("gold", "gold r*")):
         y = np.asarray([h[key] for h in history])
-        ax.plot(d, y - y[0], "o-", ms=2.5, lw=1, color=COLORS[key], label=f"{label} (gain)")
+        zero = y[0] if baseline is None else baseline[key]
+        ax.plot(d, y - zero, "o-", ms=2.5, lw=1, color=COLORS[key], label=f"{label} (gain)")
     if fit is not None:
         grid = np.linspace(max(d.min(), 1e-3), d.max(), 200)
         ax.plot(grid, grid * (fit[0] - fit[1] * np.log(grid)), color=COLORS["gold"], lw=1.5,
@@ -436,9 +440,10 @@ __all__ += ["beta_sweep"]
 
 
 def ppo_gao_curve(history: list[dict], fit: tuple[float, float] | None = None,
-                  title: str = "PPO: gold and proxy gain against d = sqrt(KL)"):
+                  title: str = "PPO: gold and proxy gain against d = sqrt(KL)",
+                  baseline: dict | None = None):
     """:func:`gold_vs_proxy_over_training` with Gao et al.'s R_RL fit ``(alpha, beta)``."""
-    return gold_vs_proxy_over_training(history, title, fit)
+    return gold_vs_proxy_over_training(history, title, fit, baseline)
 
 
 def ppo_gao_curves(study: dict):
@@ -468,7 +473,8 @@ def ppo_gao_curves(study: dict):
     ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
               loc="upper left")
     ax.set(title=f"PPO at β = {study['config']['beta']:g} against proxies of each size",
-           xlabel="d = sqrt(KL(π‖π_ref))", ylabel="gain over the SFT policy (iteration 0)")
+           xlabel="d = sqrt(KL(π‖π_ref))",
+           ylabel="gain over the SFT policy" + ("" if study.get("baseline") else " (iteration 0)"))
     fig.tight_layout()
     return fig
 

@@ -14,8 +14,16 @@ here every PPO iteration is one checkpoint (its rollouts give KL, gold and proxy
 1. trains (or loads) the reward model on each number of pairs of the grid, in this process;
 2. trains (or loads) PPO at a small β against each of them — ordinary pipeline artifacts, so the
    run on ``run.rm.n_pairs`` pairs is the pipeline's own — a few at a time in worker processes;
-3. per proxy: the gains along training (:func:`gain_curve`), the R_RL fit (:func:`fit_curve`),
+3. measures the SFT policy itself precisely (:func:`sft_baseline`: 256 replies per prompt,
+   scored by the gold utility and by every proxy): the zero of every gain;
+4. per proxy: the gains along training (:func:`gain_curve`), the R_RL fit (:func:`fit_curve`),
    the observed gold peak and the final gain (:func:`observed_peak`).
+
+Why step 3: iteration 0's rollouts are also SFT replies, but only 256 of them, and every run
+draws the same ones (same seed), so their mean is off by its own sampling error (standard error
+about 0.06 gold) in the same direction for every proxy. As the zero of the gains it shifts all
+curves together and bends the fit, which has no intercept. On the default run iteration 0 read
+1.77 gold where 12,288 SFT replies give about 1.88.
 
 The summary is cached as ``ppo_gao-<key>``, ``key`` hashing the config and every PPO run's key.
 """
@@ -29,11 +37,14 @@ import numpy as np
 
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
+from . import models
+from .overopt import sample_pool, score_pool
 from .overopt_math import fit_rl
-from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
+from .pipeline import (RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys,
+                       train_runs)
 
 __all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "proxy_summary",
-           "ppo_gao_runs", "ppo_gao_study"]
+           "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,11 @@ class PPOGaoConfig:
     beta: float = 0.01
     """β, the KL coefficient of every PPO run: small, so the policy travels far enough from
     π_ref for the gold gain to turn down (typical 0.003-0.03)."""
+    baseline_per_prompt: int = 256
+    """SFT replies per prompt for the zero of the gains (48 prompts; standard error of the gold
+    mean about 1 / sqrt(48 x 256) = 0.009)."""
+    baseline_seed: int = 31_000
+    """Seed of those replies (not a training seed)."""
 
     def __post_init__(self):
         grid = self.pairs_grid
@@ -53,27 +69,36 @@ class PPOGaoConfig:
                 and list(grid) == sorted(set(grid)), "pairs_grid",
                 f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
         positive(self, "beta")
+        for name, low in (("baseline_per_prompt", 1), ("baseline_seed", 0)):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
+                    f"must be an int >= {low}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- one run's curve
 
 
-def gain_curve(history: list[dict]) -> dict:
-    """Gold and proxy gain along one PPO run, against d = sqrt(KL), relative to iteration 0.
+def gain_curve(history: list[dict], baseline: dict | None = None) -> dict:
+    """Gold and proxy gain along one PPO run, against d = sqrt(KL), over the SFT policy.
 
         d_t = sqrt(max(KL_t, 0)),  gold_gain_t = r*_t − r*_0,  proxy_gain_t = r_φ,t − r_φ,0,
 
     where r*_t and r_φ,t are the mean gold utility and proxy reward of iteration t's rollouts and
     KL_t their estimated KL(π_t‖π_ref) (an estimate, which can dip below 0: clipped for d).
-    Iteration 0's rollouts come from the initial (SFT) policy, so its gains are 0.
+    r*_0 and r_φ,0 are ``baseline["gold"]`` and ``baseline["proxy"]``, the SFT policy's means
+    (:func:`sft_baseline`); without a baseline, iteration 0's rollouts (SFT replies too, but few).
 
     Args: history: the run's ``metrics["history"]``, one dict per iteration with keys
-    ``iteration``, ``kl``, ``gold``, ``proxy``.
+    ``iteration``, ``kl``, ``gold``, ``proxy``; baseline: None or a dict with ``gold``, ``proxy``.
     Returns: a dict of lists: iteration, kl, d, gold_gain, proxy_gain.
-    Example: kl [0, 4, −0.1], gold [1, 3, 0.5] give d [0, 2, 0], gold_gain [0, 2, −0.5].
+    Example: kl [0, 4, −0.1], gold [1, 3, 0.5] give d [0, 2, 0], gold_gain [0, 2, −0.5]; with
+    baseline gold 1.5, gold_gain [−0.5, 1.5, −1].
     """
     require(len(history) > 0, "history", "must hold at least one iteration")
-    gold0, proxy0 = history[0]["gold"], history[0]["proxy"]
+    require(baseline is None or {"gold", "proxy"} <= set(baseline), "baseline",
+            f"must be None or a dict with keys 'gold' and 'proxy', got {baseline!r}")
+    first = history[0] if baseline is None else baseline
+    gold0, proxy0 = float(first["gold"]), float(first["proxy"])
     return {"iteration": [int(h["iteration"]) for h in history],
             "kl": [float(h["kl"]) for h in history],
             "d": [math.sqrt(max(float(h["kl"]), 0.0)) for h in history],
@@ -108,19 +133,36 @@ def observed_peak(curve: dict) -> dict:
     return _point(curve, int(np.argmax(curve["gold_gain"])))
 
 
-def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict) -> dict:
-    """Everything the study reports about the PPO run against one proxy reward model.
+def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict,
+                  baseline: dict | None = None) -> dict:
+    """Everything the study reports about the PPO run against one proxy reward model, its gains
+    over ``baseline`` (see :func:`gain_curve`).
 
     ``final`` is the last iteration; ``fall = final gold gain − peak gold gain`` (<= 0) says how
     much of the peak was lost by running on.
     """
-    curve = gain_curve(history)
+    curve = gain_curve(history, baseline)
     peak = observed_peak(curve)
     final = _point(curve, -1)
     keep = ("accuracy", "bayes_ceiling", "gold_order_accuracy", "gold_correlation")
     return {"n_pairs": n_pairs, "curve": curve, "fit": fit_curve(curve), "peak": peak,
             "final": final, "fall": final["gold_gain"] - peak["gold_gain"],
-            "reward_model": {k: rm_metrics[k] for k in keep if k in rm_metrics}}
+            "reward_model": {k: rm_metrics[k] for k in keep if k in rm_metrics},
+            "baseline": None if baseline is None else dict(baseline)}
+
+
+def sft_baseline(sft_model, tokenizer, reward_models: list, n_per_prompt: int, seed: int,
+                 max_new_tokens: int = 24) -> dict:
+    """The SFT policy's mean gold utility and mean score under each reward model, from
+    ``n_per_prompt`` sampled replies to each of the 48 prompts (48 x 256 by default: the
+    standard error of the gold mean is about 0.009 where one PPO batch of 256 has 0.06).
+
+    Returns ``{"gold": float, "proxy": [one float per reward model], "samples": int}``.
+    """
+    pool = sample_pool(sft_model, tokenizer, n_per_prompt, seed, max_new_tokens)
+    scores = score_pool(list(reward_models), tokenizer, pool)               # (M, P, m)
+    return {"gold": float(pool.gold.mean()), "proxy": [float(s.mean()) for s in scores],
+            "samples": int(pool.gold.size)}
 
 
 # ----------------------------------------------------------------------------- the study
@@ -138,16 +180,17 @@ def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
 
 
 def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), beta: float = 0.01,
-                  root=None, jobs: int | None = None) -> dict:
+                  root=None, jobs: int | None = None, **options) -> dict:
     """PPO at ``beta`` against a proxy reward model of each size in ``pairs_grid``: the gold and
     proxy gains along training against d = sqrt(KL), Gao's R_RL fit and the observed peak.
 
     Returns a dict of plain lists and floats: ``config``, ``key`` and ``proxies`` (one
     :func:`proxy_summary` per size, with the run's ``ppo_key`` and ``seconds`` of training, 0
     when it was cached). ``jobs``: PPO runs trained at once in single-threaded worker processes
-    (default: 2 when the machine has 2 or more cores).
+    (default: 2 when the machine has 2 or more cores); ``options``: other :class:`PPOGaoConfig`
+    fields. ``baseline`` holds the SFT policy's means, the zero of every gain.
     """
-    cfg = PPOGaoConfig(pairs_grid=tuple(pairs_grid), beta=beta)
+    cfg = PPOGaoConfig(pairs_grid=tuple(pairs_grid), beta=beta, **options)
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
     require(isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1, "jobs",
             f"must be an int >= 1, got {jobs!r}")
@@ -168,11 +211,15 @@ def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), b
 
 
 def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict:
+    rms = [load_or_train_rm(r, root) for r in runs]
+    base = sft_baseline(load_or_train_sft(runs[0], root).model, models.world_tokenizer(),
+                        [rm.model for rm in rms], cfg.baseline_per_prompt, cfg.baseline_seed,
+                        runs[0].ppo.max_new_tokens)
     proxies = []
-    for p, r in zip(cfg.pairs_grid, runs):
+    for p, r, rm, proxy0 in zip(cfg.pairs_grid, runs, rms, base["proxy"]):
         ppo = load_or_train_ppo(r, root)
-        rm = load_or_train_rm(r, root)
-        proxies.append({**proxy_summary(p, ppo.metrics["history"], rm.metrics),
+        baseline = {"gold": base["gold"], "proxy": proxy0}
+        proxies.append({**proxy_summary(p, ppo.metrics["history"], rm.metrics, baseline),
                         "ppo_key": ppo.key, "rm_key": rm.key})
-    return {"config": config_dict(cfg), "key": key,
+    return {"config": config_dict(cfg), "key": key, "baseline": base,
             "proxies": proxies}

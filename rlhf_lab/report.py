@@ -174,22 +174,27 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
               f"{r['n_chosen']}, gold lost {r['regret']:.3f} of a peak gain "
               f"{r['gold_gain_peak']:.3f} ({r['labels']} labels)"
               for r in labels["per_proxy"]]
+    gao = ppo_gao_study(run, pairs_grid=tuple(study["config"]["pairs_grid"]), beta=ppo_beta)
     history = load_or_train_ppo(run.with_ppo(beta=ppo_beta)).metrics["history"]
+    grid = gao["config"]["pairs_grid"]
+    baseline = {"gold": gao["baseline"]["gold"],                 # the SFT policy's precise means
+                "proxy": (gao["baseline"]["proxy"][grid.index(run.rm.n_pairs)]
+                          if run.rm.n_pairs in grid else history[0]["proxy"])}
     d = np.sqrt(np.maximum([h["kl"] for h in history], 1e-6))
-    gain = np.array([h["gold"] for h in history]) - history[0]["gold"]
+    gain = np.array([h["gold"] for h in history]) - baseline["gold"]
     if len(history) < 3:
         return lines + ["", f"PPO at β = {ppo_beta:g}: too few iterations to fit R_RL(d)."]
     fit = fit_rl(d[1:], gain[1:])
     plots.save(plots.ppo_gao_curve(history, (fit.alpha, fit.beta),
-                                   f"PPO at β = {ppo_beta:g}: gains against d = sqrt(KL)"),
+                                   f"PPO at β = {ppo_beta:g}: gains against d = sqrt(KL)", baseline),
                out / "ppo_gao_curve.png")
     peak = "never turns down" if not np.isfinite(fit.kl_peak) else f"peak at KL ≈ {fit.kl_peak:.2f}"
     lines += ["", f"PPO at β = {ppo_beta:g}, Gao's R_RL(d) = d(α − β log d) fit to the gold gain: "
                   f"α = {fit.alpha:.3f}, β = {fit.beta:.3f}, {peak}; the gold gain observed at its "
                   f"best is {gain.max():.3f} at KL {history[int(gain.argmax())]['kl']:.2f}."]
-    gao = ppo_gao_study(run, pairs_grid=tuple(study["config"]["pairs_grid"]), beta=ppo_beta)
     plots.save(plots.ppo_gao_curves(gao), out / "ppo_gao_curves.png")
-    lines += ["", f"PPO at β = {ppo_beta:g} against each proxy size (gold gain over iteration 0):", ""]
+    lines += ["", f"PPO at β = {ppo_beta:g} against each proxy size (gold gain over the SFT policy's "
+                  f"mean over {gao['baseline']['samples']} replies, {gao['baseline']['gold']:.3f}):", ""]
     for p in gao["proxies"]:
         fit = p["fit"]
         shape = ("too few points to fit" if fit is None else

@@ -10,8 +10,9 @@ import pytest  # noqa: E402
 
 from rlhf_lab import pipeline, plots  # noqa: E402
 from rlhf_lab.artifacts import is_cached  # noqa: E402
+from rlhf_lab import models  # noqa: E402
 from rlhf_lab.ppo_gao import (PPOGaoConfig, fit_curve, gain_curve, observed_peak,  # noqa: E402
-                              ppo_gao_study, proxy_summary, study_key)
+                              ppo_gao_study, proxy_summary, sft_baseline, study_key)
 
 from test_pipeline import SMALL  # noqa: E402
 from test_ppo import FAST  # noqa: E402
@@ -35,6 +36,12 @@ def test_gain_curve_docstring_example():
     assert curve["gold_gain"] == [0.0, 2.0, -0.5]              # relative to iteration 0
     assert curve["proxy_gain"] == [0.0, 0.5, 1.0]
     assert curve["kl"] == [0.0, 4.0, -0.1]                     # the estimate itself is kept
+    shifted = gain_curve(_history(kl=[0.0, 4.0, -0.1], gold=[1.0, 3.0, 0.5], proxy=[2.0, 2.5, 3.0]),
+                         baseline={"gold": 1.5, "proxy": 1.0})
+    assert shifted["gold_gain"] == [-0.5, 1.5, -1.0]           # over the SFT policy's mean
+    assert shifted["proxy_gain"] == [1.0, 1.5, 2.0] and shifted["d"] == curve["d"]
+    with pytest.raises(ValueError, match="baseline"):
+        gain_curve(_history([0.0], [1.0], [1.0]), baseline={"gold": 1.0})
 
 
 def test_fit_recovers_alpha_beta_and_the_peak_of_a_synthetic_r_rl_curve():
@@ -70,7 +77,10 @@ def test_observed_peak_final_and_fall():
                                          (dict(pairs_grid=()), "pairs_grid"),
                                          (dict(pairs_grid=(0, 10)), "pairs_grid"),
                                          (dict(pairs_grid=(1.5,)), "pairs_grid"),
-                                         (dict(beta=0.0), "beta"), (dict(beta=-0.01), "beta")])
+                                         (dict(beta=0.0), "beta"), (dict(beta=-0.01), "beta"),
+                                         (dict(baseline_per_prompt=0), "baseline_per_prompt"),
+                                         (dict(baseline_per_prompt=2.5), "baseline_per_prompt"),
+                                         (dict(baseline_seed=-1), "baseline_seed")])
 def test_bad_config_names_the_field(kwargs, name):
     with pytest.raises(ValueError, match=name):
         PPOGaoConfig(**kwargs)
@@ -98,12 +108,14 @@ def test_cache_key_follows_beta_the_grid_and_the_runs():
 def tiny_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo_gao")
     run = SMALL.with_ppo(**{**FAST, "iterations": 4})
-    return run, root, ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1)
+    return run, root, ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
+                                    baseline_per_prompt=8)
 
 
 def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     run, root, study = tiny_study
-    assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05}
+    assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
+                               "baseline_per_prompt": 8, "baseline_seed": 31_000}
     assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
     # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β
@@ -111,17 +123,24 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     p256 = study["proxies"][1]
     assert p256["ppo_key"] == own.key
     history = own.metrics["history"]
-    assert p256["curve"]["gold_gain"] == pytest.approx([h["gold"] - history[0]["gold"]
-                                                        for h in history])
+    # the zero of the gains: the SFT policy's means over 48 x 8 fresh replies, one proxy per RM
+    rms = [pipeline.load_or_train_rm(run.with_rm(n_pairs=p), root).model for p in (128, 256)]
+    base = sft_baseline(pipeline.load_or_train_sft(run, root).model, models.world_tokenizer(), rms,
+                        n_per_prompt=8, seed=31_000, max_new_tokens=run.ppo.max_new_tokens)
+    assert study["baseline"] == base and base["samples"] == 48 * 8
+    assert p256["baseline"] == {"gold": base["gold"], "proxy": base["proxy"][1]}
+    assert p256["curve"]["gold_gain"] == pytest.approx([h["gold"] - base["gold"] for h in history])
+    assert p256["curve"]["proxy_gain"] == pytest.approx([h["proxy"] - base["proxy"][1]
+                                                         for h in history])
     for p in study["proxies"]:
         curve = p["curve"]
-        assert len(curve["iteration"]) == 4 and curve["gold_gain"][0] == 0.0
-        assert curve["proxy_gain"][0] == 0.0 and all(d >= 0 for d in curve["d"])
+        assert len(curve["iteration"]) == 4 and all(d >= 0 for d in curve["d"])
         assert p["fit"] is None or p["fit"]["points"] == sum(d > 0 for d in curve["d"])
         assert p["peak"]["gold_gain"] == max(curve["gold_gain"]) and p["fall"] <= 0
         assert 0 <= p["reward_model"]["accuracy"] <= 1
     assert is_cached("ppo_gao", study["key"], root)
-    again = ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1)
+    again = ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
+                          baseline_per_prompt=8)
     assert [p["seconds"] for p in again["proxies"]] == [0.0, 0.0]        # nothing retrained
     assert [p["curve"] for p in again["proxies"]] == [p["curve"] for p in study["proxies"]]
 
