@@ -70,7 +70,7 @@ def test_kl_best_of_n__one_sample_and_huge_n(student):
     out = _kl_value(student.call(KL, np.array([1, 1, 1])), "kl_best_of_n([1, 1, 1])")
     expect(out, [0.0, 0.0, 0.0], "for n = [1, 1, 1]", atol=1e-12)
     n = 2 ** 40
-    out = _kl_value(student.call(KL, n), f"kl_best_of_n(2**40)").reshape(-1)
+    out = _kl_value(student.call(KL, n), "kl_best_of_n(2**40)").reshape(-1)
     expect(out[0], float(_kl(n)), "for n = 2**40",
            [(float(w), m) for w, m in _kl_mistakes(n)], atol=1e-9, rtol=1e-6)
 
