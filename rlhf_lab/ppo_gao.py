@@ -23,7 +23,7 @@ Why step 3: iteration 0's rollouts are also SFT replies, but only 256 of them, a
 draws the same ones (same seed), so their mean is off by its own sampling error (standard error
 about 0.06 gold) in the same direction for every proxy. As the zero of the gains it shifts all
 curves together and bends the fit, which has no intercept. On the default run iteration 0 read
-1.77 gold where 12,288 SFT replies give about 1.88.
+1.77 gold where 12,288 SFT replies give 1.90.
 
 The summary is cached as ``ppo_gao-<key>``, ``key`` hashing the config and every PPO run's key.
 """
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import models
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
-from . import models
 from .overopt import sample_pool, score_pool
 from .overopt_math import fit_rl
 from .pipeline import (RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys,
