@@ -14,7 +14,7 @@ from rlhf_lab.generation import sample_responses, sample_responses_pruned  # noq
 from rlhf_lab.overopt_math import aggregate_ensemble, kl_best_of_n, kl_exact_best_of_n  # noqa: E402
 from rlhf_lab.pipeline import RunConfig                                              # noqa: E402
 from rlhf_lab.reward_model import RewardConfig, score_texts                          # noqa: E402
-from rlhf_lab.sequences import encode_prompts                                        # noqa: E402
+from rlhf_lab.sequences import encode_prompts, response_mask_from                    # noqa: E402
 from rlhf_lab.sft import PretrainConfig, SFTConfig                                   # noqa: E402
 
 TINY = RunConfig(base=PretrainConfig(corpus_size=2000, steps=60, batch_size=64),
@@ -131,6 +131,45 @@ def test_pool_shapes_gold_and_determinism(sft, tok):
     assert overopt.sample_pool(sft, tok, 8, seed=4).texts != pool.texts
 
 
+def _sample_without_pruning(model, ids, mask, eos_id, pad_id, temperature, generator):
+    """The plain loop: every row stays in the model until the last step."""
+    attention_mask = mask.long()
+    pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=attention_mask, position_ids=pos, use_cache=True)
+    next_pos, done, tokens = pos[:, -1:] + 1, torch.zeros(len(ids), dtype=torch.bool), []
+    for _ in range(24):
+        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        tokens.append(torch.where(done, torch.full_like(token, pad_id), token))
+        done = done | (tokens[-1] == eos_id)
+        if bool(done.all()):
+            break
+        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+        out = model(input_ids=tokens[-1][:, None], attention_mask=attention_mask,
+                    position_ids=next_pos, cache=out.cache, use_cache=True)
+        next_pos = next_pos + 1
+    return torch.stack(tokens, dim=1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_ended_rows_leave_the_model_without_changing_a_sample(sft, tok, temperature):
+    prompts = [world.all_prompts()[i % 48] for i in range(96)]
+    ids, mask = encode_prompts(tok, prompts)
+    rows_seen = []
+    hook = sft.register_forward_pre_hook(lambda m, a, kw: rows_seen.append(len(kw["input_ids"])),
+                                         with_kwargs=True)
+    try:
+        got, got_mask = sample_responses(sft, ids, mask, 24, tok.eos_token_id, tok.pad_token_id,
+                                         temperature, torch.Generator().manual_seed(11))
+    finally:
+        hook.remove()
+    assert min(rows_seen) < 96                                  # rows did leave the batch
+    ref = _sample_without_pruning(sft, ids, mask, tok.eos_token_id, tok.pad_token_id, temperature,
+                                  torch.Generator().manual_seed(11))
+    assert torch.equal(got, ref)
+    assert torch.equal(got_mask, response_mask_from(ref, tok.eos_token_id))
+
+
 def test_pool_sampler_matches_the_reference_sampler_row_by_row(sft, tok):
     """One row at a time nothing is dropped, so the generator's draws line up exactly."""
     for prompt, seed in [(world.all_prompts()[0], 0), (world.all_prompts()[30], 5)]:
@@ -154,6 +193,8 @@ def test_score_pool_matches_score_texts(root, sft, tok):
     texts = [t for row in pool.texts for t in row]
     reference = score_texts(rms[1], tok, prompts, texts).numpy().reshape(48, 4)
     assert np.allclose(both[1], reference, atol=1e-5)
+    # rows are independent at one width: scoring in chunks of 7 rows gives the same bits
+    assert np.array_equal(overopt.score_pool(rms, tok, pool, chunk_size=7), overopt.score_pool(rms, tok, pool))
 
 
 # ----------------------------------------------------------------------------- the study
