@@ -39,7 +39,8 @@ from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, non_negative, positive, require
 from .evaluation import evaluate_policy
 from .generation import sample_texts
-from .pipeline import HELDOUT_SEED, RunConfig, load_or_train_base, load_or_train_sft, stage_keys
+from .pipeline import (HELDOUT_SEED, RunConfig, load_or_train_base, load_or_train_rm, load_or_train_sft,
+                       stage_keys)
 from .ppo import train_ppo
 from .reward_model import (PreferenceData, evaluate_reward_model, sample_preferences, score_texts,
                            train_reward_model)
@@ -260,9 +261,9 @@ class FeedbackConfig:
     n_pairs: int = 2000
     """N, judge-labelled pairs each arm's reward model is fit on."""
     few_labels: int = 250
-    """Human labels of the weak learned judge."""
+    """Human labels of the weak learned judge (the pipeline's reward model on that many pairs)."""
     more_labels: int = 4000
-    """Human labels of the better learned judge (the fix)."""
+    """Human labels of the better learned judge, the fix (by default the pipeline's own RM)."""
     missing_rule: str = "stay_on_topic"
     """The rule the weak constitution leaves out."""
     n_eval_pairs: int = 1000
@@ -291,21 +292,22 @@ class FeedbackConfig:
                 f"must be a non-empty subset of {tuple(ARMS)}, got unknown {unknown}")
 
 
-def _learned_judge(run: RunConfig, sft, n_labels: int, seed: int) -> LearnedJudge:
-    """A reward model fit on ``n_labels`` human labels of SFT pairs, used as a judge."""
-    rm_cfg = dataclasses.replace(run.rm, n_pairs=n_labels, seed=seed,
-                                 batch_size=min(run.rm.batch_size, n_labels))
-    rm, _ = train_reward_model(rm_cfg, sft, models.world_tokenizer())
-    return LearnedJudge([rm], run.rm.max_response_len)
+def _judge_run(run: RunConfig, n_labels: int, seed: int) -> RunConfig:
+    """The pipeline run whose reward model, fit on ``n_labels`` human labels of SFT pairs, is a
+    learned judge. With the defaults these are notebook 02's 250-pair model and the pipeline's
+    own 4000-pair model, so a course that got this far has them cached."""
+    return run.with_rm(n_pairs=n_labels, seed=seed, batch_size=min(run.rm.batch_size, n_labels))
 
 
-def _judges(run: RunConfig, cfg: FeedbackConfig, sft, needed) -> dict:
+def _judges(run: RunConfig, cfg: FeedbackConfig, needed, root) -> dict:
     """The judges ``needed`` (names of :data:`JUDGES`)."""
+    learned = lambda n: LearnedJudge([load_or_train_rm(_judge_run(run, n, cfg.seed), root).model],
+                                     run.rm.max_response_len)
     make = {"human": lambda: SimulatedAnnotator(),
             "constitution": lambda: Constitution(),
             "constitution_missing_rule": lambda: Constitution().without(cfg.missing_rule),
-            "judge_few_labels": lambda: _learned_judge(run, sft, cfg.few_labels, cfg.seed + 1),
-            "judge_more_labels": lambda: _learned_judge(run, sft, cfg.more_labels, cfg.seed + 2)}
+            "judge_few_labels": lambda: learned(cfg.few_labels),
+            "judge_more_labels": lambda: learned(cfg.more_labels)}
     return {name: make[name]() for name in JUDGES if name in needed}
 
 
@@ -333,9 +335,10 @@ def _gold_parts(policy, n_per_prompt: int, max_len: int) -> dict:
             [[p.text, t] for p, t in zip(prompts[::17][:6], texts[::17][:6])])
 
 
-def _train_arm(run: RunConfig, cfg: FeedbackConfig, arm: str, data: PreferenceData, root,
-               threads: int | None = None) -> dict:
-    """One arm after labelling: the RM on its pairs, PPO from π_SFT against it, the evaluation."""
+def _train_arm(run: RunConfig, cfg: FeedbackConfig, arm: str, data: PreferenceData,
+               heldout: PreferenceData, root, threads: int | None = None) -> dict:
+    """One arm after labelling: the RM on its pairs (measured on the ``heldout`` pairs), PPO from
+    π_SFT against it, the evaluation."""
     if threads is not None:
         torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -343,7 +346,6 @@ def _train_arm(run: RunConfig, cfg: FeedbackConfig, arm: str, data: PreferenceDa
     sft = load_or_train_sft(run, root).model
     max_len = run.rm.max_response_len
     rm, _ = train_reward_model(dataclasses.replace(run.rm, n_pairs=len(data)), sft, tok, data=data)
-    heldout = sample_preferences(sft, tok, min(cfg.n_eval_pairs, 1000), HELDOUT_SEED, max_len)
     rm_eval = evaluate_reward_model(rm, tok, heldout, max_len)
     # a separate critic starts from the judge's RM (with a value head the arms came out noisier)
     ppo_cfg = dataclasses.replace(run.ppo, beta=cfg.beta, kl_target=None, critic="separate",
@@ -377,10 +379,11 @@ def _label_arms(run: RunConfig, cfg: FeedbackConfig, judges: dict, policies: dic
     return data
 
 
-def _run_arms(run: RunConfig, cfg: FeedbackConfig, data: dict, root, jobs: int) -> dict:
+def _run_arms(run: RunConfig, cfg: FeedbackConfig, data: dict, heldout: PreferenceData, root,
+              jobs: int) -> dict:
     if jobs <= 1:
-        return {arm: _train_arm(run, cfg, arm, data[arm], root) for arm in cfg.arms}
-    results = in_processes(_train_arm, [(run, cfg, arm, data[arm], root) for arm in cfg.arms],
+        return {arm: _train_arm(run, cfg, arm, data[arm], heldout, root) for arm in cfg.arms}
+    results = in_processes(_train_arm, [(run, cfg, arm, data[arm], heldout, root) for arm in cfg.arms],
                            jobs, "arms")
     return dict(zip(cfg.arms, results))
 
@@ -399,7 +402,8 @@ def ai_feedback_study(run: RunConfig = RunConfig(), cfg: FeedbackConfig = Feedba
     """
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
     require(isinstance(jobs, int) and jobs >= 1, "jobs", f"must be an int >= 1, got {jobs!r}")
-    key = config_hash(cfg, stage_keys(run)["sft"], config_hash(run.rm), config_hash(run.ppo))
+    judges = [stage_keys(_judge_run(run, n, cfg.seed))["rm"] for n in (cfg.few_labels, cfg.more_labels)]
+    key = config_hash(cfg, stage_keys(run)["sft"], config_hash(run.rm), config_hash(run.ppo), *judges)
 
     def study():
         start = time.perf_counter()
@@ -407,10 +411,12 @@ def ai_feedback_study(run: RunConfig = RunConfig(), cfg: FeedbackConfig = Feedba
         sft = load_or_train_sft(run, root).model
         policies = {"sft": sft, "base": load_or_train_base(run, root).model}
         needed = {ARMS[a][0] for a in cfg.arms} | set(JUDGES)
-        judges = _judges(run, cfg, sft, needed)
+        judges = _judges(run, cfg, needed, root)
         agree = _agreements(judges, sft, cfg, run.rm.max_response_len)
         data = _label_arms(run, cfg, judges, policies)
-        arms = _run_arms(run, cfg, data, root, jobs)
+        heldout = sample_preferences(sft, tok, min(cfg.n_eval_pairs, 1000), HELDOUT_SEED,
+                                     run.rm.max_response_len)      # every arm's RM is measured on it
+        arms = _run_arms(run, cfg, data, heldout, root, jobs)
         reference = evaluate_policy(sft, sft, tok, None, cfg.eval_per_prompt,
                                     max_new_tokens=run.ppo.max_new_tokens)
         parts, _ = _gold_parts(sft, cfg.eval_per_prompt, run.ppo.max_new_tokens)

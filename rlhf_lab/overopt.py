@@ -32,8 +32,8 @@ from .pipeline import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys
 from .generation import sample_responses_pruned
 from .sequences import decode_responses, encode_pairs, encode_prompts, response_mask_from
 
-__all__ = ["BestOfNConfig", "Pool", "sample_pool", "score_pool", "n_grid", "plugin_kl_best_of_n",
-           "best_of_n_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse", "overoptimisation_study"]
+__all__ = ["BestOfNConfig", "Pool", "PoolSpec", "sample_pool", "load_or_sample_pool", "score_pool", "n_grid",
+           "plugin_kl_best_of_n", "best_of_n_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse", "overoptimisation_study"]
 
 AGGREGATES = ("mean", "min", "mean_minus_std")
 
@@ -58,7 +58,8 @@ class BestOfNConfig:
     heldout_seed: int = 100
     """Seed of the held-out reward model: other labels than every proxy's."""
     pool_seed: int = 20_000
-    """Seed of the pool of replies (never a reward model's seed)."""
+    """Seed of the pool of replies (never a reward model's seed). The β sweep's closed form reads
+    the same pool (``sweep.SweepConfig.pool_seed``), cached once."""
     max_new_tokens: int = 24
     """Longest sampled reply, in tokens."""
     eval_labels_per_n: int = 300
@@ -141,6 +142,58 @@ def sample_pool(policy, tokenizer, n_per_prompt: int, seed: int, max_new_tokens:
 
     return Pool(prompts, [[unique_texts[u] for u in row] for row in index.tolist()], gold_u[index],
                 unique_prompts, unique_texts, index, max_new_tokens, seconds)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What identifies a pool: the cache key of :func:`load_or_sample_pool` hashes it."""
+    n_per_prompt: int
+    seed: int
+    max_new_tokens: int
+    batch_size: int
+
+
+def load_or_sample_pool(run: RunConfig, n_per_prompt: int, seed: int, max_new_tokens: int = 24,
+                        root=None, batch_size: int = 8192) -> Pool:
+    """:func:`sample_pool` from the SFT policy of ``run``, cached as the artifact ``pool-<key>``.
+
+    Notebook 05's closed-form estimate and notebook 06's best-of-n both read 48 × 1024 replies of
+    π_SFT with the same seed: the second one loads them (about 1 s instead of 13 s). ``seconds``
+    are those of the run that sampled them.
+    """
+    spec = PoolSpec(n_per_prompt, seed, max_new_tokens, batch_size)
+    key = config_hash(spec, stage_keys(run)["sft"])
+
+    def sample() -> Pool:
+        sft = load_or_train_sft(run, root).model
+        return sample_pool(sft, models.world_tokenizer(), n_per_prompt, seed, max_new_tokens,
+                           batch_size)
+
+    def save(pool: Pool, folder) -> None:
+        write_json(folder / "pool.json", {
+            "unique_prompts": [p.text for p in pool.unique_prompts], "unique_texts": pool.unique_texts,
+            "unique_gold": _unique_gold(pool).tolist(), "index": pool.index.tolist(),
+            "max_new_tokens": pool.max_new_tokens, "seconds": pool.seconds})
+
+    def load(folder) -> Pool:
+        d = read_json(folder / "pool.json")
+        prompts = world.all_prompts()
+        by_text = {p.text: p for p in prompts}
+        unique_prompts = [by_text[t] for t in d["unique_prompts"]]
+        index = np.array(d["index"], dtype=np.int64)
+        gold_u = np.array(d["unique_gold"], dtype=np.float64)
+        texts = [[d["unique_texts"][u] for u in row] for row in index.tolist()]
+        return Pool(prompts, texts, gold_u[index], unique_prompts, d["unique_texts"], index,
+                    d["max_new_tokens"], d["seconds"])
+
+    return cached("pool", key, sample, save, load, root)
+
+
+def _unique_gold(pool: Pool) -> np.ndarray:
+    """The gold utility of each distinct (prompt, reply) pair, read back from the (P, m) array."""
+    gold = np.empty(len(pool.unique_texts))
+    gold[pool.index.reshape(-1)] = pool.gold.reshape(-1)
+    return gold
 
 
 # ----------------------------------------------------------------------------- 2. proxy scores
@@ -361,13 +414,12 @@ def _timed(timings: dict, name: str, fn, *args):
 def _study(run: RunConfig, cfg: BestOfNConfig, runs: dict, root) -> dict:
     wall, cpu, timings = time.perf_counter(), time.process_time(), {}
     tok = models.world_tokenizer()
-    # 0. the SFT policy and the reward models (loaded, or trained once and cached)
-    sft = _timed(timings, "sft policy", load_or_train_sft, run, root)
+    # 0. the reward models (loaded, or trained once and cached; the pool below loads the SFT policy)
     rms = {label: _timed(timings, f"reward model {label}", load_or_train_rm, r, root)
            for label, r in runs.items()}
     # 1. the pool: m replies per prompt from π_ref, with gold
-    pool = _timed(timings, "pool", sample_pool, sft.model, tok, cfg.n_max, cfg.pool_seed,
-                  cfg.max_new_tokens)
+    pool = _timed(timings, "pool", load_or_sample_pool, run, cfg.n_max, cfg.pool_seed,
+                  cfg.max_new_tokens, root)
     timings.update({f"pool: {part}": {"wall_s": s} for part, s in pool.seconds.items()})
     # 2. every reward model scores the pool
     scores = _timed(timings, "reward model scores", score_pool, [a.model for a in rms.values()],

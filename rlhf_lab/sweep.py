@@ -28,8 +28,8 @@ import torch
 from . import models, theory
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
-from .overopt import sample_pool, score_pool
-from .pipeline import (RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys,
+from .overopt import load_or_sample_pool, score_pool
+from .pipeline import (RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys,
                        train_runs)
 
 __all__ = ["SweepConfig", "SWEEP_BETAS", "beta_sweep", "compare_with_optimum"]
@@ -50,8 +50,10 @@ class SweepConfig:
     """The closed-form estimate at a β is trusted when every prompt's ESS reaches this."""
     frontier_points: int = 60
     """β values of the dense frontier curve, log-spaced from 10 down to 0.003."""
-    pool_seed: int = 30_000
-    """Seed of the π_ref samples (not a training seed)."""
+    pool_seed: int = 20_000
+    """Seed of the π_ref samples (not a training seed). The same as the best-of-n study's
+    (``overopt.BestOfNConfig.pool_seed``): with ``n_samples`` = its ``n_max``, one cached pool
+    serves both."""
 
     def __post_init__(self):
         positive(self, "n_samples", "tail", "min_ess", "frontier_points")
@@ -100,9 +102,8 @@ def beta_sweep(run: RunConfig = RunConfig(), betas=SWEEP_BETAS, jobs: int | None
 
 def _analyse(run: RunConfig, cfg: SweepConfig, runs: list[RunConfig], root) -> dict:
     tok = models.world_tokenizer()
-    sft = load_or_train_sft(run, root)
     rm = load_or_train_rm(run, root)
-    pool = sample_pool(sft.model, tok, cfg.n_samples, cfg.pool_seed, run.ppo.max_new_tokens)
+    pool = load_or_sample_pool(run, cfg.n_samples, cfg.pool_seed, run.ppo.max_new_tokens, root)
     proxy = torch.as_tensor(score_pool(rm.model, tok, pool))              # (P, N)
     gold = torch.as_tensor(pool.gold, dtype=torch.float64)                 # (P, N)
     reference = {"proxy": float(proxy.mean()), "gold": float(gold.mean())}

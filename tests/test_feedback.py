@@ -1,7 +1,7 @@
 """AI feedback: constitution rules, judges' labels, agreement, pair sources, the study."""
 import pytest
 
-from rlhf_lab import feedback, models, plots, world
+from rlhf_lab import feedback, models, pipeline, plots, world
 from rlhf_lab.feedback import (Constitution, FeedbackConfig, LearnedJudge, PairSource,
                                SimulatedAnnotator, agreement, gold_better, label_pairs, rule_scores)
 from test_pipeline import SMALL
@@ -127,4 +127,13 @@ def test_study_smoke_and_cache(tmp_path):
     assert result["arms"]["human"]["identical_pairs"] <= result["arms"]["narrow_pairs"]["identical_pairs"]
     assert feedback.ai_feedback_study(run, cfg, root=tmp_path, jobs=1) == result
     assert sum(p.name.startswith("feedback-") for p in tmp_path.iterdir()) == 1
+    # the learned judges are the pipeline's reward models on 32 and 64 pairs, cached as such
+    for n in (32, 64):
+        assert pipeline.stage_keys(run.with_rm(n_pairs=n, batch_size=min(run.rm.batch_size, n)))["rm"] \
+            in {p.name.removeprefix("rm-") for p in tmp_path.iterdir()}
     plots.ai_feedback(result)
+
+
+def test_the_better_learned_judge_is_the_pipelines_own_reward_model():
+    run = pipeline.RunConfig()
+    assert feedback._judge_run(run, FeedbackConfig().more_labels, FeedbackConfig().seed) == run

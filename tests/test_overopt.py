@@ -16,6 +16,7 @@ from rlhf_lab.pipeline import RunConfig                                         
 from rlhf_lab.reward_model import RewardConfig, score_texts                          # noqa: E402
 from rlhf_lab.sequences import encode_prompts, response_mask_from                    # noqa: E402
 from rlhf_lab.sft import PretrainConfig, SFTConfig                                   # noqa: E402
+from rlhf_lab.sweep import SweepConfig                                               # noqa: E402
 
 TINY = RunConfig(base=PretrainConfig(corpus_size=2000, steps=60, batch_size=64),
                  sft=SFTConfig(n_demonstrations=300, steps=40, batch_size=32),
@@ -180,6 +181,23 @@ def test_pool_sampler_matches_the_reference_sampler_row_by_row(sft, tok):
                                       torch.Generator().manual_seed(seed))
         assert torch.equal(got[:, :ref.shape[1]], ref)
         assert bool((got[:, ref.shape[1]:] == tok.pad_token_id).all())
+
+
+def test_cached_pool_is_the_sampled_pool_and_the_sweep_shares_it(root, sft, tok):
+    pools = lambda: {p.name for p in root.iterdir() if p.name.startswith("pool-")}
+    before = pools()
+    fresh = overopt.sample_pool(sft, tok, 6, seed=9)
+    first = overopt.load_or_sample_pool(TINY, 6, 9, root=root)            # samples and saves
+    again = overopt.load_or_sample_pool(TINY, 6, 9, root=root)            # loads the artifact
+    for pool in (first, again):
+        assert pool.texts == fresh.texts and np.array_equal(pool.gold, fresh.gold)
+        assert pool.unique_texts == fresh.unique_texts and np.array_equal(pool.index, fresh.index)
+        assert pool.unique_prompts == fresh.unique_prompts and pool.prompts == fresh.prompts
+    assert len(pools() - before) == 1
+    assert overopt.load_or_sample_pool(TINY, 6, 10, root=root).texts != fresh.texts
+    # notebook 05's closed form and notebook 06's best-of-n read one pool
+    bon = overopt.BestOfNConfig()
+    assert (SweepConfig().pool_seed, SweepConfig().n_samples) == (bon.pool_seed, bon.n_max)
 
 
 def test_score_pool_matches_score_texts(root, sft, tok):
