@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import models, theory
 from .beyond_losses import dpo_loss, implicit_reward
 from .config import positive, require
 from .evaluation import evaluate_policy
 from .losses import response_logprob
+from .progress import progress
 from .reward_model import PreferenceData
 from .sequences import Batch, encode_pairs
 from .student import as_loss_and_stats, pluggable
@@ -139,7 +139,7 @@ def train_dpo(cfg: DPOConfig, sft_model, tokenizer, data: PreferenceData, loss_f
     policy.train()
     for epoch in range(cfg.epochs):
         perm = torch.randperm(n, generator=order)
-        for i in tqdm(range(steps_per_epoch), desc=f"DPO β={cfg.beta:g} {epoch + 1}/{cfg.epochs}",
+        for i in progress(range(steps_per_epoch), desc=f"DPO β={cfg.beta:g} {epoch + 1}/{cfg.epochs}",
                       leave=False):
             step = epoch * steps_per_epoch + i
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -190,10 +190,10 @@ def compare_dpo_ppo(run=None, betas=(0.3, 0.1, 0.03), dpo_betas=None, root=None,
     sft = pipeline.load_or_train_sft(run, root).model
     rm = pipeline.load_or_train_rm(run, root).model
     rows = [policy_point("SFT", None, sft, sft, tok, rm, n_per_prompt=n_per_prompt)]
-    for beta in tqdm(betas, desc="PPO runs", leave=False):
+    for beta in progress(betas, desc="PPO runs", leave=False):
         ppo = pipeline.load_or_train_ppo(run.with_ppo(beta=beta), root)
         rows.append(policy_point("PPO", beta, ppo.model, sft, tok, rm, n_per_prompt=n_per_prompt))
-    for beta in tqdm(dpo_betas, desc="DPO runs", leave=False):
+    for beta in progress(dpo_betas, desc="DPO runs", leave=False):
         dpo = pipeline.load_or_train_dpo(run.with_dpo(beta=beta), root)
         point = policy_point("DPO", beta, dpo.model, sft, tok, rm, n_per_prompt=n_per_prompt)
         rows.append({**point, "seconds": dpo.metrics.get("seconds")})

@@ -39,13 +39,13 @@ import warnings
 from dataclasses import dataclass, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from . import beyond_losses, memory, models, ppo, rl_losses, world
 from .config import non_negative, positive, require
 from .masking import entropy_from_logits, masked_mean, response_logits, response_logprobs
 from .models import forward_logits
 from .ppo import PPOResult, Rollout, clipped_step
+from .progress import progress
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["GRPOConfig", "train_grpo", "group_prompts", "score_groups", "grpo_update",
@@ -204,7 +204,7 @@ def train_grpo(cfg: GRPOConfig, sft_model, reward_model=None, tokenizer=None,
     sampler = generator if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
     prompts_all = world.all_prompts()
     result = PPOResult(policy=policy)
-    for it in tqdm(range(cfg.iterations), desc=f"GRPO β={cfg.beta:g}", leave=False):
+    for it in progress(range(cfg.iterations), desc=f"GRPO β={cfg.beta:g}", leave=False):
         last_good = {k: v.detach().clone() for k, v in policy.state_dict().items()}
         t0 = time.perf_counter()
         # 1. generate G replies per prompt, a group's rows adjacent

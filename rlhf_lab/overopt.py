@@ -33,7 +33,8 @@ from .generation import sample_responses_pruned
 from .sequences import decode_responses, encode_pairs, encode_prompts, response_mask_from
 
 __all__ = ["BestOfNConfig", "Pool", "PoolSpec", "sample_pool", "load_or_sample_pool", "score_pool", "n_grid",
-           "plugin_kl_best_of_n", "best_of_n_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse", "overoptimisation_study"]
+           "plugin_kl_best_of_n", "best_of_n_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse",
+           "overoptimisation_study"]
 
 AGGREGATES = ("mean", "min", "mean_minus_std")
 

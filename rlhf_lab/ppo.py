@@ -32,13 +32,13 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from . import beyond_losses, datasets, models, rl_losses, world
 from .config import LATER, in_unit_interval, non_negative, positive, require
 from .generation import sample_responses
 from .masking import entropy_from_logits, masked_mean, masked_whiten, response_logits, response_logprobs
 from .sequences import Batch, decode_responses, encode_pairs, encode_prompts, position_ids
+from .progress import progress
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["PPOConfig", "PPOLosses", "PolicyWithValueHead", "Rollout", "train_ppo",
@@ -403,7 +403,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
     ptx_text = pretraining_text(cfg, tokenizer) if cfg.ptx_coef > 0 else None   # PPO-ptx only
     result = PPOResult(policy=lm)
     beta = cfg.beta
-    for it in tqdm(range(cfg.iterations), desc=f"PPO β={cfg.beta:g}", leave=False):
+    for it in progress(range(cfg.iterations), desc=f"PPO β={cfg.beta:g}", leave=False):
         last_good = {k: v.detach().clone() for k, v in lm.state_dict().items()}
         t0 = time.perf_counter()
         prompts = [rng.choice(prompts_all) for _ in range(cfg.rollouts)]

@@ -15,12 +15,12 @@ import random
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from . import models, world
 from .config import positive, require
 from .generation import sample_texts
 from .losses import bradley_terry_loss
+from .progress import progress
 from .sequences import encode_pairs
 from .student import as_loss_and_stats, pluggable
 
@@ -128,7 +128,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
     rm.train()
     for epoch in range(cfg.epochs):
         perm = torch.randperm(len(data), generator=order)
-        for i in tqdm(range(steps_per_epoch), desc=f"reward model {epoch + 1}/{cfg.epochs}", leave=False):
+        for i in progress(range(steps_per_epoch), desc=f"reward model {epoch + 1}/{cfg.epochs}", leave=False):
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
             both = pairs.rows(torch.cat([idx, idx + n])).to(device)    # 2B rows: chosen, then rejected
             step = epoch * steps_per_epoch + i

@@ -11,13 +11,13 @@ import random
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from . import datasets, models, world
 from .config import positive, require
 from .generation import sample_texts
 from .losses import sft_loss
 from .sequences import Batch, encode_pairs
+from .progress import progress
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["PretrainConfig", "SFTConfig", "train_next_token", "pretrain", "train_sft",
@@ -99,7 +99,7 @@ def train_next_token(model, data: Batch, loss_mask: torch.Tensor, steps: int, ba
     device = next(model.parameters()).device
     history = []
     model.train()
-    for step in tqdm(range(steps), desc=desc, leave=False):
+    for step in progress(range(steps), desc=desc, leave=False):
         idx = torch.randint(len(data.input_ids), (batch_size,), generator=order)
         batch, mask = _rows(data, idx, loss_mask, device)
         for group in opt.param_groups:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from tqdm.auto import tqdm
+from .progress import progress
 
 __all__ = ["in_processes"]
 
@@ -17,6 +17,6 @@ def in_processes(fn, calls: list[tuple], jobs: int, desc: str) -> list:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = [pool.submit(fn, *args, 1) for args in calls]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} at a time)"):
+        for future in progress(as_completed(futures), total=len(futures), desc=f"{desc} ({jobs} at a time)"):
             future.result()
     return [future.result() for future in futures]

@@ -8,12 +8,13 @@ import ast
 import contextlib
 import inspect
 import io
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from rlhf_lab import beyond_losses, losses, overopt_math, rl_losses, theory
+from rlhf_lab import beyond_losses, losses, overopt_math, progress, rl_losses, theory
 from rlhf_lab.release import BEGIN, END, STUB, is_check_cell, release, strip_solutions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,3 +240,29 @@ def test_release_cli_strips_every_output_but_the_check_lines(tmp_path):
     student = read(tmp_path / "nb" / "01_sft.ipynb")
     assert BEGIN not in str(student) and STUB in str(student)
     assert BEGIN in read(tmp_path / "sol" / "01_sft.ipynb").cells[4].source
+
+
+# ----------------------------------------------------------------------------- progress bars
+
+
+def test_no_module_updates_a_bar_more_than_once_a_second():
+    """Every bar goes through rlhf_lab.progress (tqdm's own default updates ten times a second)."""
+    package = Path(__file__).resolve().parents[1] / "rlhf_lab"
+    direct = [f.name for f in package.rglob("*.py")
+              if f.name != "progress.py" and "tqdm" in f.read_text()]
+    assert direct == []
+    bar = progress.progress(range(3), desc="x", disable=False)
+    assert bar.mininterval == progress.MIN_INTERVAL_S == 1.0
+    bar.close()
+
+
+def test_a_bar_redraws_at_most_once_a_second():
+    """A loop of 3000 steps (1.5 s or more) redraws about once a second (tqdm's default: ten times).
+    In a notebook every redraw is a few kernel messages, and a few thousand in one cell make nbval
+    lose the kernel's last message and fail the cell ("Timeout of 5 seconds exceeded waiting for
+    output"): see rlhf_lab/progress.py."""
+    out, start = io.StringIO(), time.perf_counter()
+    for _ in progress.progress(range(3000), desc="steps", file=out, disable=False):
+        time.sleep(0.0005)
+    seconds, redraws = time.perf_counter() - start, out.getvalue().count("\r")
+    assert 2 <= redraws <= seconds / progress.MIN_INTERVAL_S + 3, (redraws, seconds)
