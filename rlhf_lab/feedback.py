@@ -301,8 +301,10 @@ def _judge_run(run: RunConfig, n_labels: int, seed: int) -> RunConfig:
 
 def _judges(run: RunConfig, cfg: FeedbackConfig, needed, root) -> dict:
     """The judges ``needed`` (names of :data:`JUDGES`)."""
-    learned = lambda n: LearnedJudge([load_or_train_rm(_judge_run(run, n, cfg.seed), root).model],
-                                     run.rm.max_response_len)
+    def learned(n_labels: int) -> LearnedJudge:
+        rm = load_or_train_rm(_judge_run(run, n_labels, cfg.seed), root).model
+        return LearnedJudge([rm], run.rm.max_response_len)
+
     make = {"human": lambda: SimulatedAnnotator(),
             "constitution": lambda: Constitution(),
             "constitution_missing_rule": lambda: Constitution().without(cfg.missing_rule),

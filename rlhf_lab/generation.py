@@ -64,7 +64,7 @@ def sample_responses(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
             keep = (~live_done).nonzero().squeeze(-1)
             live, attention_mask, next_pos = live[keep], attention_mask[keep], next_pos[keep]
             out.cache.batch_select_indices(keep)
-            logits = logits.clone()
+            logits = logits.clone()          # own the (B, V) logits: they were the model's output
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         out = model(input_ids=token[live, None], attention_mask=attention_mask,
                     position_ids=next_pos, cache=out.cache, use_cache=True)

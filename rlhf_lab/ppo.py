@@ -37,8 +37,8 @@ from . import beyond_losses, datasets, models, rl_losses, world
 from .config import LATER, in_unit_interval, non_negative, positive, require
 from .generation import sample_responses
 from .masking import entropy_from_logits, masked_mean, masked_whiten, response_logits, response_logprobs
-from .sequences import Batch, decode_responses, encode_pairs, encode_prompts, position_ids
 from .progress import progress
+from .sequences import Batch, decode_responses, encode_pairs, encode_prompts, position_ids
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["PPOConfig", "PPOLosses", "PolicyWithValueHead", "Rollout", "train_ppo",

@@ -16,8 +16,8 @@ from . import datasets, models, world
 from .config import positive, require
 from .generation import sample_texts
 from .losses import sft_loss
-from .sequences import Batch, encode_pairs
 from .progress import progress
+from .sequences import Batch, encode_pairs
 from .student import as_loss_and_stats, pluggable
 
 __all__ = ["PretrainConfig", "SFTConfig", "train_next_token", "pretrain", "train_sft",
