@@ -29,8 +29,7 @@ from . import models, theory
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
 from .overopt import load_or_sample_pool, score_pool
-from .pipeline import (RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys,
-                       train_runs)
+from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
 
 __all__ = ["SweepConfig", "SWEEP_BETAS", "beta_sweep", "compare_with_optimum"]
 

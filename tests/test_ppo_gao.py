@@ -8,9 +8,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from rlhf_lab import pipeline, plots  # noqa: E402
+from rlhf_lab import models, pipeline, plots  # noqa: E402
 from rlhf_lab.artifacts import is_cached  # noqa: E402
-from rlhf_lab import models  # noqa: E402
 from rlhf_lab.ppo_gao import (PPOGaoConfig, fit_curve, gain_curve, observed_peak,  # noqa: E402
                               ppo_gao_study, proxy_summary, sft_baseline, study_key)
 
