@@ -17,21 +17,23 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
-from tokenizers.models import BPE, WordLevel
-from tokenizers.pre_tokenizers import WhitespaceSplit
-from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification,
-                          AutoModelForTokenClassification, AutoTokenizer, GPT2Config,
-                          GPT2ForSequenceClassification, GPT2ForTokenClassification, GPT2LMHeadModel,
-                          PreTrainedTokenizerFast)
 
 from . import world
 from .sequences import position_ids
 
+# transformers and tokenizers are imported inside the functions that use them: importing GPT-2's
+# classes costs about 3 s on a laptop CPU (they pull in torch._dynamo and torch.distributed), and
+# code that only reads cached results (notebooks 05 and 06 on a warm cache) never needs them.
+if TYPE_CHECKING:
+    from transformers import (GPT2Config, GPT2ForSequenceClassification, GPT2ForTokenClassification,
+                              GPT2LMHeadModel, PreTrainedTokenizerFast)
+
 __all__ = ["PRESETS", "PRESET_BATCH_SIZES", "world_tokenizer", "bpe_tokenizer", "gpt2_config", "new_policy",
            "reward_model_from", "critic_from", "count_parameters", "load_policy", "load_pretrained",
+           "no_progress_bars",
            "pick_device", "autocast", "forward_logits"]
 
 # Shapes of the presets. Dropout is off everywhere: RL needs the same log-probs from the same
@@ -58,6 +60,10 @@ def world_tokenizer() -> PreTrainedTokenizerFast:
     Special tokens are distinct: ``<pad>`` (id 0) is not ``<eos>``, so padding can never be
     mistaken for the end of a reply.
     """
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import PreTrainedTokenizerFast
     vocab = {word: i for i, word in enumerate(world.vocabulary())}
     core = Tokenizer(WordLevel(vocab, unk_token=world.UNK))
     core.pre_tokenizer = WhitespaceSplit()
@@ -76,6 +82,10 @@ def bpe_tokenizer(vocab_size: int = 512, corpus_size: int = 4000, seed: int = 0)
     Deterministic in ``seed``. Save it with ``save_pretrained`` and load it back with
     ``AutoTokenizer.from_pretrained``.
     """
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+    from transformers import PreTrainedTokenizerFast
+
     from .datasets import pretraining_corpus          # datasets imports nothing from here
     if vocab_size < 256 + len(world.SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must be >= {256 + len(world.SPECIAL_TOKENS)} (256 bytes and "
@@ -97,6 +107,7 @@ def bpe_tokenizer(vocab_size: int = 512, corpus_size: int = 4000, seed: int = 0)
 
 def gpt2_config(preset: str = "tiny", tokenizer: PreTrainedTokenizerFast | None = None) -> GPT2Config:
     """A ``GPT2Config`` for one of :data:`PRESETS`, sized to ``tokenizer`` (default: the world's)."""
+    from transformers import GPT2Config
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
     tok = tokenizer if tokenizer is not None else world_tokenizer()
@@ -109,10 +120,26 @@ def gpt2_config(preset: str = "tiny", tokenizer: PreTrainedTokenizerFast | None 
 def new_policy(preset: str = "tiny", seed: int = 0,
                tokenizer: PreTrainedTokenizerFast | None = None) -> GPT2LMHeadModel:
     """A freshly initialised GPT-2 language model of the given preset (deterministic in seed)."""
+    from transformers import GPT2LMHeadModel
     config = gpt2_config(preset, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return GPT2LMHeadModel(config)
+
+
+@contextlib.contextmanager
+def no_progress_bars():
+    """transformers' own progress bars ("Loading weights", "Writing model shards") off inside the
+    block and restored after it: loading a cached model takes milliseconds, and a bar for each
+    one would bury a notebook cell's output."""
+    from transformers.utils import logging as hf_logging
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def _quietly(fn, *args, **kwargs):
@@ -133,6 +160,7 @@ def reward_model_from(policy, seed: int = 0) -> GPT2ForSequenceClassification:
     ``pad_token_id``, so the score does not depend on how much padding follows. Any causal LM
     with a sequence-classification class works (a GPT-2 gives a ``GPT2ForSequenceClassification``).
     """
+    from transformers import AutoModelForSequenceClassification
     config = type(policy.config).from_dict(policy.config.to_dict())
     config.num_labels = 1
     with torch.random.fork_rng(devices=[]):
@@ -145,6 +173,7 @@ def reward_model_from(policy, seed: int = 0) -> GPT2ForSequenceClassification:
 def critic_from(source: torch.nn.Module, seed: int = 0) -> GPT2ForTokenClassification:
     """A critic V(s_t), one value per token, initialised from a reward model (trunk and head)
     or from a policy (trunk only; fresh head)."""
+    from transformers import AutoModelForTokenClassification
     config = type(source.config).from_dict(source.config.to_dict())
     config.num_labels = 1
     config.classifier_dropout = 0.0
@@ -163,6 +192,7 @@ def critic_from(source: torch.nn.Module, seed: int = 0) -> GPT2ForTokenClassific
 
 def load_policy(path: str | Path) -> GPT2LMHeadModel:
     """Load a saved policy (any GPT-2 causal LM directory written by ``save_pretrained``)."""
+    from transformers import GPT2LMHeadModel
     return GPT2LMHeadModel.from_pretrained(path)
 
 
@@ -174,6 +204,7 @@ def load_pretrained(name_or_path: str | Path):
     end-of-sequence token) gets ``<pad>`` (a new token, and the model one more embedding row, if
     the vocabulary lacks it), so padding is never mistaken for the end of a reply.
     """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForCausalLM.from_pretrained(name_or_path)

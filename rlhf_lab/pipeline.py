@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import models
-from .artifacts import cached, is_cached, read_json, write_json
+from .artifacts import artifact_folder, cached, is_cached, read_json, write_json
 from .config import config_dict, config_hash, require
 from .dpo import DPOConfig, train_dpo
 from .grpo import GRPOConfig, train_grpo
@@ -27,7 +27,7 @@ from .sft import PretrainConfig, SFTConfig, evaluate_gold, pretrain, train_sft
 from .workers import in_processes
 
 __all__ = ["RunConfig", "Artifact", "load_or_train_base", "load_or_train_sft", "load_or_train_rm",
-           "load_or_train_ppo", "load_or_train_grpo", "load_or_train_dpo", "train_runs",
+           "load_or_train_ppo", "load_or_train_grpo", "load_or_train_dpo", "load_metrics", "train_runs",
            "reward_model_scaling", "stage_keys", "code_key", "HELDOUT_SEED", "SCALING_HELDOUT_SEED"]
 
 HELDOUT_SEED = 10_000   # seed of the held-out preference pairs (never a training seed)
@@ -123,7 +123,8 @@ def stage_keys(run: RunConfig) -> dict[str, str]:
 def _saver(extra: dict | None = None):
     def save(obj, folder: Path):
         model, metrics, config = obj
-        model.save_pretrained(folder / "model")
+        with models.no_progress_bars():
+            model.save_pretrained(folder / "model")
         models.world_tokenizer().save_pretrained(folder / "model")
         write_json(folder / "metrics.json", metrics)
         write_json(folder / "config.json", config)
@@ -132,7 +133,8 @@ def _saver(extra: dict | None = None):
 
 def _loader(model_cls, key):
     def load(folder: Path) -> Artifact:
-        model = model_cls.from_pretrained(folder / "model")
+        with models.no_progress_bars():
+            model = model_cls.from_pretrained(folder / "model")
         model.eval()
         return Artifact(model, read_json(folder / "metrics.json"), folder, key)
     return load
@@ -305,6 +307,19 @@ def load_or_train_dpo(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
     if loss_fn is not None:
         return _custom("dpo", key, [loss_fn], train, _saver(), _loader(GPT2LMHeadModel, key), root)
     return cached("dpo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
+
+
+def load_metrics(stage: str, run: RunConfig = RunConfig(), root=None) -> dict:
+    """The metrics of ``stage``'s artifact for ``run`` (training histories, evaluations), trained
+    first if it is missing. The model is not loaded: reading cached results needs no
+    transformers, so a notebook that only plots them starts seconds sooner."""
+    stages = {"base": load_or_train_base, "sft": load_or_train_sft, "rm": load_or_train_rm,
+              "ppo": load_or_train_ppo, "grpo": load_or_train_grpo, "dpo": load_or_train_dpo}
+    require(stage in stages, "stage", f"must be one of {sorted(stages)}, got {stage!r}")
+    key = stage_keys(run)[stage]
+    if not is_cached(stage, key, root):
+        stages[stage](run, root)
+    return read_json(artifact_folder(stage, key, root) / "metrics.json")
 
 
 def _train_one(stage: str, run: RunConfig, root, threads: int | None = None) -> float:

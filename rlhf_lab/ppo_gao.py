@@ -38,10 +38,9 @@ import numpy as np
 from . import models
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
-from .overopt import sample_pool, score_pool
+from .overopt import load_or_sample_pool, score_pool
 from .overopt_math import fit_rl
-from .pipeline import (RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft, stage_keys,
-                       train_runs)
+from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
 
 __all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "proxy_summary",
            "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
@@ -151,16 +150,18 @@ def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict,
             "baseline": None if baseline is None else dict(baseline)}
 
 
-def sft_baseline(sft_model, tokenizer, reward_models: list, n_per_prompt: int, seed: int,
-                 max_new_tokens: int = 24) -> dict:
-    """The SFT policy's mean gold utility and mean score under each reward model, from
-    ``n_per_prompt`` sampled replies to each of the 48 prompts (48 x 256 by default: the
-    standard error of the gold mean is about 0.009 where one PPO batch of 256 has 0.06).
+def sft_baseline(run: RunConfig, reward_models: list, n_per_prompt: int, seed: int,
+                 max_new_tokens: int = 24, root=None) -> dict:
+    """The SFT policy of ``run``: its mean gold utility and mean score under each reward model,
+    over ``n_per_prompt`` sampled replies to each of the 48 prompts (48 x 256 by default: the
+    standard error of the gold mean is about 0.009 where one PPO batch of 256 has 0.06). The
+    replies are a cached pool (:func:`rlhf_lab.overopt.load_or_sample_pool`): sampled once per
+    seed and size, loaded after that.
 
     Returns ``{"gold": float, "proxy": [one float per reward model], "samples": int}``.
     """
-    pool = sample_pool(sft_model, tokenizer, n_per_prompt, seed, max_new_tokens)
-    scores = score_pool(list(reward_models), tokenizer, pool)               # (M, P, m)
+    pool = load_or_sample_pool(run, n_per_prompt, seed, max_new_tokens, root)
+    scores = score_pool(list(reward_models), models.world_tokenizer(), pool)   # (M, P, m)
     return {"gold": float(pool.gold.mean()), "proxy": [float(s.mean()) for s in scores],
             "samples": int(pool.gold.size)}
 
@@ -212,9 +213,8 @@ def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), b
 
 def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict:
     rms = [load_or_train_rm(r, root) for r in runs]
-    base = sft_baseline(load_or_train_sft(runs[0], root).model, models.world_tokenizer(),
-                        [rm.model for rm in rms], cfg.baseline_per_prompt, cfg.baseline_seed,
-                        runs[0].ppo.max_new_tokens)
+    base = sft_baseline(runs[0], [rm.model for rm in rms], cfg.baseline_per_prompt,
+                        cfg.baseline_seed, runs[0].ppo.max_new_tokens, root)
     proxies = []
     for p, r, rm, proxy0 in zip(cfg.pairs_grid, runs, rms, base["proxy"]):
         ppo = load_or_train_ppo(r, root)

@@ -29,7 +29,8 @@ from . import models, theory
 from .artifacts import cached, read_json, write_json
 from .config import config_dict, config_hash, positive, require
 from .overopt import load_or_sample_pool, score_pool
-from .pipeline import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
+from .pipeline import (RunConfig, load_metrics, load_or_train_ppo, load_or_train_rm, stage_keys,
+                       train_runs)
 
 __all__ = ["SweepConfig", "SWEEP_BETAS", "beta_sweep", "compare_with_optimum"]
 
@@ -88,7 +89,7 @@ def beta_sweep(run: RunConfig = RunConfig(), betas=SWEEP_BETAS, jobs: int | None
     runs = [run.with_ppo(beta=b) for b in cfg.betas]
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
     require(isinstance(jobs, int) and jobs >= 1, "jobs", f"must be an int >= 1, got {jobs!r}")
-    load_or_train_rm(run, root)                     # upstream stages once, before any worker
+    load_metrics("rm", run, root)                   # upstream stages once, before any worker
     seconds = train_runs([("ppo", r) for r in runs], root, jobs)
     key = config_hash(cfg, stage_keys(run)["rm"], *(stage_keys(r)["ppo"] for r in runs))
     result = cached("sweep", key, lambda: _analyse(run, cfg, runs, root),

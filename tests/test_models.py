@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -88,6 +92,35 @@ def test_save_and_load_round_trip(tmp_path, tok):
         assert torch.equal(policy(input_ids=ids).logits, models.load_policy(tmp_path / "p")(input_ids=ids).logits)
         rm2 = GPT2ForSequenceClassification.from_pretrained(tmp_path / "r")
         assert torch.equal(rm.eval()(input_ids=ids).logits, rm2.eval()(input_ids=ids).logits)
+
+
+def test_reading_results_imports_no_transformers():
+    # transformers is imported where a model or tokenizer is built, so a notebook that only
+    # plots cached results never pays for it
+    code = ("import sys; import rlhf_lab.pipeline, rlhf_lab.sweep, rlhf_lab.overopt, rlhf_lab.ppo_gao, "
+            "rlhf_lab.plots, rlhf_lab.checks, rlhf_lab.student; "
+            "print(sorted(m for m in ('transformers', 'tokenizers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_progress_bars_turns_them_off_inside_and_restores_them():
+    from transformers.utils import logging as hf_logging
+    assert hf_logging.is_progress_bar_enabled()
+    with models.no_progress_bars():
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+    with pytest.raises(RuntimeError), models.no_progress_bars():
+        raise RuntimeError("a failed load")
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()                  # switched off by the user: stays off
+    try:
+        with models.no_progress_bars():
+            pass
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def test_critic_from_reward_model_copies_trunk_and_head():

@@ -25,6 +25,22 @@ def test_stages_train_cache_and_reload(tmp_path):
     assert again.metrics == rm.metrics and again.path == rm.path
 
 
+def test_load_metrics_trains_what_is_missing_then_reads_without_loading_a_model(tmp_path,
+                                                                              monkeypatch):
+    metrics = pipeline.load_metrics("rm", SMALL, root=tmp_path)          # trains base, SFT, RM
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["base", "rm", "sft"]
+    assert metrics == pipeline.load_or_train_rm(SMALL, root=tmp_path).metrics
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("load_metrics loaded a model")
+    monkeypatch.setattr(pipeline, "load_or_train_rm", no_loading)
+    monkeypatch.setattr(pipeline, "load_or_train_sft", no_loading)
+    assert pipeline.load_metrics("rm", SMALL, root=tmp_path) == metrics
+    assert pipeline.load_metrics("sft", SMALL, root=tmp_path)["history"]
+    with pytest.raises(ValueError, match="stage"):
+        pipeline.load_metrics("critic", SMALL, root=tmp_path)
+
+
 def test_same_seed_same_numbers(tmp_path):
     run = dataclasses.replace(SMALL, base=dataclasses.replace(SMALL.base, steps=20))
     a = pipeline.load_or_train_sft(run, root=tmp_path / "a").metrics

@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 
 from rlhf_lab import models, pipeline, plots  # noqa: E402
 from rlhf_lab.artifacts import is_cached  # noqa: E402
+from rlhf_lab.overopt import sample_pool, score_pool  # noqa: E402
 from rlhf_lab.ppo_gao import (PPOGaoConfig, fit_curve, gain_curve, observed_peak,  # noqa: E402
                               ppo_gao_study, proxy_summary, sft_baseline, study_key)
 
@@ -122,11 +123,15 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     p256 = study["proxies"][1]
     assert p256["ppo_key"] == own.key
     history = own.metrics["history"]
-    # the zero of the gains: the SFT policy's means over 48 x 8 fresh replies, one proxy per RM
+    # the zero of the gains: the SFT policy's means over 48 x 8 replies, one proxy per RM
     rms = [pipeline.load_or_train_rm(run.with_rm(n_pairs=p), root).model for p in (128, 256)]
-    base = sft_baseline(pipeline.load_or_train_sft(run, root).model, models.world_tokenizer(), rms,
-                        n_per_prompt=8, seed=31_000, max_new_tokens=run.ppo.max_new_tokens)
+    base = sft_baseline(run, rms, n_per_prompt=8, seed=31_000, max_new_tokens=run.ppo.max_new_tokens,
+                        root=root)
     assert study["baseline"] == base and base["samples"] == 48 * 8
+    fresh = sample_pool(pipeline.load_or_train_sft(run, root).model, models.world_tokenizer(), 8,
+                        31_000, run.ppo.max_new_tokens)                # what the cached pool holds
+    assert base["gold"] == float(fresh.gold.mean())
+    assert base["proxy"] == [float(s.mean()) for s in score_pool(rms, models.world_tokenizer(), fresh)]
     assert p256["baseline"] == {"gold": base["gold"], "proxy": base["proxy"][1]}
     assert p256["curve"]["gold_gain"] == pytest.approx([h["gold"] - base["gold"] for h in history])
     assert p256["curve"]["proxy_gain"] == pytest.approx([h["proxy"] - base["proxy"][1]
