@@ -309,12 +309,17 @@ def load_or_train_dpo(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
     return cached("dpo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
 
 
+def _stage_loaders() -> dict:
+    """Each stage's ``load_or_train_*`` function, by stage name."""
+    return {"base": load_or_train_base, "sft": load_or_train_sft, "rm": load_or_train_rm,
+            "ppo": load_or_train_ppo, "grpo": load_or_train_grpo, "dpo": load_or_train_dpo}
+
+
 def load_metrics(stage: str, run: RunConfig = RunConfig(), root=None) -> dict:
     """The metrics of ``stage``'s artifact for ``run`` (training histories, evaluations), trained
     first if it is missing. The model is not loaded: reading cached results needs no
     transformers, so a notebook that only plots them starts seconds sooner."""
-    stages = {"base": load_or_train_base, "sft": load_or_train_sft, "rm": load_or_train_rm,
-              "ppo": load_or_train_ppo, "grpo": load_or_train_grpo, "dpo": load_or_train_dpo}
+    stages = _stage_loaders()
     require(stage in stages, "stage", f"must be one of {sorted(stages)}, got {stage!r}")
     key = stage_keys(run)[stage]
     if not is_cached(stage, key, root):
@@ -327,7 +332,7 @@ def _train_one(stage: str, run: RunConfig, root, threads: int | None = None) -> 
     if threads is not None:
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    {"ppo": load_or_train_ppo, "grpo": load_or_train_grpo}[stage](run, root)
+    _stage_loaders()[stage](run, root)
     return time.perf_counter() - start
 
 
