@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -186,7 +187,8 @@ def bench_grpo(preset: str) -> dict:
     best = min(history[1:], key=lambda h: h["t_total"])
     return {"rollouts": cfg.rollouts, "seconds": best["t_total"], "generate": best["t_generate"],
             "grpo_bytes": held_bytes(cfg, sft, rm)["total"],
-            "ppo_bytes": held_bytes(PPOConfig(), sft, rm)["total"]}
+            "ppo_bytes": held_bytes(PPOConfig(critic="separate"), sft, rm)["total"],
+            "ppo_head_bytes": held_bytes(PPOConfig(critic="head"), sft, rm)["total"]}
 
 
 def bench_ppo_preset(preset: str, critics, repeats: int) -> dict:
@@ -248,7 +250,8 @@ def preset_rows(r: dict) -> list[tuple]:
     rows.append((name, "GRPO iteration (no critic)", "16 prompts × 8 replies, 4 epochs",
                  f"{g['seconds']:.2f} s", f"{g['rollouts'] / g['seconds']:,.0f} replies/s",
                  f"gen {g['generate']:.2f} s; networks hold {g['grpo_bytes'] / 2 ** 20:.1f} MiB vs "
-                 f"PPO's {g['ppo_bytes'] / 2 ** 20:.1f} MiB"))
+                 f"PPO's {g['ppo_bytes'] / 2 ** 20:.1f} MiB with a separate critic "
+                 f"({g.get('ppo_head_bytes', math.nan) / 2 ** 20:.1f} MiB with a value head)"))
     rows.append((name, "peak RSS", "whole process", "", "", f"{r['peak_rss_mb']:,.0f} MiB"))
     return rows
 
