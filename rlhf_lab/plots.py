@@ -641,11 +641,14 @@ def ai_feedback(result: dict):
     for bar, a in zip(bars, arms):
         axes[1].annotate(f"KL {a['kl']:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                          ha="center", va="bottom", fontsize=7)
-    axes[1].axhline(result["sft"]["gold"], color=COLORS["sft"], lw=1, ls=":", label="SFT policy")
+    sft_gold = result["sft"]["gold"]
+    axes[1].axhline(sft_gold, color=COLORS["sft"], lw=1, ls=":")
+    axes[1].annotate("SFT\npolicy", (1, sft_gold), xycoords=("axes fraction", "data"),
+                     xytext=(3, 0), textcoords="offset points", ha="left", va="center",
+                     fontsize=7, color=COLORS["sft"])     # labels the line beside the axes, off the bars
     axes[1].set_xticks(x, [a["arm"].replace("_", "\n") for a in arms], fontsize=7)
     axes[1].set(ylabel="gold utility r* after PPO",
                 title="PPO on each arm's labels (grey: reference, red: failure, green: fix)")
-    axes[1].legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
 
