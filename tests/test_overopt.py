@@ -211,8 +211,10 @@ def test_score_pool_matches_score_texts(root, sft, tok):
     texts = [t for row in pool.texts for t in row]
     reference = score_texts(rms[1], tok, prompts, texts).numpy().reshape(48, 4)
     assert np.allclose(both[1], reference, atol=1e-5)
-    # rows are independent at one width: scoring in chunks of 7 rows gives the same bits
-    assert np.array_equal(overopt.score_pool(rms, tok, pool, chunk_size=7), overopt.score_pool(rms, tok, pool))
+    # rows are independent at one width: scoring in chunks of 7 rows gives the same scores (the
+    # matrix-product kernels may round differently for another number of rows, so not always bits)
+    chunked = overopt.score_pool(rms, tok, pool, chunk_size=7)
+    assert np.allclose(chunked, overopt.score_pool(rms, tok, pool), rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- the study
