@@ -89,6 +89,11 @@ def main() -> int:
     print(_table(["pairs", "RM acc", "corr gold", "peak n", "peak d", "peak gold", "fit d*",
                   "gold@max", "fall", "proxy@max", "KL plug-in@max"], rows))
     print(f"(KL_bon bound at n = {res['ns'][-1]}: {oracle['curve']['kl_bon'][-1]:.2f})")
+    rows = [[p["n_pairs"], p["seeds"], p["peak"]["n"], f"{p['peak']['gold_gain']:+.2f}",
+             p["fit"]["kl_peak"] if p["fit"]["kl_peak"] is not None else "none", f"{p['fall']:+.2f}",
+             " ".join(str(s["peak"]["n"]) for s in p["per_seed"])] for p in res["seed_average"]]
+    print("\nThe same, each size's curve averaged over its seeds")
+    print(_table(["pairs", "seeds", "peak n", "peak gold", "fit KL*", "fall", "single seeds' peak n"], rows))
 
     ens, rms = res["ensemble"], res["reward_models"]
     rows = [_bon_row(f"member seed {m['seed']}", m, rms[f"ensemble-{m['seed']}"]["accuracy"])

@@ -9,7 +9,8 @@ world's gold utility r*(x, y) plays Gao's gold reward model. :func:`overoptimisa
 1. sample a pool of m replies to each of the 48 prompts from π_ref, with their gold utility;
 2. score the pool with every reward model (each distinct reply once);
 3. per proxy size, the BoN curve for n = 1..m by the unbiased order-statistics estimator, the fit
-   d(α − βd) and the observed peak; the oracle is BoN on gold itself;
+   d(α − βd) and the observed peak; the oracle is BoN on gold itself; and each size's curve
+   averaged over several proxy seeds (one seed's peak n is noisy where its curve is flat);
 4. an ensemble (Coste et al. 2024, "Reward Model Ensembles Help Mitigate Overoptimization"): BoN
    against the mean, the min and mean − k·std of the members;
 5. choosing n without gold: judge each proxy's choice by a held-out reward model trained on other
@@ -33,7 +34,7 @@ from .generation import sample_responses_pruned
 from .sequences import decode_responses, encode_pairs, encode_prompts, response_mask_from
 
 __all__ = ["BestOfNConfig", "Pool", "PoolSpec", "sample_pool", "load_or_sample_pool", "score_pool", "n_grid",
-           "plugin_kl_best_of_n", "best_of_n_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse",
+           "plugin_kl_best_of_n", "best_of_n_curve", "mean_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse",
            "overoptimisation_study"]
 
 AGGREGATES = ("mean", "min", "mean_minus_std")
@@ -44,6 +45,10 @@ class BestOfNConfig:
     """The best-of-n overoptimisation study."""
     pairs_grid: tuple = (500, 4000, 16000)
     """Training pairs of the proxy reward models, one Gao curve each (typical 250-32000)."""
+    proxy_seeds: int = 3
+    """Proxies per size, with seeds ``run.rm.seed``, ``run.rm.seed + 1``, ...: one seed's peak n
+    is noisy where its curve is flat, so ``seed_average`` averages each size's curves over them.
+    The first seed's proxy is the one of ``proxies``, the ensemble comparison and the detectors."""
     n_max: int = 1024
     """m, replies sampled per prompt; the curves run n = 1..m (KL_bon(1024) = 5.9 nats)."""
     points_per_octave: int = 2
@@ -78,7 +83,9 @@ class BestOfNConfig:
         require(isinstance(self.n_max, int) and self.n_max >= 2, "n_max",
                 f"must be an int >= 2, got {self.n_max!r}")
         positive(self, "points_per_octave", "ensemble_pairs", "heldout_pairs", "max_new_tokens",
-                 "eval_labels_per_n")
+                 "eval_labels_per_n", "proxy_seeds")
+        require(isinstance(self.proxy_seeds, int), "proxy_seeds",
+                f"must be an int >= 1, got {self.proxy_seeds!r}")
         require(isinstance(self.ensemble_seeds, tuple) and len(self.ensemble_seeds) >= 2
                 and len(set(self.ensemble_seeds)) == len(self.ensemble_seeds), "ensemble_seeds",
                 f"must be a tuple of >= 2 distinct seeds, got {self.ensemble_seeds!r}")
@@ -292,6 +299,16 @@ def best_of_n_curve(proxy, gold, ns) -> dict:
             "proxy_gain": (bon["proxy"] - proxy.mean()).tolist()}
 
 
+def mean_curve(curves: list[dict]) -> dict:
+    """The pointwise mean of best-of-n curves on one grid of n (:func:`best_of_n_curve`): n, KL_bon
+    and d are shared; the plug-in KL, the scores and the gains are averaged.
+    Example: gold_gain [0, 0.2] and [0, 0.4] give [0, 0.3]."""
+    require(len(curves) > 0 and all(c["n"] == curves[0]["n"] for c in curves), "curves",
+            "must be a non-empty list of curves on the same grid of n")
+    averaged = ("kl_plugin", "gold", "proxy", "gold_gain", "proxy_gain")
+    return {**curves[0], **{k: np.mean([c[k] for c in curves], axis=0).tolist() for k in averaged}}
+
+
 def gao_summary(curve: dict) -> dict:
     """Fit R_bon(d) = d(α − βd) to a curve's gold gain (Gao et al. 2023) and find its peaks.
 
@@ -375,10 +392,14 @@ def choose_n_by_labels(proxy, gold, ns, labels_per_n: int, seed: int) -> dict:
 
 def _reward_model_runs(run: RunConfig, cfg: BestOfNConfig) -> dict[str, RunConfig]:
     """Every reward model of the study: ``proxy-<pairs>`` (the Gao grid, seed ``run.rm.seed``),
+    ``proxy-<pairs>-<k>`` (seed ``run.rm.seed + k``, k = 1 .. proxy_seeds − 1),
     ``ensemble-<seed>`` and ``heldout``. Equal configs share one cached artifact."""
-    require(cfg.heldout_seed != run.rm.seed, "heldout_seed",
-            f"must differ from run.rm.seed ({run.rm.seed}), the seed of the proxies")
+    seeds = range(run.rm.seed, run.rm.seed + cfg.proxy_seeds)
+    require(cfg.heldout_seed not in seeds, "heldout_seed",
+            f"must differ from the proxies' seeds {list(seeds)} (run.rm.seed + 0 .. proxy_seeds - 1)")
     runs = {f"proxy-{p}": run.with_rm(n_pairs=p) for p in cfg.pairs_grid}
+    runs.update({f"proxy-{p}-{k}": run.with_rm(n_pairs=p, seed=run.rm.seed + k)
+                 for p in cfg.pairs_grid for k in range(1, cfg.proxy_seeds)})
     runs.update({f"ensemble-{s}": run.with_rm(n_pairs=cfg.ensemble_pairs, seed=s)
                  for s in cfg.ensemble_seeds})
     runs["heldout"] = run.with_rm(n_pairs=cfg.heldout_pairs, seed=cfg.heldout_seed)
@@ -445,8 +466,16 @@ def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
     ns = n_grid(cfg.n_max, cfg.points_per_octave)
     octaves = n_grid(cfg.n_max, 1)
     bon = lambda proxy: gao_summary(best_of_n_curve(proxy, gold, ns))
-    # 3. Gao curves: one per proxy size, and the oracle (best-of-n on gold itself)
+    # 3. Gao curves: one per proxy size, and the oracle (best-of-n on gold itself); then each
+    #    size's curve averaged over its seeds
     proxies = [{"n_pairs": p, **bon(scores[f"proxy-{p}"])} for p in cfg.pairs_grid]
+    seed_average = []
+    for p in cfg.pairs_grid:
+        labels = [f"proxy-{p}"] + [f"proxy-{p}-{k}" for k in range(1, cfg.proxy_seeds)]
+        curves = [best_of_n_curve(scores[label], gold, ns) for label in labels]
+        seed_average.append({"n_pairs": p, "seeds": len(curves), **gao_summary(mean_curve(curves)),
+                             "per_seed": [{"gold_gain": c["gold_gain"], "peak": s["peak"], "fall": s["fall"]}
+                                          for c, s in zip(curves, map(gao_summary, curves))]})
     # 4. the ensemble, aggregated three ways (Coste et al. 2024)
     members = np.stack([scores[f"ensemble-{s}"] for s in cfg.ensemble_seeds])   # (M, P, m)
     ensemble = {
@@ -470,5 +499,5 @@ def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
             {"n_pairs": p, **choose_n_by_labels(scores[f"proxy-{p}"], gold, octaves,
                                                 cfg.eval_labels_per_n, cfg.eval_seed + k)}
             for k, p in enumerate(cfg.pairs_grid)]}}
-    return {"ns": ns, "oracle": bon(gold), "proxies": proxies, "ensemble": ensemble,
-            "detection": detection}
+    return {"ns": ns, "oracle": bon(gold), "proxies": proxies, "seed_average": seed_average,
+            "ensemble": ensemble, "detection": detection}

@@ -341,7 +341,30 @@ def bon_peak_detection(results: dict):
     return fig
 
 
-__all__ += ["bon_gao_curves", "bon_ensemble", "bon_peak_detection"]
+def bon_seed_average(results: dict):
+    """Best-of-n gold gain per proxy size averaged over its seeds (``results["seed_average"]``):
+    thin lines, each seed alone; thick, their mean with its fit d(α − βd) dotted and its peak
+    starred. One seed's peak wanders where its curve is flat; the mean's peak is what to compare
+    across sizes."""
+    rows, oracle = results["seed_average"], results["oracle"]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for row, color in zip(rows, _size_colors(len(rows))):
+        d = row["curve"]["d"]
+        for seed in row["per_seed"]:
+            ax.plot(d, seed["gold_gain"], color=color, lw=0.7, alpha=0.45)
+        _bon_gold(ax, row["curve"], f"RM on {row['n_pairs']} pairs: peak at n = {row['peak']['n']}",
+                  color, row["fit"], lw=2)
+        ax.plot(row["peak"]["d"], row["peak"]["gold_gain"], marker="*", ms=12, color=color, ls="none")
+    ax.axhline(0, color="#999999", lw=0.8)
+    ax.set(title=f"Gold gain of best-of-n, mean of {rows[0]['seeds']} reward-model seeds per size",
+           xlabel="d = sqrt(KL_bon)", ylabel="gold utility gain over n = 1")
+    _n_axis(ax, oracle["curve"]["n"], oracle["curve"]["d"])
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["bon_gao_curves", "bon_ensemble", "bon_peak_detection", "bon_seed_average"]
 
 
 # ---------------------------------------------------------------------------------------------

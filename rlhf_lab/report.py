@@ -144,6 +144,7 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
     study = overopt.overoptimisation_study(run, **study_options)
     plots.save(plots.bon_gao_curves(study), out / "bon_gao_curves.png")
     plots.save(plots.bon_ensemble(study), out / "bon_ensemble.png")
+    plots.save(plots.bon_seed_average(study), out / "bon_seed_average.png")
     plots.save(plots.bon_peak_detection(study), out / "bon_peak_detection.png")
     lines = ["", "## Overoptimisation (Gao et al. 2023): best-of-n", "",
              "| proxy pairs | RM accuracy | fit α | fit β | fitted peak KL | observed peak n | gold gain at peak | fall to n max |",
@@ -155,6 +156,11 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
                      f"| {p['fit']['beta']:.3f} | {'none' if kl_peak is None else f'{kl_peak:.2f}'} "
                      f"| {p['peak']['n']} | {p['peak']['gold_gain']:.3f} | {p['fall']:.3f} |")
     oracle = study["oracle"]
+    for p in study["seed_average"]:
+        kl_peak = p["fit"]["kl_peak"]
+        lines.append(f"| {p['n_pairs']}, mean of {p['seeds']} seeds | | {p['fit']['alpha']:.3f} "
+                     f"| {p['fit']['beta']:.3f} | {'none' if kl_peak is None else f'{kl_peak:.2f}'} "
+                     f"| {p['peak']['n']} | {p['peak']['gold_gain']:.3f} | {p['fall']:.3f} |")
     lines.append(f"| oracle (gold) | 1 | {oracle['fit']['alpha']:.3f} | {oracle['fit']['beta']:.3f} "
                  f"| | {oracle['peak']['n']} | {oracle['peak']['gold_gain']:.3f} | {oracle['fall']:.3f} |")
     ens = study["ensemble"]

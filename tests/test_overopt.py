@@ -22,7 +22,7 @@ TINY = RunConfig(base=PretrainConfig(corpus_size=2000, steps=60, batch_size=64),
                  sft=SFTConfig(n_demonstrations=300, steps=40, batch_size=32),
                  rm=RewardConfig(n_pairs=256, epochs=1, batch_size=32, n_heldout=128))
 STUDY = dict(pairs_grid=(64, 128), n_max=32, ensemble_seeds=(0, 1), ensemble_pairs=64,
-             heldout_pairs=64)
+             heldout_pairs=64, proxy_seeds=2)
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +234,31 @@ def test_config_validation_names_the_field(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="ensemble_k"):
         overopt.BestOfNConfig(ensemble_k=-1.0)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="proxy_seeds"):
+            overopt.BestOfNConfig(proxy_seeds=bad)
+    with pytest.raises(ValueError, match="heldout_seed"):           # seed 2 = run.rm.seed + 2
+        overopt.overoptimisation_study(TINY, root=tmp_path, heldout_seed=2, proxy_seeds=3,
+                                       ensemble_seeds=(0, 1))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mean_curve_averages_the_gains_and_keeps_the_grid():
+    ns = [1, 2, 4]
+    a = overopt.best_of_n_curve([[0.0, 1.0, 2.0, 3.0]], [[1.0, 0.0, 3.0, 2.0]], ns)
+    b = overopt.best_of_n_curve([[3.0, 2.0, 1.0, 0.0]], [[1.0, 0.0, 3.0, 2.0]], ns)
+    mean = overopt.mean_curve([a, b])
+    assert mean["n"] == ns and mean["d"] == a["d"] and mean["kl_bon"] == a["kl_bon"]
+    for key in ("gold", "proxy", "gold_gain", "proxy_gain", "kl_plugin"):
+        assert np.allclose(mean[key], (np.array(a[key]) + np.array(b[key])) / 2), key
+    # best-of-4 takes the top proxy score: gold 2 for a, 1 for b; the mean gold is 1.5
+    assert a["gold"][-1] == pytest.approx(2.0) and b["gold"][-1] == pytest.approx(1.0)
+    assert mean["gold_gain"][-1] == pytest.approx(1.5 - 1.5)
+    assert overopt.mean_curve([a]) == a
+    with pytest.raises(ValueError, match="curves"):
+        overopt.mean_curve([a, overopt.best_of_n_curve([[0.0, 1.0, 2.0, 3.0]], [[1.0, 0.0, 3.0, 2.0]], [1, 2])])
+    with pytest.raises(ValueError, match="curves"):
+        overopt.mean_curve([])
 
 
 def test_study_shapes_and_properties(study):
@@ -271,6 +296,28 @@ def test_study_ensemble_is_wired_to_the_members(study, root, sft, tok):
     assert study["ensemble"]["members"][1]["curve"] != study["ensemble"]["members"][0]["curve"]
 
 
+def test_seed_average_is_the_mean_of_each_sizes_seeds(study, root, sft, tok):
+    """Recompute every proxy seed's curve outside the study: the first is the proxy's own, the
+    mean is what ``seed_average`` fits and peaks on."""
+    cfg = overopt.BestOfNConfig(**STUDY)
+    pool = overopt.sample_pool(sft, tok, cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
+    assert [row["n_pairs"] for row in study["seed_average"]] == list(cfg.pairs_grid)
+    for row, proxy in zip(study["seed_average"], study["proxies"]):
+        rms = [pipeline.load_or_train_rm(TINY.with_rm(n_pairs=row["n_pairs"], seed=s), root=root).model
+               for s in range(cfg.proxy_seeds)]
+        gains = [overopt.best_of_n_curve(scores, pool.gold, study["ns"])["gold_gain"]
+                 for scores in overopt.score_pool(rms, tok, pool)]
+        assert row["seeds"] == len(row["per_seed"]) == cfg.proxy_seeds
+        assert np.allclose(row["per_seed"][0]["gold_gain"], proxy["curve"]["gold_gain"], atol=1e-12)
+        for seed, expected in zip(row["per_seed"], gains):
+            assert np.allclose(seed["gold_gain"], expected, atol=1e-6)
+        assert np.allclose(row["curve"]["gold_gain"], np.mean(gains, axis=0), atol=1e-6)
+        i = int(np.argmax(row["curve"]["gold_gain"]))
+        assert row["peak"]["n"] == study["ns"][i]
+        assert row["fall"] == pytest.approx(row["curve"]["gold_gain"][-1] - row["curve"]["gold_gain"][i])
+    assert study["seed_average"][0]["per_seed"][0] != study["seed_average"][0]["per_seed"][1]
+
+
 def test_study_is_cached_and_reloads_identical(study, root):
     folders = [p.name for p in root.iterdir() if p.name.startswith("bon-")]
     assert len(folders) == 1
@@ -293,6 +340,9 @@ def test_figures_have_the_expected_axes_and_lines(study):
     gold_ax, proxy_ax = fig.axes
     assert _lines(gold_ax) == 2 * G + 1 + 1          # data + fit per RM, the oracle, zero line
     assert _lines(proxy_ax) == G
+    fig = plots.bon_seed_average(study)
+    S = STUDY["proxy_seeds"]
+    assert _lines(fig.axes[0]) == G * (S + 2 + 1) + 1   # seeds, mean + fit, star per size; zero line
     fig = plots.bon_ensemble(study)
     gold_ax, spread_ax = fig.axes
     M = len(study["ensemble"]["members"])

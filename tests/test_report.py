@@ -11,7 +11,7 @@ from test_pipeline import SMALL  # noqa: E402
 from test_ppo import FAST  # noqa: E402
 
 BON = dict(pairs_grid=(128, 256), n_max=32, ensemble_seeds=(0, 1), ensemble_pairs=128,
-           heldout_pairs=128)
+           heldout_pairs=128, proxy_seeds=2)
 SWEEP = dict(n_samples=32, tail=2, frontier_points=5, jobs=1, min_ess=10)
 BEYOND = dict(pair_counts=(50, 200),
               tax=dict(iterations=2, rollouts=16, minibatch_size=8, n_text=32, n_per_prompt=1, jobs=1),
@@ -36,10 +36,12 @@ def test_pipeline_writes_summary_and_figures(tmp_path):
     assert "R_RL(d)" in text and "mean_minus_std" in text and "held-out RM" in text
     assert "| dpo |" in text and "| grpo |" in text and "Iterative RLHF" in text
     assert "arm missing_rule" in text and "judge constitution" in text
+    assert "| 128, mean of 2 seeds |" in text and "| 256, mean of 2 seeds |" in text
     figures = {p.name for p in tmp_path.glob("*.png")}
     assert figures == {"sft_loss.png", "sft_gold.png", "rm_accuracy.png", "rm_calibration.png",
                        "ppo_curves.png", "ppo_gold_vs_proxy.png", "beta_sweep.png",
-                       "bon_gao_curves.png", "bon_ensemble.png", "bon_peak_detection.png",
+                       "bon_gao_curves.png", "bon_ensemble.png", "bon_seed_average.png",
+                       "bon_peak_detection.png",
                        "ppo_gao_curve.png", "ppo_gao_curves.png", "dpo_vs_boltzmann.png",
                        "reward_kl_plane.png",
                        "alignment_tax.png", "iterative_rlhf.png", "ai_feedback.png"}
