@@ -33,9 +33,9 @@ from .pipeline import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys
 from .generation import sample_responses_pruned
 from .sequences import decode_responses, encode_pairs, encode_prompts, response_mask_from
 
-__all__ = ["BestOfNConfig", "Pool", "PoolSpec", "sample_pool", "load_or_sample_pool", "score_pool", "n_grid",
-           "plugin_kl_best_of_n", "best_of_n_curve", "mean_curve", "gao_summary", "choose_n", "choose_n_by_labels", "analyse",
-           "overoptimisation_study"]
+__all__ = ["BestOfNConfig", "Pool", "PoolSpec", "sample_pool", "load_or_sample_pool", "score_pool",
+           "n_grid", "plugin_kl_best_of_n", "best_of_n_curve", "mean_curve", "gao_summary",
+           "choose_n", "choose_n_by_labels", "analyse", "overoptimisation_study"]
 
 AGGREGATES = ("mean", "min", "mean_minus_std")
 
@@ -462,7 +462,8 @@ def _study(run: RunConfig, cfg: BestOfNConfig, runs: dict, root) -> dict:
 
 def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
     """Steps 3-5 of the study from the scores of the pool: ``scores`` maps ``proxy-<pairs>``,
-    ``ensemble-<seed>`` and ``heldout`` to (P, m) arrays; ``gold`` is (P, m)."""
+    ``proxy-<pairs>-<k>`` (k = 1 .. proxy_seeds − 1), ``ensemble-<seed>`` and ``heldout`` to
+    (P, m) arrays, as :func:`_reward_model_runs` labels them; ``gold`` is (P, m)."""
     ns = n_grid(cfg.n_max, cfg.points_per_octave)
     octaves = n_grid(cfg.n_max, 1)
     bon = lambda proxy: gao_summary(best_of_n_curve(proxy, gold, ns))
@@ -473,9 +474,10 @@ def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
     for p in cfg.pairs_grid:
         labels = [f"proxy-{p}"] + [f"proxy-{p}-{k}" for k in range(1, cfg.proxy_seeds)]
         curves = [best_of_n_curve(scores[label], gold, ns) for label in labels]
+        per_seed = [{"gold_gain": c["gold_gain"], "peak": s["peak"], "fall": s["fall"]}
+                    for c, s in zip(curves, map(gao_summary, curves))]
         seed_average.append({"n_pairs": p, "seeds": len(curves), **gao_summary(mean_curve(curves)),
-                             "per_seed": [{"gold_gain": c["gold_gain"], "peak": s["peak"], "fall": s["fall"]}
-                                          for c, s in zip(curves, map(gao_summary, curves))]})
+                             "per_seed": per_seed})
     # 4. the ensemble, aggregated three ways (Coste et al. 2024)
     members = np.stack([scores[f"ensemble-{s}"] for s in cfg.ensemble_seeds])   # (M, P, m)
     ensemble = {
