@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import resource
@@ -251,7 +250,7 @@ def preset_rows(r: dict) -> list[tuple]:
                  f"{g['seconds']:.2f} s", f"{g['rollouts'] / g['seconds']:,.0f} replies/s",
                  f"gen {g['generate']:.2f} s; networks hold {g['grpo_bytes'] / 2 ** 20:.1f} MiB vs "
                  f"PPO's {g['ppo_bytes'] / 2 ** 20:.1f} MiB with a separate critic "
-                 f"({g.get('ppo_head_bytes', math.nan) / 2 ** 20:.1f} MiB with a value head)"))
+                 f"({g['ppo_head_bytes'] / 2 ** 20:.1f} MiB with a value head)"))
     rows.append((name, "peak RSS", "whole process", "", "", f"{r['peak_rss_mb']:,.0f} MiB"))
     return rows
 

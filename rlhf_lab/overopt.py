@@ -467,17 +467,17 @@ def analyse(scores: dict, gold: np.ndarray, cfg: BestOfNConfig) -> dict:
     ns = n_grid(cfg.n_max, cfg.points_per_octave)
     octaves = n_grid(cfg.n_max, 1)
     bon = lambda proxy: gao_summary(best_of_n_curve(proxy, gold, ns))
-    # 3. Gao curves: one per proxy size, and the oracle (best-of-n on gold itself); then each
-    #    size's curve averaged over its seeds
-    proxies = [{"n_pairs": p, **bon(scores[f"proxy-{p}"])} for p in cfg.pairs_grid]
-    seed_average = []
+    # 3. Gao curves: per proxy size, the first seed's curve and the mean over its seeds; the
+    #    oracle (best-of-n on gold itself) is added below
+    proxies, seed_average = [], []
     for p in cfg.pairs_grid:
         labels = [f"proxy-{p}"] + [f"proxy-{p}-{k}" for k in range(1, cfg.proxy_seeds)]
         curves = [best_of_n_curve(scores[label], gold, ns) for label in labels]
-        per_seed = [{"gold_gain": c["gold_gain"], "peak": s["peak"], "fall": s["fall"]}
-                    for c, s in zip(curves, map(gao_summary, curves))]
+        summaries = [gao_summary(c) for c in curves]          # each curve computed and fitted once
+        proxies.append({"n_pairs": p, **summaries[0]})
         seed_average.append({"n_pairs": p, "seeds": len(curves), **gao_summary(mean_curve(curves)),
-                             "per_seed": per_seed})
+                             "per_seed": [{"gold_gain": s["curve"]["gold_gain"], "peak": s["peak"],
+                                           "fall": s["fall"]} for s in summaries]})
     # 4. the ensemble, aggregated three ways (Coste et al. 2024)
     members = np.stack([scores[f"ensemble-{s}"] for s in cfg.ensemble_seeds])   # (M, P, m)
     ensemble = {

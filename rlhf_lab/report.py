@@ -137,6 +137,14 @@ def sweep_section(run: RunConfig, out: Path, betas=PPO_BETAS, **options) -> list
     return lines
 
 
+def _bon_row(label: str, accuracy: str, summary: dict) -> str:
+    """One row of the best-of-n table from a :func:`rlhf_lab.overopt.gao_summary`."""
+    fit, kl_peak = summary["fit"], summary["fit"]["kl_peak"]
+    return (f"| {label} | {accuracy} | {fit['alpha']:.3f} | {fit['beta']:.3f} "
+            f"| {'none' if kl_peak is None else f'{kl_peak:.2f}'} | {summary['peak']['n']} "
+            f"| {summary['peak']['gold_gain']:.3f} | {summary['fall']:.3f} |")
+
+
 def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options) -> list[str]:
     """Best-of-n against proxies of several sizes (Gao curves, fits), the ensemble, the gold-free
     peak detector, Gao's R_RL fit of the PPO run at ``ppo_beta``, and of PPO at ``ppo_beta``
@@ -149,18 +157,12 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
     lines = ["", "## Overoptimisation (Gao et al. 2023): best-of-n", "",
              "| proxy pairs | RM accuracy | fit α | fit β | fitted peak KL | observed peak n | gold gain at peak | fall to n max |",
              "|---|---|---|---|---|---|---|---|"]
-    for p in study["proxies"]:
-        rm = study["reward_models"][f"proxy-{p['n_pairs']}"]
-        kl_peak = p["fit"]["kl_peak"]
-        lines.append(f"| {p['n_pairs']} | {rm['accuracy']:.3f} | {p['fit']['alpha']:.3f} "
-                     f"| {p['fit']['beta']:.3f} | {'none' if kl_peak is None else f'{kl_peak:.2f}'} "
-                     f"| {p['peak']['n']} | {p['peak']['gold_gain']:.3f} | {p['fall']:.3f} |")
+    accuracy = {p["n_pairs"]: study["reward_models"][f"proxy-{p['n_pairs']}"]["accuracy"]
+                for p in study["proxies"]}
+    lines += [_bon_row(str(p["n_pairs"]), f"{accuracy[p['n_pairs']]:.3f}", p) for p in study["proxies"]]
+    lines += [_bon_row(f"{p['n_pairs']}, mean of {p['seeds']} seeds", "", p)
+              for p in study["seed_average"]]
     oracle = study["oracle"]
-    for p in study["seed_average"]:
-        kl_peak = p["fit"]["kl_peak"]
-        lines.append(f"| {p['n_pairs']}, mean of {p['seeds']} seeds | | {p['fit']['alpha']:.3f} "
-                     f"| {p['fit']['beta']:.3f} | {'none' if kl_peak is None else f'{kl_peak:.2f}'} "
-                     f"| {p['peak']['n']} | {p['peak']['gold_gain']:.3f} | {p['fall']:.3f} |")
     lines.append(f"| oracle (gold) | 1 | {oracle['fit']['alpha']:.3f} | {oracle['fit']['beta']:.3f} "
                  f"| | {oracle['peak']['n']} | {oracle['peak']['gold_gain']:.3f} | {oracle['fall']:.3f} |")
     ens = study["ensemble"]
