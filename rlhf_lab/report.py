@@ -86,22 +86,27 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
 
 
 def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS) -> list[str]:
-    """PPO against the proxy RM at each β, and against the gold utility itself (the oracle)."""
-    runs = {f"β={b:g}": run.with_ppo(beta=b) for b in betas}
+    """PPO against the proxy RM at each β (the β sweep's runs, :func:`rlhf_lab.sweep.sweep_run`),
+    and against the gold utility itself (the oracle)."""
+    runs = {f"β={b:g}": sweep.sweep_run(run, b) for b in betas}
     runs["oracle (gold reward)"] = run.with_ppo(reward="gold")
-    lines = ["", "## Stage 3: PPO (tiny preset, default settings)", "",
-             "| run | time (s, 0 if cached) | KL start -> end | proxy start -> end | gold start -> peak -> end |",
-             "|---|---|---|---|---|"]
+    lines = ["", "## Stage 3: PPO (tiny preset)", "",
+             "Default settings, except where β is large: there the β sweep's careful runs "
+             "(smaller step, more iterations, separate critic; `rlhf_lab.sweep.sweep_run`).", "",
+             "| run | lr, iterations, critic | time (s, 0 if cached) | KL start -> end | proxy start -> end "
+             "| gold start -> peak -> end |",
+             "|---|---|---|---|---|---|"]
     histories = {}
     for name, variant in runs.items():
         art, seconds = _timed(load_or_train_ppo, variant)
         h = histories[name] = art.metrics["history"]
         peak = max(h, key=lambda row: row["gold"])
-        lines.append(f"| {name} | {seconds:.1f} | {h[0]['kl']:.2f} -> {h[-1]['kl']:.2f} "
-                     f"| {h[0]['proxy']:.2f} -> {h[-1]['proxy']:.2f} "
+        ppo = variant.ppo
+        lines.append(f"| {name} | {ppo.lr:.3g}, {ppo.iterations}, {ppo.critic} | {seconds:.1f} "
+                     f"| {h[0]['kl']:.2f} -> {h[-1]['kl']:.2f} | {h[0]['proxy']:.2f} -> {h[-1]['proxy']:.2f} "
                      f"| {h[0]['gold']:.2f} -> {peak['gold']:.2f} (it. {peak['iteration']}) -> {h[-1]['gold']:.2f} |")
         if art.metrics.get("stopped"):
-            lines.append(f"|  | {art.metrics['stopped']} | | | |")
+            lines.append(f"|  | | {art.metrics['stopped']} | | | |")
     plots.save(plots.ppo_training_curves(histories), out / "ppo_curves.png")
     smallest = f"β={min(betas):g}"
     plots.save(plots.gold_vs_proxy_over_training(histories[smallest],
@@ -129,6 +134,11 @@ def sweep_section(run: RunConfig, out: Path, betas=PPO_BETAS, **options) -> list
                      f"| {r['objective']:.3f} | {r['optimum']:.3f} | {r['min_ess']:.0f} "
                      f"| {'yes' if r['trustworthy'] else 'no'} | {r['ratio']:.3f} "
                      f"| {r['gain_fraction']:.2f} |")
+    careful = [r for r in result["rows"] if r["critic"] != run.ppo.critic or r["lr"] != run.ppo.lr]
+    if careful:
+        lines += ["", "Trained carefully (large β: smaller step, more iterations; `sweep.sweep_run`): "
+                  + "; ".join(f"β = {r['beta']:g} at lr {r['lr']:.3g} for {r['iterations']} iterations, "
+                              f"{r['critic']} critic" for r in careful) + "."]
     trusted = [r for r in result["rows"] if r["trustworthy"]]
     if trusted:
         worst = min(trusted, key=lambda r: r["ratio"])

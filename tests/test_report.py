@@ -26,13 +26,16 @@ BEYOND = dict(pair_counts=(50, 200),
 
 def test_pipeline_writes_summary_and_figures(tmp_path):
     summary = run_pipeline(tmp_path, SMALL.with_ppo(**{**FAST, "iterations": 4}), rm_pairs=(128, 256), rm_heldout=200,
-                           betas=(0.1, 0.01),
+                           betas=(0.3, 0.01),
                            bon=BON, sweep_options=SWEEP, beyond=BEYOND)
     text = summary.read_text()
     for heading in ("Stages 0-1", "Stage 2", "Stage 3", "The β sweep", "Overoptimisation",
                     "Beyond vanilla RLHF"):
         assert heading in text
     assert "| 256 |" in text and "200 shared held-out pairs" in text and "β=0.01" in text and "oracle" in text
+    # β = 0.3 is above the sweep's threshold: trained carefully, and the summary says how
+    assert "β = 0.3 at lr 3.33e-05 for 6 iterations, separate critic" in text
+    assert "| β=0.3 | 3.33e-05, 6, separate |" in text and "| β=0.01 | 5e-05, 4, head |" in text
     assert "R_RL(d)" in text and "mean_minus_std" in text and "held-out RM" in text
     assert "| dpo |" in text and "| grpo |" in text and "Iterative RLHF" in text
     assert "arm missing_rule" in text and "judge constitution" in text
