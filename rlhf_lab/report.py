@@ -219,9 +219,12 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
                  f"fit α = {fit['alpha']:.3f}, β = {fit['beta']:.3f}, " +
                  ("never turns down" if not np.isfinite(fit["kl_peak"]) else
                   f"peak at KL ≈ {fit['kl_peak']:.2f}"))
+        smooth = p["smoothed_peak"]
         lines.append(f"- proxy on {p['n_pairs']} pairs: gold peak {p['peak']['gold_gain']:+.3f} at KL "
-                     f"{p['peak']['kl']:.2f} (iteration {p['peak']['iteration']}), final "
-                     f"{p['final']['gold_gain']:+.3f} at KL {p['final']['kl']:.2f}; {shape}")
+                     f"{p['peak']['kl']:.2f} (iteration {p['peak']['iteration']}; the best mean of "
+                     f"iterations {smooth['first']}-{smooth['last']}: {smooth['gold_gain']:+.3f} at KL "
+                     f"{smooth['kl']:.2f}), final {p['final']['gold_gain']:+.3f} at KL "
+                     f"{p['final']['kl']:.2f}; {shape}")
     return lines
 
 

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from rlhf_lab import models, pipeline, plots  # noqa: E402
 from rlhf_lab.artifacts import is_cached  # noqa: E402
 from rlhf_lab.overopt import sample_pool, score_pool  # noqa: E402
-from rlhf_lab.ppo_gao import (PPOGaoConfig, fit_curve, gain_curve, observed_peak,  # noqa: E402
+from rlhf_lab.ppo_gao import (PPOGaoConfig, fit_curve, gain_curve, observed_peak, smoothed_peak,  # noqa: E402
                               ppo_gao_study, proxy_summary, sft_baseline, study_key)
 
 from test_pipeline import SMALL  # noqa: E402
@@ -70,6 +70,24 @@ def test_observed_peak_final_and_fall():
     assert out["n_pairs"] == 500 and out["reward_model"] == {"accuracy": 0.7}
     assert out["final"]["iteration"] == 4 and out["final"]["gold_gain"] == pytest.approx(0.2)
     assert out["fall"] == pytest.approx(0.2 - 1.0)
+    assert out["smoothed_peak"]["first"] == 0 and out["smoothed_peak"]["last"] == 4   # window 5
+
+
+def test_smoothed_peak_exact_values():
+    history = _history(kl=[0.0, 1.0, 4.0, 9.0, 16.0], gold=[1.0, 1.5, 2.0, 2.0, 1.2],
+                       proxy=[0.0, 1.0, 2.0, 3.0, 4.0])
+    curve = gain_curve(history)
+    two = smoothed_peak(curve, 2)               # means of the gains [0.25, 0.75, 1.0, 0.6]
+    assert (two["first"], two["last"]) == (2, 3)
+    assert two["gold_gain"] == pytest.approx(1.0) and two["kl"] == pytest.approx(6.5)
+    assert two["proxy_gain"] == pytest.approx(2.5)
+    one = smoothed_peak(curve, 1)               # a window of one is the observed peak
+    peak = observed_peak(curve)
+    assert (one["first"], one["gold_gain"], one["kl"]) == (peak["iteration"], peak["gold_gain"], peak["kl"])
+    whole = smoothed_peak(curve, 10)            # longer than the run: the mean of all of it
+    assert (whole["first"], whole["last"]) == (0, 4) and whole["gold_gain"] == pytest.approx(0.54)
+    with pytest.raises(ValueError, match="window"):
+        smoothed_peak(curve, 0)
 
 
 @pytest.mark.parametrize("kwargs,name", [(dict(pairs_grid=(2000, 500)), "pairs_grid"),
@@ -80,7 +98,8 @@ def test_observed_peak_final_and_fall():
                                          (dict(beta=0.0), "beta"), (dict(beta=-0.01), "beta"),
                                          (dict(baseline_per_prompt=0), "baseline_per_prompt"),
                                          (dict(baseline_per_prompt=2.5), "baseline_per_prompt"),
-                                         (dict(baseline_seed=-1), "baseline_seed")])
+                                         (dict(baseline_seed=-1), "baseline_seed"),
+                                         (dict(smooth=0), "smooth")])
 def test_bad_config_names_the_field(kwargs, name):
     with pytest.raises(ValueError, match=name):
         PPOGaoConfig(**kwargs)
@@ -115,7 +134,7 @@ def tiny_study(tmp_path_factory):
 def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     run, root, study = tiny_study
     assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
-                               "baseline_per_prompt": 8, "baseline_seed": 31_000}
+                               "baseline_per_prompt": 8, "baseline_seed": 31_000, "smooth": 5}
     assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
     # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β
