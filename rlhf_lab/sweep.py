@@ -27,7 +27,7 @@ iterations to make up for the shorter steps, and uses the separate critic (initi
 the reward model, so its values are right from the first iteration, and not sharing the
 policy's trunk, whose value-loss gradients are more noise in the policy). Measured on the
 default run (AMD EPYC VM, 2026-12-01), J / β log Ẑ and the share of the gain at β = 1 / 0.3:
-default settings 0.920 / 0.924 and −0.25 / 0.51; careful 0.980 / 0.955 and 0.69 / 0.71.
+default settings 0.920 / 0.924 and −0.25 / 0.51; careful 0.980 / 0.953–0.955 and 0.69 / 0.69–0.71.
 """
 from __future__ import annotations
 
