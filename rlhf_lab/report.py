@@ -75,8 +75,10 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
               f"| {r['gold_correlation']:.3f} | {r['accuracy_own']:.3f} |" for r in rows]
     se = (rows[-1]["accuracy"] * (1 - rows[-1]["accuracy"]) / n_heldout) ** 0.5
     lines += ["", f"Standard error of each accuracy ≈ {se:.3f} ({n_heldout} pairs; ≈ 0.016 on 1000)."]
-    lines += ppo_section(run, out, betas)
-    lines += sweep_section(run, out, betas, **(sweep_options or {}))
+    sweep_options = sweep_options or {}
+    careful = sweep.SweepConfig(**{k: v for k, v in sweep_options.items() if k.startswith("careful_")})
+    lines += ppo_section(run, out, betas, careful)        # the sweep's own runs, trained once
+    lines += sweep_section(run, out, betas, **sweep_options)
     lines += overopt_section(run, out, min(betas), **(bon or {}))
     lines += beyond_section(run, out, **(beyond or {}))
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
@@ -85,10 +87,11 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     return summary
 
 
-def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS) -> list[str]:
-    """PPO against the proxy RM at each β (the β sweep's runs, :func:`rlhf_lab.sweep.sweep_run`),
-    and against the gold utility itself (the oracle)."""
-    runs = {f"β={b:g}": sweep.sweep_run(run, b) for b in betas}
+def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS,
+                careful: sweep.SweepConfig = sweep.SweepConfig()) -> list[str]:
+    """PPO against the proxy RM at each β (the β sweep's runs, :func:`rlhf_lab.sweep.sweep_run`
+    with ``careful``'s settings for large β), and against the gold utility itself (the oracle)."""
+    runs = {f"β={b:g}": sweep.sweep_run(run, b, careful) for b in betas}
     runs["oracle (gold reward)"] = run.with_ppo(reward="gold")
     lines = ["", "## Stage 3: PPO (tiny preset)", "",
              "Default settings, except where β is large: there the β sweep's careful runs "
