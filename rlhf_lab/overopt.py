@@ -19,6 +19,7 @@ world's gold utility r*(x, y) plays Gao's gold reward model. :func:`overoptimisa
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -26,10 +27,10 @@ import numpy as np
 import torch
 
 from . import models, world
-from .artifacts import cached, read_json, write_json
+from .artifacts import cached, is_cached, read_json, write_json
 from .config import config_dict, config_hash, non_negative, positive, require
 from .overopt_math import aggregate_ensemble, best_of_n_expected, fit_bon, kl_best_of_n
-from .pipeline import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys
+from .pipeline import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys, train_runs
 from .generation import sample_responses_pruned
 from .sequences import decode_responses, encode_pairs, encode_prompts, response_mask_from
 
@@ -408,20 +409,34 @@ def _reward_model_runs(run: RunConfig, cfg: BestOfNConfig) -> dict[str, RunConfi
 
 def overoptimisation_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000),
                            n_max: int = 1024, ensemble_seeds=(0, 1, 2, 3), root=None,
-                           **options) -> dict:
+                           jobs: int | None = None, **options) -> dict:
     """Best-of-n against proxy reward models of several sizes, an RM ensemble and a gold-free
     peak detector; a plain dict of lists and floats (see the module docstring for the steps).
 
     ``options`` are the other fields of :class:`BestOfNConfig`. Missing upstream artifacts (SFT,
     reward models) are trained first; the results are cached as the artifact ``bon-<key>``,
     ``key`` hashing the config and the keys of the SFT policy and every reward model, so a
-    rerun is instant (its ``timings`` are those of the run that computed it).
+    rerun is instant (its ``timings`` are those of the run that computed it). ``jobs``: reward
+    models trained at once, in single-threaded worker processes, largest first (default: 2 when
+    the machine has 2 or more cores; 1 trains them here, one after another).
     """
     cfg = BestOfNConfig(pairs_grid=tuple(pairs_grid), n_max=n_max,
                         ensemble_seeds=tuple(ensemble_seeds), **options)
     runs = _reward_model_runs(run, cfg)
+    jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
+    require(isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1, "jobs",
+            f"must be an int >= 1, got {jobs!r}")
     key = config_hash(cfg, stage_keys(run)["sft"], *(stage_keys(r)["rm"] for r in runs.values()))
-    return cached("bon", key, lambda: _study(run, cfg, runs, root),
+    timings = {}
+    if jobs > 1 and not is_cached("bon", key, root):
+        load_or_train_sft(run, root)                # upstream once, before any worker
+        largest_first = sorted(runs.items(), key=lambda item: -item[1].rm.n_pairs)
+        wall = time.perf_counter()
+        seconds = train_runs([("rm", r) for _, r in largest_first], root, jobs)
+        timings = {f"reward model {label} (worker)": {"wall_s": s}
+                   for (label, _), s in zip(largest_first, seconds) if s > 0}
+        timings[f"reward models, {jobs} at a time"] = {"wall_s": time.perf_counter() - wall}
+    return cached("bon", key, lambda: _study(run, cfg, runs, root, timings),
                   lambda results, folder: write_json(folder / "results.json", results),
                   lambda folder: read_json(folder / "results.json"), root)
 
@@ -434,8 +449,10 @@ def _timed(timings: dict, name: str, fn, *args):
     return out
 
 
-def _study(run: RunConfig, cfg: BestOfNConfig, runs: dict, root) -> dict:
-    wall, cpu, timings = time.perf_counter(), time.process_time(), {}
+def _study(run: RunConfig, cfg: BestOfNConfig, runs: dict, root, timings: dict) -> dict:
+    """The study; ``timings`` holds those of the reward models trained in workers before it."""
+    timings = dict(timings)
+    wall, cpu = time.perf_counter(), time.process_time()
     tok = models.world_tokenizer()
     # 0. the reward models (loaded, or trained once and cached; the pool below loads the SFT policy)
     rms = {label: _timed(timings, f"reward model {label}", load_or_train_rm, r, root)

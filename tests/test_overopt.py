@@ -1,6 +1,7 @@
 """Tests of rlhf_lab.overopt: the pool, the best-of-n curves, the ensemble, the cached study."""
 import json
 import math
+import os
 
 import matplotlib
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 matplotlib.use("Agg")
 
 from rlhf_lab import overopt, pipeline, plots, world                                # noqa: E402
+from rlhf_lab.artifacts import is_cached                                             # noqa: E402
 from rlhf_lab.generation import sample_responses, sample_responses_pruned  # noqa: E402
 from rlhf_lab.overopt_math import aggregate_ensemble, kl_best_of_n, kl_exact_best_of_n  # noqa: E402
 from rlhf_lab.pipeline import RunConfig                                              # noqa: E402
@@ -380,3 +382,37 @@ def test_label_based_detector_picks_the_largest_n_when_gold_never_turns():
     gold = rng.normal(size=(16, 256))
     out = overopt.choose_n_by_labels(gold, gold, overopt.n_grid(256, 1), 200, seed=0)
     assert out["n_peak"] == 256 and out["n_chosen"] >= 64
+
+
+# ----------------------------------------------------------------------------- reward models in workers
+
+
+def test_train_runs_trains_each_reward_model_once_in_workers(root, sft):
+    """Two single-threaded workers; the repeated config is trained once, a rerun trains nothing."""
+    runs = [TINY.with_rm(n_pairs=64, seed=70), TINY.with_rm(n_pairs=64, seed=70), TINY.with_rm(n_pairs=64, seed=71)]
+    seconds = pipeline.train_runs([("rm", r) for r in runs], root, jobs=2)
+    assert seconds[0] > 0 and seconds[1] == 0 and seconds[2] > 0
+    assert all(is_cached("rm", pipeline.stage_keys(r)["rm"], root) for r in runs)
+    assert pipeline.train_runs([("rm", r) for r in runs], root, jobs=2) == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="tasks"):
+        pipeline.train_runs([("sft", TINY)], root)
+
+
+def test_study_trains_its_reward_models_in_workers(study):
+    """The fixture's study ran with the default jobs: on two or more cores every reward model not
+    cached before was trained in a worker, and the study itself only loaded them."""
+    if min(2, os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the reward models train in the notebook's process")
+    timings = study["timings"]
+    assert "reward models, 2 at a time" in timings
+    workers = [k for k in timings if k.endswith("(worker)")]
+    assert "reward model proxy-128 (worker)" in workers and "reward model heldout (worker)" in workers
+    # labels with an equal config (ensemble-1 is proxy-64-1) appear once
+    assert not ("reward model ensemble-1 (worker)" in workers and "reward model proxy-64-1 (worker)" in workers)
+
+
+def test_study_rejects_bad_jobs(tmp_path):
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="jobs"):
+            overopt.overoptimisation_study(TINY, root=tmp_path, jobs=bad, **STUDY)
+    assert list(tmp_path.iterdir()) == []
