@@ -328,8 +328,7 @@ def load_metrics(stage: str, run: RunConfig = RunConfig(), root=None) -> dict:
 
 
 def _train_one(stage: str, run: RunConfig, root, threads: int | None = None) -> float:
-    """Train (or load) one stage's artifact for ``run``; its seconds. ``threads``: set in a worker
-    process."""
+    """Train (or load) one PPO or GRPO run; its seconds. ``threads``: set in a worker process."""
     if threads is not None:
         torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -337,22 +336,18 @@ def _train_one(stage: str, run: RunConfig, root, threads: int | None = None) -> 
     return time.perf_counter() - start
 
 
-TRAIN_RUNS_STAGES = ("rm", "ppo", "grpo")
-
-
 def train_runs(tasks: list[tuple[str, RunConfig]], root=None, jobs: int = 1) -> list[float]:
-    """Train the runs of ``tasks`` (``(stage, run)`` pairs, stage ``"rm"``, ``"ppo"`` or
-    ``"grpo"``) that are not cached yet; return each task's training seconds (0 for one that was
-    cached, or that repeats an earlier task's artifact).
+    """Train the runs of ``tasks`` (``(stage, run)`` pairs, stage ``"ppo"`` or ``"grpo"``) that are
+    not cached yet; return each task's training seconds (0 for one that was cached, or that
+    repeats an earlier task's artifact: it is trained once).
 
     With ``jobs`` > 1 they train ``jobs`` at a time in single-threaded worker processes: the tiny
-    models gain little from a second thread, a lot from a second process (a 4000-pair reward
-    model: 11.9 s with two threads, two of them at once in 15.1 s). A worker takes the next task
-    in the order given, so list the longest first. Upstream stages (base and SFT; the reward
-    model too for PPO and GRPO) must be cached before, or every worker would train them again.
+    models gain little from a second thread, a lot from a second process. A worker takes the next
+    task in the order given, so list the longest first. Upstream stages (base, SFT, RM) must be
+    cached before, or every worker would train them again.
     """
-    require(all(stage in TRAIN_RUNS_STAGES for stage, _ in tasks), "tasks",
-            f"stages must be one of {TRAIN_RUNS_STAGES}, got {sorted({stage for stage, _ in tasks})}")
+    require(all(stage in ("ppo", "grpo") for stage, _ in tasks), "tasks",
+            f"stages must be 'ppo' or 'grpo', got {sorted({stage for stage, _ in tasks})}")
     todo, seen = [], set()
     for i, (stage, run) in enumerate(tasks):
         key = stage_keys(run)[stage]
@@ -365,6 +360,6 @@ def train_runs(tasks: list[tuple[str, RunConfig]], root=None, jobs: int = 1) -> 
             seconds[i] = _train_one(*tasks[i], root)
     else:
         calls = [(*tasks[i], root) for i in todo]
-        for i, s in zip(todo, in_processes(_train_one, calls, jobs, "training runs")):
+        for i, s in zip(todo, in_processes(_train_one, calls, jobs, "PPO/GRPO runs")):
             seconds[i] = s
     return seconds

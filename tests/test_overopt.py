@@ -10,7 +10,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from rlhf_lab import overopt, pipeline, plots, world                                # noqa: E402
+from rlhf_lab import models, overopt, pipeline, plots, world                                # noqa: E402
 from rlhf_lab.artifacts import is_cached                                             # noqa: E402
 from rlhf_lab.generation import sample_responses, sample_responses_pruned  # noqa: E402
 from rlhf_lab.overopt_math import aggregate_ensemble, kl_best_of_n, kl_exact_best_of_n  # noqa: E402
@@ -387,28 +387,28 @@ def test_label_based_detector_picks_the_largest_n_when_gold_never_turns():
 # ----------------------------------------------------------------------------- reward models in workers
 
 
-def test_train_runs_trains_each_reward_model_once_in_workers(root, sft):
-    """Two single-threaded workers; the repeated config is trained once, a rerun trains nothing."""
-    runs = [TINY.with_rm(n_pairs=64, seed=70), TINY.with_rm(n_pairs=64, seed=70), TINY.with_rm(n_pairs=64, seed=71)]
-    seconds = pipeline.train_runs([("rm", r) for r in runs], root, jobs=2)
-    assert seconds[0] > 0 and seconds[1] == 0 and seconds[2] > 0
-    assert all(is_cached("rm", pipeline.stage_keys(r)["rm"], root) for r in runs)
-    assert pipeline.train_runs([("rm", r) for r in runs], root, jobs=2) == [0.0, 0.0, 0.0]
-    with pytest.raises(ValueError, match="tasks"):
-        pipeline.train_runs([("sft", TINY)], root)
+def test_a_worker_scores_the_pool_with_its_reward_model(root, study):
+    """What a worker returns is the cached reward model's score of every sample of the pool."""
+    run = TINY.with_rm(n_pairs=64, seed=1)
+    pool_args = (STUDY["n_max"], overopt.BestOfNConfig().pool_seed, overopt.BestOfNConfig().max_new_tokens)
+    scores, trained, scoring = overopt._train_and_score(run, pool_args, root, torch.get_num_threads())
+    pool = overopt.load_or_sample_pool(TINY, *pool_args, root)
+    rm = pipeline.load_or_train_rm(run, root).model
+    assert scores.shape == pool.gold.shape and trained >= 0 and scoring > 0
+    assert np.allclose(scores, overopt.score_pool(rm, models.world_tokenizer(), pool), rtol=0, atol=1e-6)
 
 
-def test_study_trains_its_reward_models_in_workers(study):
-    """The fixture's study ran with the default jobs: on two or more cores every reward model not
-    cached before was trained in a worker, and the study itself only loaded them."""
+def test_study_trains_and_scores_in_workers(study):
+    """The fixture's study ran with the default jobs: on two or more cores every distinct reward
+    model was trained and scored in a worker, once, and the study itself only loaded them."""
     if min(2, os.cpu_count() or 1) < 2:
         pytest.skip("one core: the reward models train in the notebook's process")
     timings = study["timings"]
-    assert "reward models, 2 at a time" in timings
-    workers = [k for k in timings if k.endswith("(worker)")]
-    assert "reward model proxy-128 (worker)" in workers and "reward model heldout (worker)" in workers
-    # labels with an equal config (ensemble-1 is proxy-64-1) appear once
-    assert not ("reward model ensemble-1 (worker)" in workers and "reward model proxy-64-1 (worker)" in workers)
+    assert "reward models and scores, 2 at a time" in timings and "reward model scores" not in timings
+    workers = {k for k in timings if k.endswith("(worker)")}
+    # proxy-64 = ensemble-0 and proxy-64-1 = ensemble-1 (the same configs): 2 sizes x 2 seeds + held-out
+    assert workers == {f"reward model {label} (worker)" for label in
+                       ("proxy-64", "proxy-64-1", "proxy-128", "proxy-128-1", "heldout")}
 
 
 def test_study_rejects_bad_jobs(tmp_path):

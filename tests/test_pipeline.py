@@ -144,3 +144,16 @@ def test_reward_model_scaling_measures_every_size_on_one_shared_set(tmp_path):
 def test_reward_model_scaling_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         pipeline.reward_model_scaling(SMALL, **kwargs)
+
+
+def test_train_runs_trains_a_repeated_run_once(tmp_path, monkeypatch):
+    """Two tasks with one artifact: trained once (the second reads 0 s), and nothing on a rerun."""
+    pipeline.load_metrics("rm", SMALL, root=tmp_path)
+    calls = []
+    monkeypatch.setattr(pipeline, "_train_one", lambda stage, run, root: calls.append(run) or 1.0)
+    run = SMALL.with_ppo(beta=0.5)
+    assert pipeline.train_runs([("ppo", run), ("ppo", run), ("ppo", run.with_ppo(beta=0.6))],
+                               tmp_path) == [1.0, 0.0, 1.0]
+    assert calls == [run, run.with_ppo(beta=0.6)]
+    with pytest.raises(ValueError, match="tasks"):
+        pipeline.train_runs([("rm", run)], tmp_path)
