@@ -2,7 +2,10 @@
 
 Runs :func:`rlhf_lab.overopt.overoptimisation_study` with its defaults from an empty cache (a
 temporary ``RLHF_LAB_CACHE``, so base, SFT and every reward model are trained too), then once
-more from the warm cache, and prints the time of each part and the headline numbers.
+more from the warm cache, and prints the time of each part and the headline numbers. The reward
+models train and score the pool in two single-threaded worker processes (``--threads`` sets this
+process's threads: the base model, SFT, the pool and the curves); a worker's row gives its wall
+seconds, training and scoring together.
 
     python benchmarks/bench_overopt.py [--threads 2] [--figures DIR] [--cache DIR]
 

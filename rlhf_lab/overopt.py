@@ -489,7 +489,8 @@ def _train_and_score_in_workers(run: RunConfig, cfg: BestOfNConfig, runs: dict, 
                            "reward models")
     timings, scores = {}, {}
     for (labels, _), (score, trained, scoring) in zip(tasks, results):
-        timings[f"reward model {labels[0]} (worker)"] = {"train_s": trained, "score_s": scoring}
+        timings[f"reward model {labels[0]} (worker)"] = {"wall_s": trained + scoring,
+                                                         "train_s": trained, "score_s": scoring}
         scores.update({label: score for label in labels})
     timings[f"reward models and scores, {jobs} at a time"] = {"wall_s": time.perf_counter() - wall}
     return timings, scores
