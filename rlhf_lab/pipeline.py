@@ -247,6 +247,8 @@ def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses
         result = train_ppo(run.ppo, sft.model, rm.model if rm else None, models.world_tokenizer(),
                            **({"losses": losses} if losses is not None else {}))
         metrics = {"history": result.history, "samples": result.samples, "stopped": result.stopped}
+        if result.evals:                             # run.ppo.eval_every > 0
+            metrics["evals"] = result.evals
         return result.policy, metrics, config_dict(run.ppo)
 
     if losses is not None:

@@ -471,28 +471,38 @@ def ppo_gao_curve(history: list[dict], fit: tuple[float, float] | None = None,
 
 def ppo_gao_curves(study: dict):
     """Gao et al. (2023) for PPO, one colour per proxy size (``study`` from
-    :func:`rlhf_lab.ppo_gao.ppo_gao_study`): gold gain (solid), its fit d(α − β log d) (dotted)
-    and proxy gain (dashed, lighter) against d = sqrt(KL) along training; a star marks each
-    run's observed gold peak."""
+    :func:`rlhf_lab.ppo_gao.ppo_gao_study`) against d = sqrt(KL) along training: gold gain
+    (solid), its fit d(α − β log d) (dotted) and proxy gain (dashed, lighter); a star marks each
+    run's gold peak. Where the runs have checkpoint evaluations these curves are drawn through
+    them, and each rollout batch's gold gain is a faint dot behind."""
     from matplotlib.lines import Line2D
     proxies = study["proxies"]
+    checkpoints = all(p.get("checkpoints") for p in proxies)
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     for p, color in zip(proxies, _size_colors(len(proxies))):
-        curve, acc = p["curve"], p["reward_model"].get("accuracy")
+        acc = p["reward_model"].get("accuracy")
         label = f"RM on {p['n_pairs']} pairs" + ("" if acc is None else f" (acc. {acc:.2f})")
+        shown = p["checkpoints"] if checkpoints else p
+        if checkpoints:
+            ax.plot(p["curve"]["d"], p["curve"]["gold_gain"], "o", color=color, ms=2, alpha=0.3)
+        curve = shown["curve"]
         ax.plot(curve["d"], curve["gold_gain"], color=color, lw=1.4, marker="o", ms=2.5, label=label)
         ax.plot(curve["d"], curve["proxy_gain"], color=color, lw=1.1, ls="--", alpha=0.45)
-        if p["fit"] is not None:
+        if shown["fit"] is not None:
             grid = np.linspace(1e-3, max(curve["d"]), 200)
-            ax.plot(grid, grid * (p["fit"]["alpha"] - p["fit"]["beta"] * np.log(grid)),
+            ax.plot(grid, grid * (shown["fit"]["alpha"] - shown["fit"]["beta"] * np.log(grid)),
                     color=color, lw=2, ls=":")
-        ax.plot([p["peak"]["d"]], [p["peak"]["gold_gain"]], "*", color=color, ms=14, mec="k", mew=0.8)
+        ax.plot([shown["peak"]["d"]], [shown["peak"]["gold_gain"]], "*", color=color, ms=14,
+                mec="k", mew=0.8)
     ax.axhline(0, color="#999999", lw=0.8)
-    styles = [Line2D([], [], color="k", lw=1.4, label="gold gain"),
+    styles = [Line2D([], [], color="k", lw=1.4, label="gold gain" + (" (checkpoints)" if checkpoints else "")),
               Line2D([], [], color="k", lw=2, ls=":", label="fit d(α − β log d)"),
               Line2D([], [], color="k", lw=1.1, ls="--", alpha=0.45, label="proxy gain"),
               Line2D([], [], color="w", marker="*", ms=12, mfc="#777777", mec="k",
-                     label="observed gold peak")]
+                     label="gold peak (checkpoints)" if checkpoints else "observed gold peak")]
+    if checkpoints:
+        styles.append(Line2D([], [], color="k", marker="o", ms=2, alpha=0.3, lw=0,
+                             label="gold, each rollout batch"))
     ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
               loc="upper left")
     ax.set(title=f"PPO at β = {study['config']['beta']:g} against proxies of each size",

@@ -8,7 +8,8 @@ initial policy. For RL they found the gold gain follows
 
 rising, peaking at d* = exp(α/β − 1) and falling, while the proxy gain keeps rising; a larger proxy
 reward model peaks later and higher. :mod:`rlhf_lab.overopt` draws the same picture for best-of-n;
-here every PPO iteration is one checkpoint (its rollouts give KL, gold and proxy), and
+here every PPO iteration is one point (its rollouts give KL, gold and proxy), and every
+``eval_every``-th one is also a checkpoint evaluated on a fixed set of replies (see below).
 :func:`ppo_gao_study`:
 
 1. trains (or loads) the reward model on each number of pairs of the grid, in this process;
@@ -18,7 +19,14 @@ here every PPO iteration is one checkpoint (its rollouts give KL, gold and proxy
    scored by the gold utility and by every proxy): the zero of every gain;
 4. per proxy: the gains along training (:func:`gain_curve`), the R_RL fit (:func:`fit_curve`),
    the observed gold peak, its mean over a few iterations and the final gain
-   (:func:`observed_peak`, :func:`smoothed_peak`).
+   (:func:`observed_peak`, :func:`smoothed_peak`); the same for the checkpoints
+   (``checkpoints``).
+
+Why checkpoints: a rollout batch is 256 replies to prompts drawn at random, so its gold mean
+carries ±0.06 of noise, and the best of 60 such batches reads high. Gao et al. evaluate
+checkpoints instead. Here each checkpoint samples ``eval_per_prompt`` replies to every prompt with
+the same seed (``PPOConfig.eval_every``), so two checkpoints differ by what the policy changed,
+to about ±0.02; the first is the SFT policy on those same seeds, the zero of the curve.
 
 Why step 3: iteration 0's rollouts are also SFT replies, but only 256 of them, and every run
 draws the same ones (same seed), so their mean is off by its own sampling error (standard error
@@ -64,6 +72,11 @@ class PPOGaoConfig:
     smooth: int = 5
     """Iterations averaged for :func:`smoothed_peak`: the single best iteration is the maximum of
     many noisy batches (256 replies each, ±0.06 gold) and so reads high."""
+    eval_every: int = 2
+    """Iterations between checkpoint evaluations of each run (``PPOConfig.eval_every``; 0 = none,
+    and then the run on ``run.rm.n_pairs`` pairs is the pipeline's own β run)."""
+    eval_per_prompt: int = 16
+    """Replies per prompt at each checkpoint (48 prompts: 768 replies)."""
 
     def __post_init__(self):
         grid = self.pairs_grid
@@ -72,7 +85,8 @@ class PPOGaoConfig:
                 and list(grid) == sorted(set(grid)), "pairs_grid",
                 f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
         positive(self, "beta")
-        for name, low in (("baseline_per_prompt", 1), ("baseline_seed", 0), ("smooth", 1)):
+        for name, low in (("baseline_per_prompt", 1), ("baseline_seed", 0), ("smooth", 1),
+                          ("eval_every", 0), ("eval_per_prompt", 1)):
             value = getattr(self, name)
             require(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
                     f"must be an int >= {low}, got {value!r}")
@@ -157,22 +171,29 @@ def smoothed_peak(curve: dict, window: int) -> dict:
             **{key: float(v[i]) for key, v in means.items()}}
 
 
+def _shape(curve: dict) -> dict:
+    """A gain curve with its R_RL fit, gold peak, final point and fall (final − peak, <= 0)."""
+    peak, final = observed_peak(curve), _point(curve, -1)
+    return {"curve": curve, "fit": fit_curve(curve), "peak": peak, "final": final,
+            "fall": final["gold_gain"] - peak["gold_gain"]}
+
+
 def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict,
-                  baseline: dict | None = None, window: int = 5) -> dict:
+                  baseline: dict | None = None, window: int = 5,
+                  evals: list[dict] | None = None) -> dict:
     """Everything the study reports about the PPO run against one proxy reward model, its gains
     over ``baseline`` (see :func:`gain_curve`).
 
     ``final`` is the last iteration; ``fall = final gold gain − peak gold gain`` (<= 0) says how
     much of the peak was lost by running on; ``smoothed_peak`` is the best mean over ``window``
-    consecutive iterations (:func:`smoothed_peak`).
+    consecutive iterations (:func:`smoothed_peak`). With the run's checkpoint evaluations
+    (``evals``, ``metrics["evals"]``), ``checkpoints`` holds the same curve, fit, peak, final and
+    fall over them, each gain measured from the first checkpoint (the SFT policy, same seeds).
     """
     curve = gain_curve(history, baseline)
-    peak = observed_peak(curve)
-    final = _point(curve, -1)
     keep = ("accuracy", "bayes_ceiling", "gold_order_accuracy", "gold_correlation")
-    return {"n_pairs": n_pairs, "curve": curve, "fit": fit_curve(curve), "peak": peak,
-            "smoothed_peak": smoothed_peak(curve, window),
-            "final": final, "fall": final["gold_gain"] - peak["gold_gain"],
+    return {"n_pairs": n_pairs, **_shape(curve), "smoothed_peak": smoothed_peak(curve, window),
+            "checkpoints": _shape(gain_curve(evals)) if evals else None,
             "reward_model": {k: rm_metrics[k] for k in keep if k in rm_metrics},
             "baseline": None if baseline is None else dict(baseline)}
 
@@ -197,8 +218,11 @@ def sft_baseline(run: RunConfig, reward_models: list, n_per_prompt: int, seed: i
 
 
 def ppo_gao_runs(run: RunConfig, cfg: PPOGaoConfig) -> list[RunConfig]:
-    """One PPO run per proxy size: ``run`` with the RM on ``p`` pairs and PPO at ``cfg.beta``."""
-    return [run.with_rm(n_pairs=p).with_ppo(beta=cfg.beta) for p in cfg.pairs_grid]
+    """One PPO run per proxy size: ``run`` with the RM on ``p`` pairs and PPO at ``cfg.beta``,
+    evaluated at checkpoints every ``cfg.eval_every`` iterations."""
+    return [run.with_rm(n_pairs=p).with_ppo(beta=cfg.beta, eval_every=cfg.eval_every,
+                                            eval_per_prompt=cfg.eval_per_prompt)
+            for p in cfg.pairs_grid]
 
 
 def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
@@ -246,7 +270,8 @@ def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict
     for p, r, rm, proxy0 in zip(cfg.pairs_grid, runs, rms, base["proxy"]):
         ppo = load_or_train_ppo(r, root)
         baseline = {"gold": base["gold"], "proxy": proxy0}
-        proxies.append({**proxy_summary(p, ppo.metrics["history"], rm.metrics, baseline, cfg.smooth),
+        proxies.append({**proxy_summary(p, ppo.metrics["history"], rm.metrics, baseline, cfg.smooth,
+                                        ppo.metrics.get("evals")),
                         "ppo_key": ppo.key, "rm_key": rm.key})
     return {"config": config_dict(cfg), "key": key, "baseline": base,
             "proxies": proxies}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import alignment_tax, dpo, feedback, iterative, memory, overopt, plots, sweep, theory
+from . import alignment_tax, dpo, feedback, iterative, memory, overopt, plots, sweep, theory, world
 from .overopt_math import fit_rl
 from .ppo_gao import ppo_gao_study
 from .pipeline import (RunConfig, load_or_train_base, load_or_train_dpo, load_or_train_grpo,
@@ -216,19 +216,30 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
     plots.save(plots.ppo_gao_curves(gao), out / "ppo_gao_curves.png")
     lines += ["", f"PPO at β = {ppo_beta:g} against each proxy size (gold gain over the SFT policy's "
                   f"mean over {gao['baseline']['samples']} replies, {gao['baseline']['gold']:.3f}):", ""]
+    cfg = gao["config"]
     for p in gao["proxies"]:
-        fit = p["fit"]
-        shape = ("too few points to fit" if fit is None else
-                 f"fit α = {fit['alpha']:.3f}, β = {fit['beta']:.3f}, " +
-                 ("never turns down" if not np.isfinite(fit["kl_peak"]) else
-                  f"peak at KL ≈ {fit['kl_peak']:.2f}"))
         smooth = p["smoothed_peak"]
         lines.append(f"- proxy on {p['n_pairs']} pairs: gold peak {p['peak']['gold_gain']:+.3f} at KL "
                      f"{p['peak']['kl']:.2f} (iteration {p['peak']['iteration']}; the best mean of "
                      f"iterations {smooth['first']}-{smooth['last']}: {smooth['gold_gain']:+.3f} at KL "
                      f"{smooth['kl']:.2f}), final {p['final']['gold_gain']:+.3f} at KL "
-                     f"{p['final']['kl']:.2f}; {shape}")
+                     f"{p['final']['kl']:.2f}; {_rl_shape(p['fit'])}")
+        if p.get("checkpoints"):
+            c = p["checkpoints"]
+            lines.append(f"  - checkpoints ({len(world.all_prompts()) * cfg['eval_per_prompt']} replies every "
+                         f"{cfg['eval_every']} iterations, the same seeds each time): gold peak "
+                         f"{c['peak']['gold_gain']:+.3f} at KL {c['peak']['kl']:.2f} (after "
+                         f"{c['peak']['iteration']} iterations), final {c['final']['gold_gain']:+.3f} "
+                         f"at KL {c['final']['kl']:.2f}; {_rl_shape(c['fit'])}")
     return lines
+
+
+def _rl_shape(fit: dict | None) -> str:
+    """One R_RL fit of :func:`rlhf_lab.ppo_gao.fit_curve` in words."""
+    if fit is None:
+        return "too few points to fit"
+    return (f"fit α = {fit['alpha']:.3f}, β = {fit['beta']:.3f}, " +
+            ("never turns down" if not np.isfinite(fit["kl_peak"]) else f"peak at KL ≈ {fit['kl_peak']:.2f}"))
 
 
 def beyond_section(run: RunConfig, out: Path, pair_counts=(100, 1000, 20000),

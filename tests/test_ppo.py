@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rlhf_lab import models, pipeline, world
+from rlhf_lab.evaluation import evaluate_policy
 from rlhf_lab.ppo import (PPOConfig, PPOLosses, adaptive_beta, generate_rollout,
                           score_rollout, train_ppo)
 from rlhf_lab.rl_losses import ppo_clip_loss
@@ -17,7 +18,8 @@ FAST = dict(iterations=2, rollouts=32, minibatch_size=16, epochs=2, max_new_toke
 @pytest.mark.parametrize("field,value", [("beta", -0.1), ("clip_eps", 0.0), ("clip_eps", 1.0),
                                          ("gamma", 1.5), ("lam", -0.1), ("rollouts", 0),
                                          ("critic", "twin"), ("reward", "human"), ("kl_target", -1.0),
-                                         ("minibatch_size", 48)])
+                                         ("minibatch_size", 48), ("eval_every", -1),
+                                         ("eval_per_prompt", 0), ("eval_seed", 1.5)])
 def test_bad_config_raises_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}"):
         PPOConfig(**{field: value})
@@ -86,6 +88,26 @@ def test_same_seed_same_numbers(trained):
     b = train_ppo(PPOConfig(**FAST), sft, rm).history
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("t_")} for r in rows]
     assert strip(a) == strip(b)
+
+
+def test_checkpoint_evaluations_leave_training_unchanged(trained):
+    """eval_every = 2 over 3 iterations evaluates the policy after 0, 2 and 3 iterations; the
+    first is the SFT policy itself (KL 0) and equals a direct evaluation with the same seed; the
+    training's own numbers and weights are those of a run without evaluations."""
+    sft, rm, _ = trained
+    cfg = PPOConfig(**{**FAST, "iterations": 3})
+    plain = train_ppo(cfg, sft, rm)
+    checked = train_ppo(dataclasses.replace(cfg, eval_every=2, eval_per_prompt=2), sft, rm)
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("t_")} for r in rows]
+    assert strip(checked.history) == strip(plain.history) and plain.evals == []
+    for a, b in zip(checked.policy.state_dict().values(), plain.policy.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [e["iteration"] for e in checked.evals] == [0, 2, 3]
+    first = checked.evals[0]
+    assert first["kl"] == 0.0 and first["n"] == 2 * len(world.all_prompts())
+    assert first == {"iteration": 0, **evaluate_policy(sft, sft, reward_model=rm, n_per_prompt=2,
+                                                       seed=12_345, max_new_tokens=FAST["max_new_tokens"])}
+    assert checked.evals[-1]["kl"] > 0
 
 
 def test_nan_loss_stops_and_keeps_last_good_policy(trained):

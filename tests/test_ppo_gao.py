@@ -99,7 +99,9 @@ def test_smoothed_peak_exact_values():
                                          (dict(baseline_per_prompt=0), "baseline_per_prompt"),
                                          (dict(baseline_per_prompt=2.5), "baseline_per_prompt"),
                                          (dict(baseline_seed=-1), "baseline_seed"),
-                                         (dict(smooth=0), "smooth")])
+                                         (dict(smooth=0), "smooth"),
+                                         (dict(eval_every=-1), "eval_every"),
+                                         (dict(eval_per_prompt=0), "eval_per_prompt")])
 def test_bad_config_names_the_field(kwargs, name):
     with pytest.raises(ValueError, match=name):
         PPOGaoConfig(**kwargs)
@@ -128,17 +130,19 @@ def tiny_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo_gao")
     run = SMALL.with_ppo(**{**FAST, "iterations": 4})
     return run, root, ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
-                                    baseline_per_prompt=8)
+                                    baseline_per_prompt=8, eval_per_prompt=2)
 
 
 def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     run, root, study = tiny_study
     assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
-                               "baseline_per_prompt": 8, "baseline_seed": 31_000, "smooth": 5}
+                               "baseline_per_prompt": 8, "baseline_seed": 31_000, "smooth": 5,
+                               "eval_every": 2, "eval_per_prompt": 2}
     assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
-    # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β
-    own = pipeline.load_or_train_ppo(run.with_ppo(beta=0.05), root)
+    # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β,
+    # with checkpoint evaluations
+    own = pipeline.load_or_train_ppo(run.with_ppo(beta=0.05, eval_every=2, eval_per_prompt=2), root)
     p256 = study["proxies"][1]
     assert p256["ppo_key"] == own.key
     history = own.metrics["history"]
@@ -155,6 +159,14 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     assert p256["curve"]["gold_gain"] == pytest.approx([h["gold"] - base["gold"] for h in history])
     assert p256["curve"]["proxy_gain"] == pytest.approx([h["proxy"] - base["proxy"][1]
                                                          for h in history])
+    # the checkpoints: after 0, 2 and 4 iterations, gains from the first (the SFT policy)
+    evals = own.metrics["evals"]
+    points = p256["checkpoints"]
+    assert points["curve"]["iteration"] == [0, 2, 4] == [e["iteration"] for e in evals]
+    assert points["curve"]["gold_gain"] == pytest.approx([e["gold"] - evals[0]["gold"] for e in evals])
+    assert points["curve"]["gold_gain"][0] == 0 and points["curve"]["kl"][0] == 0
+    assert points["peak"]["gold_gain"] == max(points["curve"]["gold_gain"])
+    assert points["fall"] == points["final"]["gold_gain"] - points["peak"]["gold_gain"] <= 0
     for p in study["proxies"]:
         curve = p["curve"]
         assert len(curve["iteration"]) == 4 and all(d >= 0 for d in curve["d"])
@@ -163,7 +175,7 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
         assert 0 <= p["reward_model"]["accuracy"] <= 1
     assert is_cached("ppo_gao", study["key"], root)
     again = ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
-                          baseline_per_prompt=8)
+                          baseline_per_prompt=8, eval_per_prompt=2)
     assert [p["seconds"] for p in again["proxies"]] == [0.0, 0.0]        # nothing retrained
     assert [p["curve"] for p in again["proxies"]] == [p["curve"] for p in study["proxies"]]
 
@@ -174,6 +186,12 @@ def test_figure_draws_every_proxy(tiny_study):
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("128 pairs" in t for t in texts) and any("256 pairs" in t for t in texts)
-    assert "observed gold peak" in texts
+    assert "gold peak (checkpoints)" in texts and "gold, each rollout batch" in texts
+    fits = sum(p["checkpoints"]["fit"] is not None for p in study["proxies"])
+    # per proxy: batches, checkpoint gold, proxy, star; the fits; the zero line
+    assert len(ax.lines) == 4 * len(study["proxies"]) + fits + 1
+    plain = {**study, "proxies": [{**p, "checkpoints": None} for p in study["proxies"]]}
+    ax = plots.ppo_gao_curves(plain).axes[0]                  # runs without checkpoints
+    assert "observed gold peak" in [t.get_text() for t in ax.get_legend().get_texts()]
     fits = sum(p["fit"] is not None for p in study["proxies"])
     assert len(ax.lines) == 3 * len(study["proxies"]) + fits + 1      # gold, proxy, star; fits; zero

@@ -37,6 +37,7 @@ def test_pipeline_writes_summary_and_figures(tmp_path):
     assert "β = 0.3 at lr 3.33e-05 for 6 iterations, separate critic" in text
     assert "| β=0.3 | 3.33e-05, 6, separate |" in text and "| β=0.01 | 5e-05, 4, head |" in text
     assert "R_RL(d)" in text and "mean_minus_std" in text and "held-out RM" in text
+    assert text.count("  - checkpoints (768 replies every 2 iterations") == 2      # one per proxy
     assert "| dpo |" in text and "| grpo |" in text and "Iterative RLHF" in text
     assert "arm missing_rule" in text and "judge constitution" in text
     assert "| 128, mean of 2 seeds |" in text and "| 256, mean of 2 seeds |" in text
