@@ -478,7 +478,7 @@ def ppo_gao_curves(study: dict):
     from matplotlib.lines import Line2D
     proxies = study["proxies"]
     checkpoints = all(p.get("checkpoints") for p in proxies)
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    fig, ax = plt.subplots(figsize=(9.6, 4.4))
     for p, color in zip(proxies, _size_colors(len(proxies))):
         acc = p["reward_model"].get("accuracy")
         label = f"RM on {p['n_pairs']} pairs" + ("" if acc is None else f" (acc. {acc:.2f})")
@@ -504,7 +504,7 @@ def ppo_gao_curves(study: dict):
         styles.append(Line2D([], [], color="k", marker="o", ms=2, alpha=0.3, lw=0,
                              label="gold, each rollout batch"))
     ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
-              loc="upper left")
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))      # beside the curves, not on them
     ax.set(title=f"PPO at β = {study['config']['beta']:g} against proxies of each size",
            xlabel="d = sqrt(KL(π‖π_ref))",
            ylabel="gain over the SFT policy" + ("" if study.get("baseline") else " (iteration 0)"))
