@@ -214,12 +214,11 @@ def _unique_gold(pool: Pool) -> np.ndarray:
 # ----------------------------------------------------------------------------- 2. proxy scores
 
 
-def encode_pool(tokenizer, pool: Pool, max_new_tokens: int | None = None):
+def encode_pool(tokenizer, pool: Pool):
     """The distinct (prompt, reply) pairs of ``pool`` encoded for a reward model, with their real
     lengths and the order that sorts them by length: ``(batch, lengths, order)``, the input of
     :func:`score_pool` (about 2 s for 36,000 pairs: worth doing once per pool)."""
-    batch = encode_pairs(tokenizer, pool.unique_prompts, pool.unique_texts,
-                         max_new_tokens or pool.max_new_tokens)
+    batch = encode_pairs(tokenizer, pool.unique_prompts, pool.unique_texts, pool.max_new_tokens)
     lengths = batch.attention_mask.sum(-1)
     return batch, lengths, torch.argsort(lengths)
 

@@ -111,9 +111,10 @@ class PPOConfig:
     eval_every: int = field(default=0, metadata=LATER)
     """Evaluate the policy before the first iteration, every this many iterations and after the
     last (:func:`rlhf_lab.evaluation.evaluate_policy`: ``eval_per_prompt`` replies to each of the
-    48 prompts, drawn with ``eval_seed`` every time); 0 = off. A rollout batch is 256 replies to
-    random prompts (gold ±0.06); 768 on every prompt with the same seeds tell checkpoints apart to
-    about ±0.02. Training itself is unchanged (it draws from its own generators)."""
+    48 prompts, drawn with ``eval_seed`` every time, at temperature 1); 0 = off. A rollout batch
+    is 256 replies to random prompts (gold ±0.06); 768 on every prompt with the same seeds tell
+    checkpoints apart to about ±0.02. Training itself is unchanged (it draws from its own
+    generators)."""
     eval_per_prompt: int = field(default=16, metadata=LATER)
     """Replies per prompt of each evaluation (typical 8-64)."""
     eval_seed: int = field(default=12_345, metadata=LATER)
