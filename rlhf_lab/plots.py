@@ -474,11 +474,15 @@ def ppo_gao_curves(study: dict):
     :func:`rlhf_lab.ppo_gao.ppo_gao_study`) against d = sqrt(KL) along training: gold gain
     (solid), its fit d(α − β log d) (dotted) and proxy gain (dashed, lighter); a star marks each
     run's gold peak. Where the runs have checkpoint evaluations these curves are drawn through
-    them, and each rollout batch's gold gain is a faint dot behind."""
+    them, each rollout batch's gold gain is a faint dot behind, and a second panel enlarges the
+    checkpoints' gold gain over the first nat of KL (d <= 1), where the rise is."""
     from matplotlib.lines import Line2D
     proxies = study["proxies"]
     checkpoints = all(p.get("checkpoints") for p in proxies)
-    fig, ax = plt.subplots(figsize=(9.6, 4.4))
+    if checkpoints:
+        fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13.2, 4.4), gridspec_kw={"width_ratios": [2.1, 1]})
+    else:
+        fig, ax = plt.subplots(figsize=(9.6, 4.4))
     for p, color in zip(proxies, _size_colors(len(proxies))):
         acc = p["reward_model"].get("accuracy")
         label = f"RM on {p['n_pairs']} pairs" + ("" if acc is None else f" (acc. {acc:.2f})")
@@ -494,6 +498,9 @@ def ppo_gao_curves(study: dict):
                     color=color, lw=2, ls=":")
         ax.plot([shown["peak"]["d"]], [shown["peak"]["gold_gain"]], "*", color=color, ms=14,
                 mec="k", mew=0.8)
+        if checkpoints:
+            first = [(d, g) for d, g in zip(curve["d"], curve["gold_gain"]) if d <= 1.0]
+            zoom.plot(*zip(*first), color=color, lw=1.4, marker="o", ms=4)
     ax.axhline(0, color="#999999", lw=0.8)
     styles = [Line2D([], [], color="k", lw=1.4, label="gold gain" + (" (checkpoints)" if checkpoints else "")),
               Line2D([], [], color="k", lw=2, ls=":", label="fit d(α − β log d)"),
@@ -503,12 +510,19 @@ def ppo_gao_curves(study: dict):
     if checkpoints:
         styles.append(Line2D([], [], color="k", marker="o", ms=2, alpha=0.3, lw=0,
                              label="gold, each rollout batch"))
+    beside = zoom if checkpoints else ax                          # beside the curves, not on them
     ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.01, 1.0))      # beside the curves, not on them
+              loc="upper left", bbox_to_anchor=(1.02, 1.0), bbox_transform=beside.transAxes)
     ax.set(title=f"PPO at β = {study['config']['beta']:g} against proxies of each size",
            xlabel="d = sqrt(KL(π‖π_ref))",
            ylabel="gain over the SFT policy" + ("" if study.get("baseline") else " (iteration 0)"))
-    fig.tight_layout()
+    if checkpoints:
+        zoom.axhline(0, color="#999999", lw=0.8)
+        zoom.set(title="The first nat: gold gain at the checkpoints", xlabel="d = sqrt(KL(π‖π_ref))",
+                 xlim=(-0.03, 1.03))
+        fig.subplots_adjust(left=0.06, right=0.81, bottom=0.12, top=0.92, wspace=0.2)
+    else:
+        fig.tight_layout()
     return fig
 
 

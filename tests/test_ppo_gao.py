@@ -190,8 +190,21 @@ def test_figure_draws_every_proxy(tiny_study):
     fits = sum(p["checkpoints"]["fit"] is not None for p in study["proxies"])
     # per proxy: batches, checkpoint gold, proxy, star; the fits; the zero line
     assert len(ax.lines) == 4 * len(study["proxies"]) + fits + 1
+    zoom = fig.axes[1]                                        # the checkpoints with d <= 1, per proxy
+    assert len(zoom.lines) == len(study["proxies"]) + 1
+    for line, p in zip(zoom.lines, study["proxies"]):
+        curve = p["checkpoints"]["curve"]
+        kept = [i for i, d in enumerate(curve["d"]) if d <= 1]
+        assert list(line.get_xdata()) == [curve["d"][i] for i in kept]
+        assert list(line.get_ydata()) == [curve["gold_gain"][i] for i in kept]
+    far = {**study, "proxies": [{**p, "checkpoints": {**p["checkpoints"], "curve": {
+        **p["checkpoints"]["curve"], "d": [0.0, 0.9] + [1.5] * (len(p["checkpoints"]["curve"]["d"]) - 2)}}}
+        for p in study["proxies"]]}                           # checkpoints beyond d = 1 are left out
+    for line in plots.ppo_gao_curves(far).axes[1].lines[:-1]:
+        assert list(line.get_xdata()) == [0.0, 0.9]
     plain = {**study, "proxies": [{**p, "checkpoints": None} for p in study["proxies"]]}
-    ax = plots.ppo_gao_curves(plain).axes[0]                  # runs without checkpoints
+    fig = plots.ppo_gao_curves(plain)                         # runs without checkpoints: one panel
+    ax, = fig.axes
     assert "observed gold peak" in [t.get_text() for t in ax.get_legend().get_texts()]
     fits = sum(p["fit"] is not None for p in study["proxies"])
     assert len(ax.lines) == 3 * len(study["proxies"]) + fits + 1      # gold, proxy, star; fits; zero
