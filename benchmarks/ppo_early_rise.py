@@ -56,28 +56,30 @@ def main() -> int:
     if args.cache:
         os.environ["RLHF_LAB_CACHE"] = args.cache
 
+    import numpy as np
     import torch
-    from rlhf_lab.pipeline import RunConfig, load_metrics, load_or_train_ppo
+    from rlhf_lab import world
+    from rlhf_lab.pipeline import RunConfig, load_metrics
+    from rlhf_lab.ppo_gao import gain_curve
     torch.set_num_threads(args.threads)
 
-    first = []
-    print(f"gold gain over the SFT policy (KL) at each checkpoint; {48 * args.per_prompt} replies "
-          f"each, evaluation seed {args.eval_seed}, β = {args.beta:g}")
+    first = []                                  # each run's gain at its first checkpoint after 0
+    print(f"gold gain over the SFT policy (KL) at each checkpoint; "
+          f"{len(world.all_prompts()) * args.per_prompt} replies each, evaluation seed "
+          f"{args.eval_seed}, β = {args.beta:g}")
     for pairs in args.pairs:
         for seed in args.seeds:
             run = RunConfig().with_rm(n_pairs=pairs).with_ppo(
                 beta=args.beta, iterations=args.iterations, seed=seed, eval_every=args.every,
                 eval_per_prompt=args.per_prompt, eval_seed=args.eval_seed)
             start = time.perf_counter()
-            load_or_train_ppo(run)
-            evals = load_metrics("ppo", run)["evals"]
-            zero = evals[0]["gold"]
-            cells = "  ".join(f"it {e['iteration']:>2}: {e['gold'] - zero:+.3f} ({e['kl']:.2f})"
-                              for e in evals[1:])
+            curve = gain_curve(load_metrics("ppo", run)["evals"])     # trains the run if missing
+            cells = "  ".join(f"it {i:>2}: {g:+.3f} ({kl:.2f})" for i, g, kl in
+                              zip(curve["iteration"][1:], curve["gold_gain"][1:], curve["kl"][1:]))
             print(f"{pairs:>6} pairs, seed {seed}: {cells}   [{time.perf_counter() - start:.0f} s]",
                   flush=True)
-            first.append(evals[1]["gold"] - zero)
-    gains = torch.tensor(first, dtype=torch.float64)
+            first.append(curve["gold_gain"][1])
+    gains = np.array(first)
     print(f"\nfirst checkpoint after iteration 0: positive in {int((gains > 0).sum())} of "
           f"{len(first)} runs, mean {gains.mean():+.3f}, range {gains.min():+.3f} to {gains.max():+.3f}")
     return 0

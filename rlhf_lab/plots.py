@@ -498,9 +498,9 @@ def ppo_gao_curves(study: dict):
                     color=color, lw=2, ls=":")
         ax.plot([shown["peak"]["d"]], [shown["peak"]["gold_gain"]], "*", color=color, ms=14,
                 mec="k", mew=0.8)
-        if checkpoints:
-            first = [(d, g) for d, g in zip(curve["d"], curve["gold_gain"]) if d <= 1.0]
-            zoom.plot(*zip(*first), color=color, lw=1.4, marker="o", ms=4)
+        if checkpoints:                             # the first nat: d = sqrt(KL) <= 1
+            d, gold = np.array(curve["d"]), np.array(curve["gold_gain"])
+            zoom.plot(d[d <= 1.0], gold[d <= 1.0], color=color, lw=1.4, marker="o", ms=4)
     ax.axhline(0, color="#999999", lw=0.8)
     styles = [Line2D([], [], color="k", lw=1.4, label="gold gain" + (" (checkpoints)" if checkpoints else "")),
               Line2D([], [], color="k", lw=2, ls=":", label="fit d(α − β log d)"),
