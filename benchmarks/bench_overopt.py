@@ -1,6 +1,6 @@
-"""Benchmark of the best-of-n overoptimisation study (notebook 06, ``rlhf_lab.overopt``).
+"""Benchmark of the best-of-n overoptimisation study (notebook 06, ``rlhf_lab.studies.overoptimisation``).
 
-Runs :func:`rlhf_lab.overopt.overoptimisation_study` with its defaults from an empty cache (a
+Runs :func:`rlhf_lab.studies.overoptimisation.overoptimisation_study` with its defaults from an empty cache (a
 temporary ``RLHF_LAB_CACHE``, so base, SFT and every reward model are trained too), then once
 more from the warm cache, and prints the time of each part and the headline numbers. The reward
 models train and score the pool in two single-threaded worker processes (``--threads`` sets this
@@ -59,15 +59,17 @@ def main() -> int:
     matplotlib.use("Agg")
     import torch
     torch.set_num_threads(args.threads)
-    from rlhf_lab import overopt, plots
-    from rlhf_lab.pipeline import RunConfig
+    from rlhf_lab.course.plots import common as common_plots
+    from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots
+    from rlhf_lab.pipeline.runs import RunConfig
+    from rlhf_lab.studies import overoptimisation
 
     load_before = os.getloadavg()[0]
     wall, cpu = time.perf_counter(), time.process_time()
-    res = overopt.overoptimisation_study(RunConfig())
+    res = overoptimisation.overoptimisation_study(RunConfig())
     cold = (time.perf_counter() - wall, time.process_time() - cpu)
     wall = time.perf_counter()
-    again = overopt.overoptimisation_study(RunConfig())
+    again = overoptimisation.overoptimisation_study(RunConfig())
     warm = time.perf_counter() - wall
     assert again == res
 
@@ -121,7 +123,7 @@ def main() -> int:
         out = Path(args.figures)
         out.mkdir(parents=True, exist_ok=True)
         for name in ("bon_gao_curves", "bon_ensemble", "bon_peak_detection"):
-            plots.save(getattr(plots, name)(res), out / f"{name}.png")
+            common_plots.save(getattr(overoptimisation_plots, name)(res), out / f"{name}.png")
         print(f"\nfigures in {out}/")
     return 0
 

@@ -16,14 +16,14 @@ import time
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
-from rlhf_lab.generation import sample_responses
-from rlhf_lab.ppo import PPOConfig, PPOLosses, Rollout, build_networks, ppo_step
-from rlhf_lab.sequences import position_ids
+from rlhf_lab.lm.generation import sample_responses
+from rlhf_lab.lm.sequences import position_ids
+from rlhf_lab.stages.ppo import PPOConfig, PPOLosses, Rollout, build_networks, ppo_step
 
 
 def fixed_shape_models(seed: int = 0, **overrides):
     """Policy and reward model of the fixed shape; ``overrides`` change it (``n_layer``, ``n_embd``,
-    ``n_head``, ``vocab_size``, e.g. a preset of ``rlhf_lab.models.PRESETS``)."""
+    ``n_head``, ``vocab_size``, e.g. a preset of ``rlhf_lab.lm.models.PRESETS``)."""
     shape = dict(vocab_size=512, n_layer=4, n_embd=128, n_head=4, n_positions=64, resid_pdrop=0.0,
                  embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu", bos_token_id=1,
                  eos_token_id=2, pad_token_id=0)

@@ -16,15 +16,15 @@ def main():
     os.environ.setdefault("TQDM_DISABLE", "1")
     import torch
 
-    from rlhf_lab import pipeline
-    run = pipeline.RunConfig()
+    from rlhf_lab.pipeline import runs
+    run = runs.RunConfig()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cache {os.environ['RLHF_LAB_CACHE']}")
     print(f"{'stage':<28}{'seconds':>9}  result")
-    steps = [("pretrain (base)", pipeline.load_or_train_base, lambda a: f"gold of samples {a.metrics['gold_mean']:.2f}"),
-             ("SFT", pipeline.load_or_train_sft, lambda a: f"gold of samples {a.metrics['gold_mean']:.2f}"),
-             (f"RM ({run.rm.n_pairs} pairs, incl. sampling)", pipeline.load_or_train_rm,
+    steps = [("pretrain (base)", runs.load_or_train_base, lambda a: f"gold of samples {a.metrics['gold_mean']:.2f}"),
+             ("SFT", runs.load_or_train_sft, lambda a: f"gold of samples {a.metrics['gold_mean']:.2f}"),
+             (f"RM ({run.rm.n_pairs} pairs, incl. sampling)", runs.load_or_train_rm,
               lambda a: f"held-out acc {a.metrics['accuracy']:.3f} (ceiling {a.metrics['bayes_ceiling']:.3f})"),
-             (f"PPO ({run.ppo.iterations} it., β={run.ppo.beta:g})", pipeline.load_or_train_ppo,
+             (f"PPO ({run.ppo.iterations} it., β={run.ppo.beta:g})", runs.load_or_train_ppo,
               lambda a: "gold {:.2f} -> {:.2f}, KL {:.2f}".format(a.metrics["history"][0]["gold"],
                                                                  a.metrics["history"][-1]["gold"],
                                                                  a.metrics["history"][-1]["kl"]))]
@@ -33,7 +33,7 @@ def main():
         art = fn(run)
         print(f"{name:<28}{time.perf_counter() - start:>9.1f}  {describe(art)}", flush=True)
     start = time.perf_counter()
-    pipeline.load_or_train_ppo(run)
+    runs.load_or_train_ppo(run)
     print(f"{'warm rerun (all cached)':<28}{time.perf_counter() - start:>9.1f}")
 
 

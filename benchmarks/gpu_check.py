@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from rlhf_lab import memory, models
-from rlhf_lab.ppo import PPOConfig, train_ppo
+from rlhf_lab.lm import models
+from rlhf_lab.stages.ppo import PPOConfig, train_ppo
+from rlhf_lab.studies import memory
 
 
 def main() -> int:

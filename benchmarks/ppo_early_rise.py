@@ -58,9 +58,10 @@ def main() -> int:
 
     import numpy as np
     import torch
+
     from rlhf_lab import world
-    from rlhf_lab.pipeline import RunConfig, load_metrics
-    from rlhf_lab.ppo_gao import gain_curve
+    from rlhf_lab.pipeline.runs import RunConfig, load_metrics
+    from rlhf_lab.studies.ppo_gao import gain_curve
     torch.set_num_threads(args.threads)
 
     first = []                                  # each run's gain at its first checkpoint after 0

@@ -4,7 +4,7 @@
     python benchmarks/report.py --notebooks-json nb.json         # with bench_notebooks.py's table
     python benchmarks/report.py --grade-json grade.json          # bench_grade.py's table, not rerun
 
-For each preset of ``rlhf_lab.models.PRESETS`` named in ``--presets`` (default tiny and small), in a
+For each preset of ``rlhf_lab.lm.models.PRESETS`` named in ``--presets`` (default tiny and small), in a
 fresh process of its own (so that its peak memory is its own), it measures at fixed shapes:
 
 * SFT training steps (``sft.train_next_token`` on curated demonstrations): time per step, tokens/s;
@@ -79,9 +79,10 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
 def bench_sft(preset: str, steps: int) -> dict:
     import torch
 
-    from rlhf_lab import datasets, models
-    from rlhf_lab.sequences import encode_pairs
-    from rlhf_lab.sft import train_next_token
+    from rlhf_lab import datasets
+    from rlhf_lab.lm import models
+    from rlhf_lab.lm.sequences import encode_pairs
+    from rlhf_lab.stages.sft import train_next_token
     tok = models.world_tokenizer()
     demos = datasets.sft_demonstrations(1000, seed=0)
     data = encode_pairs(tok, [p for p, _ in demos], [r for _, r in demos], 24)
@@ -96,8 +97,9 @@ def bench_sft(preset: str, steps: int) -> dict:
 
 
 def bench_rm(preset: str, steps: int) -> dict:
-    from rlhf_lab import datasets, models, world
-    from rlhf_lab.reward_model import PreferenceData, RewardConfig, train_reward_model
+    from rlhf_lab import datasets, world
+    from rlhf_lab.lm import models
+    from rlhf_lab.stages.reward_model import PreferenceData, RewardConfig, train_reward_model
     tok = models.world_tokenizer()
     n = steps * BATCH
     rows = datasets.world_preference_pairs(n, seed=0)
@@ -110,7 +112,7 @@ def bench_rm(preset: str, steps: int) -> dict:
     train_reward_model(RewardConfig(n_pairs=2 * BATCH, epochs=1, batch_size=BATCH), sft, tok, data=warm)
     seconds, _ = _timed(train_reward_model, RewardConfig(n_pairs=n, epochs=1, batch_size=BATCH), sft, tok,
                         data=data)
-    from rlhf_lab.sequences import encode_pairs
+    from rlhf_lab.lm.sequences import encode_pairs
     encoding, enc = _timed(encode_pairs, tok, data.prompts * 2, data.chosen + data.rejected, 24)
     seconds -= encoding                            # train_reward_model encodes the same pairs first
     tokens = enc.attention_mask.sum().item()                 # both replies of every pair, once
@@ -122,7 +124,7 @@ def _sample_without_cache(model, prompt_ids, prompt_mask, max_new_tokens, genera
     step (for comparison only; never stops early, like the timed cached run with ``eos_id=-1``)."""
     import torch
 
-    from rlhf_lab.sequences import position_ids
+    from rlhf_lab.lm.sequences import position_ids
     ids, mask = prompt_ids, prompt_mask.long()
     with torch.no_grad():
         for _ in range(max_new_tokens):
@@ -137,9 +139,10 @@ def _sample_without_cache(model, prompt_ids, prompt_mask, max_new_tokens, genera
 def bench_generation(preset: str, n_prompts: int) -> dict:
     import torch
 
-    from rlhf_lab import models, world
-    from rlhf_lab.generation import sample_responses
-    from rlhf_lab.sequences import encode_prompts
+    from rlhf_lab import world
+    from rlhf_lab.lm import models
+    from rlhf_lab.lm.generation import sample_responses
+    from rlhf_lab.lm.sequences import encode_prompts
     tok = models.world_tokenizer()
     model = models.new_policy(preset, seed=0, tokenizer=tok).eval()
     prompts = (world.all_prompts() * (n_prompts // len(world.all_prompts()) + 1))[:n_prompts]
@@ -157,7 +160,7 @@ def bench_generation(preset: str, n_prompts: int) -> dict:
 def _pairs(n: int):
     from rlhf_lab import world
     from rlhf_lab.datasets import world_preference_pairs
-    from rlhf_lab.reward_model import PreferenceData
+    from rlhf_lab.stages.reward_model import PreferenceData
     rows = world_preference_pairs(n, seed=0)
     return PreferenceData([world.parse_prompt(r["prompt"]) for r in rows], [r["chosen"] for r in rows],
                           [r["rejected"] for r in rows], [1] * n, [r["gold_chosen"] for r in rows],
@@ -165,8 +168,8 @@ def _pairs(n: int):
 
 
 def bench_dpo(preset: str, steps: int) -> dict:
-    from rlhf_lab import models
-    from rlhf_lab.dpo import DPOConfig, train_dpo
+    from rlhf_lab.lm import models
+    from rlhf_lab.stages.dpo import DPOConfig, train_dpo
     tok = models.world_tokenizer()
     sft = models.new_policy(preset, seed=0, tokenizer=tok)
     train_dpo(DPOConfig(epochs=1), sft, tok, _pairs(2 * BATCH))                 # warm-up
@@ -175,9 +178,10 @@ def bench_dpo(preset: str, steps: int) -> dict:
 
 
 def bench_grpo(preset: str) -> dict:
-    from rlhf_lab import models
-    from rlhf_lab.grpo import GRPOConfig, held_bytes, train_grpo
-    from rlhf_lab.ppo import PPOConfig
+    from rlhf_lab.lm import models
+    from rlhf_lab.stages.grpo import GRPOConfig, train_grpo
+    from rlhf_lab.stages.ppo import PPOConfig
+    from rlhf_lab.studies.method_cost import held_bytes
     tok = models.world_tokenizer()
     sft = models.new_policy(preset, seed=0, tokenizer=tok)
     rm = models.reward_model_from(sft, seed=0)
@@ -193,7 +197,7 @@ def bench_grpo(preset: str) -> dict:
 def bench_ppo_preset(preset: str, critics, repeats: int) -> dict:
     import bench_ppo
 
-    from rlhf_lab import models
+    from rlhf_lab.lm import models
     shape = {k: v for k, v in models.PRESETS[preset].items() if k in ("n_layer", "n_embd", "n_head")}
     shape["vocab_size"] = len(models.world_tokenizer())
     return {critic: bench_ppo.bench(critic, repeats, **shape) for critic in critics}

@@ -21,24 +21,24 @@ def main(argv=None) -> int:
     r.add_argument("--bundle", default=None, metavar="DIR",
                    help="also write a student bundle into DIR (no solutions/, no tests/hidden/)")
     g = sub.add_parser("grade", help="grade submissions with the hidden tests; write a gradebook")
-    from .grading.grade import add_arguments
+    from rlhf_lab.grading.grade import add_arguments
     add_arguments(g)
     args = parser.parse_args(argv)
 
     if args.command == "release":                  # no torch needed
-        from .release import release
+        from rlhf_lab.course.release import release
         for path in release(args.solutions, args.out, args.clean_solutions):
             print(f"wrote {path}")
         if args.bundle:
             from pathlib import Path
 
-            from .release import write_bundle
+            from rlhf_lab.course.release import write_bundle
             kit = Path(args.solutions).resolve().parent
             write_bundle(kit, args.bundle, Path(args.out).resolve())
             print(f"wrote the student bundle {args.bundle} (no solutions/, no tests/hidden/)")
         return 0
     if args.command == "grade":                    # the judges import torch themselves
-        from .grading.grade import main as grade_main
+        from rlhf_lab.grading.grade import main as grade_main
         return grade_main(args)
 
     import torch
@@ -46,12 +46,12 @@ def main(argv=None) -> int:
     if args.command == "pipeline":
         import matplotlib
         matplotlib.use("Agg")
-        from .report import run_pipeline
+        from rlhf_lab.course.report import run_pipeline
         summary = run_pipeline(args.out)
         print(summary.read_text())
         print(f"wrote {summary} and figures in {summary.parent}/")
     elif args.command == "data":
-        from .datasets import write_data
+        from rlhf_lab.datasets import write_data
         for name, rows in write_data(args.out, args.seed).items():
             print(f"{args.out}/{name}: {rows} rows")
     return 0

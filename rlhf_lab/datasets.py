@@ -15,7 +15,7 @@ import json
 import random
 from pathlib import Path
 
-from . import world
+from rlhf_lab import world
 
 __all__ = ["pretraining_corpus", "sft_demonstrations", "world_preference_pairs", "write_data",
            "DATA_SIZES", "league_table"]

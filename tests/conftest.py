@@ -12,5 +12,5 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 @pytest.fixture
 def tok():
-    from rlhf_lab.models import world_tokenizer
+    from rlhf_lab.lm.models import world_tokenizer
     return world_tokenizer()

@@ -4,14 +4,17 @@ import math
 
 import pytest
 import torch
-
-from rlhf_lab import alignment_tax, models, pipeline, plots, ppo
-from rlhf_lab.alignment_tax import TaxStudyConfig, alignment_tax_study, capability
-from rlhf_lab.beyond_losses import ppo_ptx_loss
-from rlhf_lab.ppo import PPOConfig, PPOLosses, train_ppo
-
 from test_pipeline import SMALL
 from test_ppo import FAST
+
+from rlhf_lab.course.plots import beyond as beyond_plots
+from rlhf_lab.equations.beyond_losses import ppo_ptx_loss
+from rlhf_lab.lm import models
+from rlhf_lab.pipeline import runs
+from rlhf_lab.stages import ppo
+from rlhf_lab.stages.ppo import PPOConfig, PPOLosses, train_ppo
+from rlhf_lab.studies import alignment_tax
+from rlhf_lab.studies.alignment_tax import TaxStudyConfig, alignment_tax_study, capability
 
 STRIP = ("t_", "ptx_nll", "policy_loss")
 
@@ -23,8 +26,8 @@ def _strip(history):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    return (pipeline.load_or_train_sft(SMALL, root=root).model,
-            pipeline.load_or_train_rm(SMALL, root=root).model, root)
+    return (runs.load_or_train_sft(SMALL, root=root).model,
+            runs.load_or_train_rm(SMALL, root=root).model, root)
 
 
 @pytest.fixture(scope="module")
@@ -158,20 +161,20 @@ def test_study_table_cache_and_plot(trained):
         assert r["proxy"] is not None and r["gold"] == r["gold"]
     study = {k: kwargs[k] for k in ("betas", "ptx_coefs", "iterations", "rollouts", "minibatch_size",
                                     "critic")}
-    runs = alignment_tax.tax_runs(run, TaxStudyConfig(**study))
-    ppo_rows = [pipeline.load_or_train_ppo(r, root=root).metrics for r in runs]
+    variants = alignment_tax.tax_runs(run, TaxStudyConfig(**study))
+    ppo_rows = [runs.load_or_train_ppo(r, root=root).metrics for r in variants]
     assert "ptx_nll" in ppo_rows[2]["history"][-1] and "ptx_nll" not in ppo_rows[0]["history"][-1]
     again = alignment_tax_study(run, **kwargs)
     assert [r["tax"] for r in again["rows"]] == [r["tax"] for r in rows]
-    plots.alignment_tax(result)
-    plots.alignment_tax(rows)
+    beyond_plots.alignment_tax(result)
+    beyond_plots.alignment_tax(rows)
 
 
 def test_study_runs_and_overrides():
-    runs = alignment_tax.tax_runs(SMALL, TaxStudyConfig(iterations=7, betas=(0.3, 0.03), ptx_coefs=(0.1, 1.0)))
-    assert [(r.ppo.beta, r.ppo.ptx_coef, r.ppo.iterations) for r in runs] == [
+    variants = alignment_tax.tax_runs(SMALL, TaxStudyConfig(iterations=7, betas=(0.3, 0.03), ptx_coefs=(0.1, 1.0)))
+    assert [(r.ppo.beta, r.ppo.ptx_coef, r.ppo.iterations) for r in variants] == [
         (0.3, 0.0, 7), (0.03, 0.0, 7), (0.03, 0.1, 7), (0.03, 1.0, 7)]
-    assert {(r.ppo.rollouts, r.ppo.minibatch_size, r.ppo.critic) for r in runs} == {(128, 32, "head")}
+    assert {(r.ppo.rollouts, r.ppo.minibatch_size, r.ppo.critic) for r in variants} == {(128, 32, "head")}
     kept = alignment_tax.tax_runs(SMALL, TaxStudyConfig(iterations=None, rollouts=None,
                                                         minibatch_size=None, critic=None))
     assert all(dataclasses.replace(r.ppo, beta=SMALL.ppo.beta, ptx_coef=0.0) == SMALL.ppo for r in kept)

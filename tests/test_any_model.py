@@ -4,11 +4,12 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rlhf_lab import models, world
-from rlhf_lab.ppo import PPOConfig, train_ppo
-from rlhf_lab.reward_model import RewardConfig, score_texts, train_reward_model
-from rlhf_lab.sequences import decode_responses, encode_pairs
-from rlhf_lab.sft import SFTConfig, train_sft
+from rlhf_lab import world
+from rlhf_lab.lm import models
+from rlhf_lab.lm.sequences import decode_responses, encode_pairs
+from rlhf_lab.stages.ppo import PPOConfig, train_ppo
+from rlhf_lab.stages.reward_model import RewardConfig, score_texts, train_reward_model
+from rlhf_lab.stages.sft import SFTConfig, train_sft
 
 TEXTS = ["the engine is great . <eos>", "um you should check the tent", "<eos>"]
 
@@ -78,6 +79,7 @@ def test_load_pretrained_gives_a_tokenizer_a_pad_of_its_own(tmp_path, bpe):
     """A tokenizer that pads with its end-of-sequence token gets a distinct <pad>: a new token and
     embedding row if the vocabulary lacks one, else the one it has."""
     import copy
+
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import WhitespaceSplit
@@ -156,26 +158,27 @@ def test_stages_run_on_cuda_with_bf16_autocast(bpe):
 def test_best_of_n_and_the_closed_form_estimate_run_on_a_bpe_model(bpe):
     """The analysis sees only world text and scores: best-of-n pools and the importance-sampled
     closed form work unchanged with another tokenizer."""
-    from rlhf_lab import overopt, theory
+    from rlhf_lab.equations import closed_form
+    from rlhf_lab.studies import overoptimisation
     policy = _tiny_gpt2(bpe, seed=1)
     rm = models.reward_model_from(policy, seed=1)
-    pool = overopt.sample_pool(policy, bpe, n_per_prompt=4, seed=0, max_new_tokens=12)
+    pool = overoptimisation.sample_pool(policy, bpe, n_per_prompt=4, seed=0, max_new_tokens=12)
     assert pool.gold.shape == (len(world.all_prompts()), 4)
     assert all(isinstance(t, str) for row in pool.texts for t in row)
-    proxy = overopt.score_pool(rm, bpe, pool)
+    proxy = overoptimisation.score_pool(rm, bpe, pool)
     assert proxy.shape == pool.gold.shape
     # the pool's scores equal score_texts of the same replies, encoded the same way
     first = [row[0] for row in pool.texts]
     direct = score_texts(rm, bpe, pool.prompts, first, max_response_len=12)
     assert torch.allclose(torch.as_tensor(proxy[:, 0], dtype=torch.float32), direct, atol=1e-5)
-    curve = overopt.best_of_n_curve(proxy, pool.gold, [1, 2, 4])
+    curve = overoptimisation.best_of_n_curve(proxy, pool.gold, [1, 2, 4])
     assert curve["gold_gain"][0] == pytest.approx(0.0, abs=1e-12)
-    est = theory.boltzmann_estimate(torch.as_tensor(proxy), beta=1.0, warn=False)
+    est = closed_form.boltzmann_estimate(torch.as_tensor(proxy), beta=1.0, warn=False)
     assert est.ess.shape == (len(world.all_prompts()),) and bool((est.kl >= -1e-9).all())
 
 
 def test_batch_sizes_per_preset():
-    from rlhf_lab.pipeline import RunConfig, stage_keys
+    from rlhf_lab.pipeline.runs import RunConfig, stage_keys
     assert RunConfig.for_preset("tiny") == RunConfig()              # the course default, same keys
     assert stage_keys(RunConfig.for_preset("tiny")) == stage_keys(RunConfig())
     small, gpt2 = RunConfig.for_preset("small"), RunConfig.for_preset("gpt2")
@@ -190,13 +193,13 @@ def test_the_small_preset_runs_through_the_cached_pipeline(tmp_path):
     """for_preset("small") end to end through load_or_train_* at toy step counts."""
     import dataclasses
 
-    from rlhf_lab import pipeline
-    run = pipeline.RunConfig.for_preset("small")
+    from rlhf_lab.pipeline import runs
+    run = runs.RunConfig.for_preset("small")
     run = dataclasses.replace(
         run, base=dataclasses.replace(run.base, corpus_size=300, steps=3),
         sft=dataclasses.replace(run.sft, n_demonstrations=100, steps=2),
         rm=dataclasses.replace(run.rm, n_pairs=64, epochs=1, n_heldout=32))
     run = run.with_ppo(iterations=1, rollouts=32, minibatch_size=32, epochs=1, max_new_tokens=8)
-    ppo = pipeline.load_or_train_ppo(run, root=tmp_path)
+    ppo = runs.load_or_train_ppo(run, root=tmp_path)
     assert models.count_parameters(ppo.model) > 1_000_000
     assert len(ppo.metrics["history"]) == 1 and ppo.path.name.startswith("ppo-")

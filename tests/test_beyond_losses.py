@@ -1,14 +1,20 @@
-"""Tests of rlhf_lab.beyond_losses (DPO, GRPO, PPO-ptx): exact values, properties, bad input."""
+"""Tests of rlhf_lab.equations.beyond_losses (DPO, GRPO, PPO-ptx): exact values, properties, bad input."""
 import doctest
 import math
 
 import pytest
 import torch
 
-from rlhf_lab import beyond_losses
-from rlhf_lab.beyond_losses import (dpo_loss, group_advantages, grpo_loss, implicit_reward,
-                                    ppo_ptx_loss, pretraining_nll)
-from rlhf_lab.rl_losses import ppo_clip_loss
+from rlhf_lab.equations import beyond_losses
+from rlhf_lab.equations.beyond_losses import (
+    dpo_loss,
+    group_advantages,
+    grpo_loss,
+    implicit_reward,
+    ppo_ptx_loss,
+    pretraining_nll,
+)
+from rlhf_lab.equations.rl_losses import ppo_clip_loss
 
 
 def test_doctests():

@@ -8,7 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_lab import beyond_losses, checks, losses, overopt_math, rl_losses, theory
+from rlhf_lab.course.checks import beyond as beyond_checks
+from rlhf_lab.course.checks import closed_form as closed_form_checks
+from rlhf_lab.course.checks import language_model as language_model_checks
+from rlhf_lab.course.checks import overoptimisation as overoptimisation_checks
+from rlhf_lab.course.checks import ppo as ppo_checks
+from rlhf_lab.course.checks import reward_model as reward_model_checks
+from rlhf_lab.equations import beyond_losses, closed_form, losses, overopt_math, rl_losses
 
 
 def stub(*args, **kwargs):
@@ -17,25 +23,25 @@ def stub(*args, **kwargs):
 
 # (check, reference functions) for every check
 CHECKS = {
-    "response_logprob": (checks.check_response_logprob, [losses.response_logprob]),
-    "sft_loss": (checks.check_sft_loss, [losses.sft_loss]),
-    "bt_probability": (checks.check_bt_probability, [losses.bt_probability]),
-    "bradley_terry_loss": (checks.check_bt_loss, [losses.bradley_terry_loss]),
-    "fit_bradley_terry": (checks.check_bt_fit, [losses.fit_bradley_terry]),
-    "boltzmann_policy": (checks.check_boltzmann_policy, [theory.boltzmann_policy]),
-    "optimal_objective": (checks.check_optimal_objective, [theory.optimal_objective]),
-    "kl_optimal": (checks.check_kl_optimal, [theory.kl_optimal]),
-    "kl_estimators": (checks.check_kl_estimators, [rl_losses.kl_k1, rl_losses.kl_k3]),
-    "shaped_rewards": (checks.check_shaped_rewards, [rl_losses.shaped_rewards]),
-    "gae": (checks.check_gae, [rl_losses.gae]),
-    "ppo_clip_loss": (checks.check_ppo_clip_loss, [rl_losses.ppo_clip_loss]),
-    "value_loss": (checks.check_value_loss, [rl_losses.value_loss]),
-    "kl_best_of_n": (checks.check_kl_best_of_n, [overopt_math.kl_best_of_n]),
-    "fit_bon": (checks.check_gao_fit, [overopt_math.fit_bon]),
-    "aggregate_ensemble": (checks.check_ensemble, [overopt_math.aggregate_ensemble]),
-    "dpo_loss": (checks.check_dpo_loss, [beyond_losses.dpo_loss]),
-    "group_advantages": (checks.check_group_advantages, [beyond_losses.group_advantages]),
-    "ppo_ptx_loss": (checks.check_ppo_ptx_loss, [beyond_losses.ppo_ptx_loss]),
+    "response_logprob": (language_model_checks.check_response_logprob, [losses.response_logprob]),
+    "sft_loss": (language_model_checks.check_sft_loss, [losses.sft_loss]),
+    "bt_probability": (reward_model_checks.check_bt_probability, [losses.bt_probability]),
+    "bradley_terry_loss": (reward_model_checks.check_bt_loss, [losses.bradley_terry_loss]),
+    "fit_bradley_terry": (reward_model_checks.check_bt_fit, [losses.fit_bradley_terry]),
+    "boltzmann_policy": (closed_form_checks.check_boltzmann_policy, [closed_form.boltzmann_policy]),
+    "optimal_objective": (closed_form_checks.check_optimal_objective, [closed_form.optimal_objective]),
+    "kl_optimal": (closed_form_checks.check_kl_optimal, [closed_form.kl_optimal]),
+    "kl_estimators": (ppo_checks.check_kl_estimators, [rl_losses.kl_k1, rl_losses.kl_k3]),
+    "shaped_rewards": (ppo_checks.check_shaped_rewards, [rl_losses.shaped_rewards]),
+    "gae": (ppo_checks.check_gae, [rl_losses.gae]),
+    "ppo_clip_loss": (ppo_checks.check_ppo_clip_loss, [rl_losses.ppo_clip_loss]),
+    "value_loss": (ppo_checks.check_value_loss, [rl_losses.value_loss]),
+    "kl_best_of_n": (overoptimisation_checks.check_kl_best_of_n, [overopt_math.kl_best_of_n]),
+    "fit_bon": (overoptimisation_checks.check_gao_fit, [overopt_math.fit_bon]),
+    "aggregate_ensemble": (overoptimisation_checks.check_ensemble, [overopt_math.aggregate_ensemble]),
+    "dpo_loss": (beyond_checks.check_dpo_loss, [beyond_losses.dpo_loss]),
+    "group_advantages": (beyond_checks.check_group_advantages, [beyond_losses.group_advantages]),
+    "ppo_ptx_loss": (beyond_checks.check_ppo_ptx_loss, [beyond_losses.ppo_ptx_loss]),
 }
 
 
@@ -54,7 +60,7 @@ def test_reference_passes_with_one_stable_line(name, capsys):
 
 
 def test_rl_form_of_the_gao_fit_passes(capsys):
-    assert checks.check_gao_fit(overopt_math.fit_rl, form="rl") is True
+    assert overoptimisation_checks.check_gao_fit(overopt_math.fit_rl, form="rl") is True
     assert capsys.readouterr().out.startswith("✓ fit_rl: all ")
 
 
@@ -70,17 +76,17 @@ def test_other_failures_are_reported_not_raised(capsys):
     def crashes(*args):
         raise KeyError("oops")
 
-    assert checks.check_sft_loss(crashes) is False
+    assert language_model_checks.check_sft_loss(crashes) is False
     assert "raised KeyError" in capsys.readouterr().out
-    assert checks.check_bt_probability(lambda a, b: (a - b).tolist()) is False
+    assert reward_model_checks.check_bt_probability(lambda a, b: (a - b).tolist()) is False
     assert "should be a torch tensor, got list" in capsys.readouterr().out
-    assert checks.check_bt_probability(lambda a, b: torch.sigmoid(a - b).sum()) is False
+    assert reward_model_checks.check_bt_probability(lambda a, b: torch.sigmoid(a - b).sum()) is False
     assert "has shape ()" in capsys.readouterr().out
-    assert checks.check_bt_probability(lambda a, b: a * float("nan")) is False
+    assert reward_model_checks.check_bt_probability(lambda a, b: a * float("nan")) is False
     assert "NaN" in capsys.readouterr().out
-    assert checks.check_sft_loss(lambda logits, ids, mask: logits.mean(-1)) is False
+    assert language_model_checks.check_sft_loss(lambda logits, ids, mask: logits.mean(-1)) is False
     assert "a single number" in capsys.readouterr().out
-    assert checks.check_sft_loss("not a function") is False
+    assert language_model_checks.check_sft_loss("not a function") is False
     assert "expected a function" in capsys.readouterr().out
 
 
@@ -89,7 +95,7 @@ def test_in_place_changes_to_an_argument_are_reported(capsys):
         r_chosen -= r_rejected
         return torch.sigmoid(r_chosen)
 
-    assert checks.check_bt_probability(in_place) is False
+    assert reward_model_checks.check_bt_probability(in_place) is False
     assert "changed its argument `r_chosen` in place" in capsys.readouterr().out
 
 
@@ -191,7 +197,7 @@ def objective_log_z(logp_ref, rewards, beta):
 
 
 def kl_optimal_no_beta(logp_ref, rewards, beta):
-    logp = theory.boltzmann_policy(logp_ref, rewards, beta)
+    logp = closed_form.boltzmann_policy(logp_ref, rewards, beta)
     return (logp.exp() * rewards).sum(-1) - torch.logsumexp(logp_ref + rewards / beta, -1)
 
 
@@ -325,49 +331,49 @@ def ptx_coef_on_ppo(pg, logits, ids, am, coef):
 
 
 WRONG = [
-    (checks.check_response_logprob, [logprob_no_shift], "off by one"),
-    (checks.check_response_logprob, [logprob_no_mask], "you counted every token"),
-    (checks.check_response_logprob, [logprob_mean], "log π(y|x) is their sum"),
-    (checks.check_response_logprob, [logprob_log_of_softmax], "use F.log_softmax"),
-    (checks.check_sft_loss, [sft_no_shift], "off by one"),
-    (checks.check_sft_loss, [sft_mask_not_shifted], "your mask is one step off"),
-    (checks.check_sft_loss, [sft_sum], "you summed over tokens"),
-    (checks.check_sft_loss, [sft_positive], "NEGATIVE log-likelihood"),
-    (checks.check_bt_probability, [bt_prob_swapped], "you swapped the two rewards"),
-    (checks.check_bt_probability, [bt_prob_exp], "exp overflows"),
-    (checks.check_bt_loss, [bt_loss_log_sigmoid], "log(sigmoid(x)) underflows"),
-    (checks.check_bt_loss, [bt_loss_sum], "you summed over pairs"),
-    (checks.check_bt_loss, [bt_loss_swapped], "you swapped chosen and rejected"),
-    (checks.check_bt_fit, [bt_fit_transposed], "wrong sign"),
-    (checks.check_bt_fit, [bt_fit_not_centred], "not centred"),
-    (checks.check_bt_fit, [bt_fit_too_few_steps], "not at the maximum of the likelihood"),
-    (checks.check_boltzmann_policy, [boltzmann_times_beta], "multiplied the rewards by β"),
-    (checks.check_boltzmann_policy, [boltzmann_unnormalised], "not normalised"),
-    (checks.check_boltzmann_policy, [boltzmann_naive_exp], "exp(r/β) overflows"),
-    (checks.check_optimal_objective, [objective_log_z], "you returned log Z"),
-    (checks.check_kl_optimal, [kl_optimal_no_beta], "forgot to divide E_π*[r] by β"),
-    (checks.check_kl_estimators, [k1_reversed, rl_losses.kl_k3], "k1 has the wrong sign"),
-    (checks.check_kl_estimators, [rl_losses.kl_k1, k3_reversed_ratio], "ρ = π_ref/π"),
-    (checks.check_shaped_rewards, [shaped_last_column], "the score went to the last column"),
-    (checks.check_shaped_rewards, [shaped_wrong_sign], "KL penalty has the wrong sign"),
-    (checks.check_gae, [gae_past_the_end], "bootstrapped past the end"),
-    (checks.check_gae, [gae_lambda_only], "λ alone"),
-    (checks.check_ppo_clip_loss, [ppo_max], "max of the two surrogates"),
-    (checks.check_ppo_clip_loss, [ppo_no_mask], "masked tokens changed your loss"),
-    (checks.check_value_loss, [value_no_half], "factor 1/2"),
-    (checks.check_value_loss, [value_min], "min of the two squared errors"),
-    (checks.check_kl_best_of_n, [kl_bon_log2], "natural log"),
-    (checks.check_kl_best_of_n, [kl_bon_math_log], "np.log"),
-    (checks.check_gao_fit, [fit_bon_intercept], "intercept"),
-    (functools.partial(checks.check_gao_fit, form="rl"), [fit_rl_plus_log], "wrong sign"),
-    (checks.check_ensemble, [ensemble_sample_std], "population std"),
-    (checks.check_ensemble, [ensemble_min_tuple], ".values"),
-    (checks.check_dpo_loss, [dpo_no_beta], "you left out β"),
-    (checks.check_dpo_loss, [dpo_log_of_sigmoid], "F.logsigmoid"),
-    (checks.check_group_advantages, [group_sample_std], "population std"),
-    (checks.check_group_advantages, [group_strided], "ADJACENT rows"),
-    (checks.check_ppo_ptx_loss, [ptx_no_shift], "off by one"),
-    (checks.check_ppo_ptx_loss, [ptx_coef_on_ppo], "not the PPO loss"),
+    (language_model_checks.check_response_logprob, [logprob_no_shift], "off by one"),
+    (language_model_checks.check_response_logprob, [logprob_no_mask], "you counted every token"),
+    (language_model_checks.check_response_logprob, [logprob_mean], "log π(y|x) is their sum"),
+    (language_model_checks.check_response_logprob, [logprob_log_of_softmax], "use F.log_softmax"),
+    (language_model_checks.check_sft_loss, [sft_no_shift], "off by one"),
+    (language_model_checks.check_sft_loss, [sft_mask_not_shifted], "your mask is one step off"),
+    (language_model_checks.check_sft_loss, [sft_sum], "you summed over tokens"),
+    (language_model_checks.check_sft_loss, [sft_positive], "NEGATIVE log-likelihood"),
+    (reward_model_checks.check_bt_probability, [bt_prob_swapped], "you swapped the two rewards"),
+    (reward_model_checks.check_bt_probability, [bt_prob_exp], "exp overflows"),
+    (reward_model_checks.check_bt_loss, [bt_loss_log_sigmoid], "log(sigmoid(x)) underflows"),
+    (reward_model_checks.check_bt_loss, [bt_loss_sum], "you summed over pairs"),
+    (reward_model_checks.check_bt_loss, [bt_loss_swapped], "you swapped chosen and rejected"),
+    (reward_model_checks.check_bt_fit, [bt_fit_transposed], "wrong sign"),
+    (reward_model_checks.check_bt_fit, [bt_fit_not_centred], "not centred"),
+    (reward_model_checks.check_bt_fit, [bt_fit_too_few_steps], "not at the maximum of the likelihood"),
+    (closed_form_checks.check_boltzmann_policy, [boltzmann_times_beta], "multiplied the rewards by β"),
+    (closed_form_checks.check_boltzmann_policy, [boltzmann_unnormalised], "not normalised"),
+    (closed_form_checks.check_boltzmann_policy, [boltzmann_naive_exp], "exp(r/β) overflows"),
+    (closed_form_checks.check_optimal_objective, [objective_log_z], "you returned log Z"),
+    (closed_form_checks.check_kl_optimal, [kl_optimal_no_beta], "forgot to divide E_π*[r] by β"),
+    (ppo_checks.check_kl_estimators, [k1_reversed, rl_losses.kl_k3], "k1 has the wrong sign"),
+    (ppo_checks.check_kl_estimators, [rl_losses.kl_k1, k3_reversed_ratio], "ρ = π_ref/π"),
+    (ppo_checks.check_shaped_rewards, [shaped_last_column], "the score went to the last column"),
+    (ppo_checks.check_shaped_rewards, [shaped_wrong_sign], "KL penalty has the wrong sign"),
+    (ppo_checks.check_gae, [gae_past_the_end], "bootstrapped past the end"),
+    (ppo_checks.check_gae, [gae_lambda_only], "λ alone"),
+    (ppo_checks.check_ppo_clip_loss, [ppo_max], "max of the two surrogates"),
+    (ppo_checks.check_ppo_clip_loss, [ppo_no_mask], "masked tokens changed your loss"),
+    (ppo_checks.check_value_loss, [value_no_half], "factor 1/2"),
+    (ppo_checks.check_value_loss, [value_min], "min of the two squared errors"),
+    (overoptimisation_checks.check_kl_best_of_n, [kl_bon_log2], "natural log"),
+    (overoptimisation_checks.check_kl_best_of_n, [kl_bon_math_log], "np.log"),
+    (overoptimisation_checks.check_gao_fit, [fit_bon_intercept], "intercept"),
+    (functools.partial(overoptimisation_checks.check_gao_fit, form="rl"), [fit_rl_plus_log], "wrong sign"),
+    (overoptimisation_checks.check_ensemble, [ensemble_sample_std], "population std"),
+    (overoptimisation_checks.check_ensemble, [ensemble_min_tuple], ".values"),
+    (beyond_checks.check_dpo_loss, [dpo_no_beta], "you left out β"),
+    (beyond_checks.check_dpo_loss, [dpo_log_of_sigmoid], "F.logsigmoid"),
+    (beyond_checks.check_group_advantages, [group_sample_std], "population std"),
+    (beyond_checks.check_group_advantages, [group_strided], "ADJACENT rows"),
+    (beyond_checks.check_ppo_ptx_loss, [ptx_no_shift], "off by one"),
+    (beyond_checks.check_ppo_ptx_loss, [ptx_coef_on_ppo], "not the PPO loss"),
 ]
 
 

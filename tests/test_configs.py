@@ -1,7 +1,7 @@
 import pytest
 
-from rlhf_lab.reward_model import RewardConfig
-from rlhf_lab.sft import PretrainConfig, SFTConfig
+from rlhf_lab.stages.reward_model import RewardConfig
+from rlhf_lab.stages.sft import PretrainConfig, SFTConfig
 
 
 @pytest.mark.parametrize("cls,field,value", [
@@ -23,7 +23,8 @@ def test_configs_are_frozen():
 
 def test_options_added_later_keep_old_cache_keys_at_their_default():
     import dataclasses
-    from rlhf_lab.config import LATER, config_dict, config_hash
+
+    from rlhf_lab.core.config import LATER, config_dict, config_hash
 
     @dataclasses.dataclass(frozen=True)
     class Old:

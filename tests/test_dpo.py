@@ -7,13 +7,14 @@ import matplotlib
 import pytest
 import torch
 
-from rlhf_lab import beyond_losses, models, pipeline, theory
-from rlhf_lab.dpo import (DPOConfig, dpo_enumerable, enumerable_pairs, policy_point,
-                          sequence_logprob, train_dpo)
-from rlhf_lab.reward_model import RewardConfig, sample_preferences
-from rlhf_lab.sequences import encode_pairs
-from rlhf_lab.sft import PretrainConfig, SFTConfig
-from rlhf_lab.student import FallbackWarning
+from rlhf_lab.core.plug import FallbackWarning
+from rlhf_lab.equations import beyond_losses, closed_form
+from rlhf_lab.lm import models
+from rlhf_lab.lm.sequences import encode_pairs
+from rlhf_lab.pipeline import runs
+from rlhf_lab.stages.dpo import DPOConfig, dpo_enumerable, enumerable_pairs, sequence_logprob, train_dpo
+from rlhf_lab.stages.reward_model import RewardConfig, sample_preferences
+from rlhf_lab.stages.sft import PretrainConfig, SFTConfig
 
 matplotlib.use("Agg")
 
@@ -23,7 +24,7 @@ TINY = DPOConfig(beta=0.1, epochs=3, batch_size=16, lr=1e-3, max_response_len=8)
 @pytest.fixture(scope="module")
 def space():
     """30 responses (2 words, length 1-4); every one has pi_ref >= 8e-4."""
-    return theory.enumerable_space(vocab_size=2, max_len=4, seed=0)
+    return closed_form.enumerable_space(vocab_size=2, max_len=4, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def test_soft_labels_and_infinite_data_give_exactly_the_boltzmann_policy(space):
     for beta in (1.0, 0.5):
         out = dpo_enumerable(space.logp_ref, space.rewards, beta, soft=True)
         assert out["tv"] < 1e-6 and abs(out["kl_to_optimal"]) < 1e-9
-        assert torch.allclose(out["logp_star"], theory.boltzmann_policy(space.logp_ref,
+        assert torch.allclose(out["logp_star"], closed_form.boltzmann_policy(space.logp_ref,
                                                                          space.rewards, beta))
         assert out["dpo"]["kl"] == pytest.approx(out["optimal"]["kl"], abs=1e-6)
         assert out["dpo"]["reward"] == pytest.approx(out["optimal"]["reward"], abs=1e-6)
@@ -163,7 +164,7 @@ def test_a_loss_without_stats_is_accepted_and_a_nan_loss_is_named(policy, pairs,
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    run = pipeline.RunConfig(base=PretrainConfig(corpus_size=500, steps=20, batch_size=32),
+    run = runs.RunConfig(base=PretrainConfig(corpus_size=500, steps=20, batch_size=32),
                              sft=SFTConfig(n_demonstrations=100, steps=10, batch_size=16),
                              rm=RewardConfig(n_pairs=64, epochs=1, batch_size=16, n_heldout=32),
                              dpo=dataclasses.replace(TINY, epochs=1))
@@ -172,22 +173,22 @@ def small_run(tmp_path_factory):
 
 def test_load_or_train_dpo_is_cached_and_evaluated(small_run):
     run, root = small_run
-    first = pipeline.load_or_train_dpo(run, root)
-    assert first.path.name == f"dpo-{pipeline.stage_keys(run)['dpo']}"
+    first = runs.load_or_train_dpo(run, root)
+    assert first.path.name == f"dpo-{runs.stage_keys(run)['dpo']}"
     assert first.metrics["n_pairs"] == run.rm.n_pairs                 # exactly the RM's pairs
     assert {"gold", "proxy", "kl", "n"} <= set(first.metrics["evaluation"])
-    again = pipeline.load_or_train_dpo(run, root)
+    again = runs.load_or_train_dpo(run, root)
     assert again.path == first.path and again.metrics == first.metrics
 
 
 def test_the_dpo_key_follows_its_inputs_and_no_other_key_follows_it(small_run):
     run, _ = small_run
-    keys = pipeline.stage_keys(run)
-    other = pipeline.stage_keys(run.with_dpo(beta=0.3))
+    keys = runs.stage_keys(run)
+    other = runs.stage_keys(run.with_dpo(beta=0.3))
     assert other["dpo"] != keys["dpo"]
     assert all(other[k] == keys[k] for k in keys if k != "dpo")
-    assert pipeline.stage_keys(run.with_rm(n_pairs=128))["dpo"] != keys["dpo"]
-    assert pipeline.stage_keys(run.with_ppo(beta=0.3))["dpo"] == keys["dpo"]
+    assert runs.stage_keys(run.with_rm(n_pairs=128))["dpo"] != keys["dpo"]
+    assert runs.stage_keys(run.with_ppo(beta=0.3))["dpo"] == keys["dpo"]
 
 
 def test_a_student_dpo_loss_is_cached_under_its_source(small_run):
@@ -197,37 +198,22 @@ def test_a_student_dpo_loss_is_cached_under_its_source(small_run):
         return beyond_losses.dpo_loss(logp_chosen, logp_rejected, logp_ref_chosen,
                                       logp_ref_rejected, beta)
 
-    first = pipeline.load_or_train_dpo(run, root, loss_fn=mine)
+    first = runs.load_or_train_dpo(run, root, loss_fn=mine)
     assert "custom" in first.path.name
-    assert pipeline.load_or_train_dpo(run, root, loss_fn=mine).path == first.path
-    assert first.metrics["history"] == pipeline.load_or_train_dpo(run, root).metrics["history"]
-
-
-def test_compare_dpo_ppo_gives_sft_then_one_row_per_method_and_beta(small_run):
-    from rlhf_lab.dpo import compare_dpo_ppo
-    from rlhf_lab.ppo import PPOConfig
-    run, root = small_run
-    run = dataclasses.replace(run, ppo=PPOConfig(iterations=1, rollouts=16, minibatch_size=8,
-                                                 epochs=1, max_new_tokens=8))
-    rows = compare_dpo_ppo(run, betas=(0.1,), dpo_betas=(0.1, 0.3), root=root, n_per_prompt=1)
-    assert [(r["method"], r["beta"]) for r in rows] == [("SFT", None), ("PPO", 0.1),
-                                                         ("DPO", 0.1), ("DPO", 0.3)]
-    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-5)
-    assert all(r["n"] == 48 and r["proxy"] is not None for r in rows)
-    assert rows[2]["seconds"] > 0
+    assert runs.load_or_train_dpo(run, root, loss_fn=mine).path == first.path
+    assert first.metrics["history"] == runs.load_or_train_dpo(run, root).metrics["history"]
 
 
 # --- the figures draw from plain results -----------------------------------------------------
 
 def test_figures(space, policy, tok):
-    from rlhf_lab import plots
+    from rlhf_lab.course.plots import beyond as beyond_plots
     out = dpo_enumerable(space.logp_ref, space.rewards, 1.0, n_pairs=1000, steps=50)
-    fig = plots.dpo_vs_boltzmann(out)
+    fig = beyond_plots.dpo_vs_boltzmann(out)
     assert len(fig.axes) >= 1
-    point = policy_point("DPO", 0.1, policy, policy, tok, n_per_prompt=1)
-    assert point["kl"] == pytest.approx(0.0, abs=1e-5) and point["proxy"] is None
+    point = {"method": "DPO", "beta": 0.1, "kl": 0.0, "gold": 2.0, "proxy": None}
     points = [{"method": "PPO", "beta": b, "kl": k, "gold": g, "proxy": p}
               for b, k, g, p in ((0.3, 0.3, 2.1, 0.85), (0.1, 1.2, 2.1, 1.0))]
-    fig = plots.reward_kl_plane(points + [point], frontier={"kl": [0, 1, 2],
+    fig = beyond_plots.reward_kl_plane(points + [point], frontier={"kl": [0, 1, 2],
                                                             "expected_gold": [1.9, 2.1, 2.2]})
     assert len(fig.axes) == 2

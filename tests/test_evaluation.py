@@ -1,9 +1,10 @@
-"""Tests of rlhf_lab.evaluation: the policy yardstick (reward, KL) on tiny random models."""
+"""Tests of rlhf_lab.lm.evaluation: the policy yardstick (reward, KL) on tiny random models."""
 import pytest
 import torch
 
-from rlhf_lab import models, world
-from rlhf_lab.evaluation import evaluate_policy
+from rlhf_lab import world
+from rlhf_lab.lm import models
+from rlhf_lab.lm.evaluation import evaluate_policy
 
 
 @pytest.fixture(scope="module")

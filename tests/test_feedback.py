@@ -1,11 +1,24 @@
 """AI feedback: constitution rules, judges' labels, agreement, pair sources, the study."""
 import pytest
-
-from rlhf_lab import feedback, models, pipeline, plots, world
-from rlhf_lab.feedback import (Constitution, FeedbackConfig, LearnedJudge, PairSource,
-                               SimulatedAnnotator, agreement, gold_better, label_pairs, rule_scores)
 from test_pipeline import SMALL
 from test_ppo import FAST
+
+from rlhf_lab import world
+from rlhf_lab.course.plots import beyond as beyond_plots
+from rlhf_lab.lm import models
+from rlhf_lab.pipeline import runs
+from rlhf_lab.studies import feedback
+from rlhf_lab.studies.feedback import (
+    Constitution,
+    FeedbackConfig,
+    LearnedJudge,
+    PairSource,
+    SimulatedAnnotator,
+    agreement,
+    gold_better,
+    label_pairs,
+    rule_scores,
+)
 
 CAR = world.Prompt("review", "car")
 GOOD = "the engine is great . the brakes are superb . i like the seats . <eos>"
@@ -129,11 +142,11 @@ def test_study_smoke_and_cache(tmp_path):
     assert sum(p.name.startswith("feedback-") for p in tmp_path.iterdir()) == 1
     # the learned judges are the pipeline's reward models on 32 and 64 pairs, cached as such
     for n in (32, 64):
-        assert pipeline.stage_keys(run.with_rm(n_pairs=n, batch_size=min(run.rm.batch_size, n)))["rm"] \
+        assert runs.stage_keys(run.with_rm(n_pairs=n, batch_size=min(run.rm.batch_size, n)))["rm"] \
             in {p.name.removeprefix("rm-") for p in tmp_path.iterdir()}
-    plots.ai_feedback(result)
+    beyond_plots.ai_feedback(result)
 
 
 def test_the_better_learned_judge_is_the_pipelines_own_reward_model():
-    run = pipeline.RunConfig()
+    run = runs.RunConfig()
     assert feedback._judge_run(run, FeedbackConfig().more_labels, FeedbackConfig().seed) == run

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from rlhf_lab.course.release import BEGIN, END, write_bundle
 from rlhf_lab.grading import wire
 from rlhf_lab.grading.exercises import EXERCISES, by_name
 from rlhf_lab.grading.judge import exercise_of, feedback_message
 from rlhf_lab.grading.loader import NotebookError, notebook_cells, read_notebook, strip_magics
 from rlhf_lab.grading.scan import scan
 from rlhf_lab.grading.student import StudentError
-from rlhf_lab.release import BEGIN, END, write_bundle
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS, HIDDEN = ROOT / "solutions", ROOT / "tests" / "hidden"
@@ -105,11 +105,11 @@ def _hostile(tmp: Path) -> dict:
             + _body("kl_optimal", ["return torch.zeros(logp_ref.shape[:-1])"], True)(s)))),
         "imports_reference": (["optimal_objective"], lambda f: _edit_cell(
             f, "optimal_objective", _body("optimal_objective", [
-                "from rlhf_lab.theory import optimal_objective as reference",
+                "from rlhf_lab.equations.closed_form import optimal_objective as reference",
                 "return reference(logp_ref, rewards, beta)"], True))),
         "reference_at_runtime": (["fit_bradley_terry"], lambda f: _edit_cell(
             f, "fit_bradley_terry", _body("fit_bradley_terry", [
-                'ref = getattr(torch._utils, "_import_dotted_name")("rlhf_lab.losses")',
+                'ref = getattr(torch._utils, "_import_dotted_name")("rlhf_lab.equations.losses")',
                 "return ref.fit_bradley_terry(wins, steps, lr)"], True))),
         "writes_gradebook": ([], lambda f: _edit_cell(f, "kl_k3", _prefix(write_attempts))),
         "exit_at_import": (["kl_best_of_n"], lambda f: _edit_cell(f, "kl_best_of_n", _prefix(
@@ -305,7 +305,7 @@ def test_scan_accepts_honest_code(source):
 
 
 @pytest.mark.parametrize("source, phrase", [
-    ("from rlhf_lab.losses import sft_loss", "reference solutions"),
+    ("from rlhf_lab.equations.losses import sft_loss", "reference solutions"),
     ("import rlhf_lab", "reference solutions"),
     ("import importlib", "importlib"),
     ("import os", "import"),
@@ -405,7 +405,7 @@ def test_nbval_copy_puts_the_expected_line_under_each_check_cell(tmp_path):
     """`grade --nbval-copy` replaces whatever a student saved under a check cell by the line a
     correct solution prints, so `pytest --nbval-lax` compares the student's run with it."""
     from rlhf_lab.__main__ import main
-    from rlhf_lab.release import CHECK_MARK
+    from rlhf_lab.course.release import CHECK_MARK
     subs = tmp_path / "subs"
     (subs / "alice").mkdir(parents=True)
     nb = json.loads((ROOT / "notebooks" / "01_sft.ipynb").read_text())

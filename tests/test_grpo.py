@@ -7,13 +7,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlhf_lab import beyond_losses, memory, models, pipeline, world
-from rlhf_lab.grpo import GRPOConfig, compare_grpo_ppo, group_prompts, held_bytes, train_grpo
-from rlhf_lab.ppo import PPOConfig
-from rlhf_lab.student import FallbackWarning
-
-from rlhf_lab.reward_model import RewardConfig
-from rlhf_lab.sft import PretrainConfig, SFTConfig
+from rlhf_lab import world
+from rlhf_lab.core.plug import FallbackWarning
+from rlhf_lab.equations import beyond_losses
+from rlhf_lab.lm import models
+from rlhf_lab.pipeline import runs
+from rlhf_lab.stages.grpo import GRPOConfig, group_prompts, train_grpo
+from rlhf_lab.stages.ppo import PPOConfig
+from rlhf_lab.stages.reward_model import RewardConfig
+from rlhf_lab.stages.sft import PretrainConfig, SFTConfig
+from rlhf_lab.studies import memory
+from rlhf_lab.studies.method_cost import held_bytes
 
 TINY = GRPOConfig(iterations=2, prompts_per_iteration=4, group_size=4, epochs=2, minibatch_size=8,
                   max_new_tokens=8, reward="gold", lr=1e-3)
@@ -164,40 +168,26 @@ def test_held_bytes_counts_fp32_weights_grads_and_adam_state(policy):
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    run = pipeline.RunConfig(base=PretrainConfig(corpus_size=500, steps=20, batch_size=32),
+    run = runs.RunConfig(base=PretrainConfig(corpus_size=500, steps=20, batch_size=32),
                              sft=SFTConfig(n_demonstrations=100, steps=10, batch_size=16),
                              rm=RewardConfig(n_pairs=64, epochs=1, batch_size=16, n_heldout=32),
                              grpo=dataclasses.replace(TINY, reward="proxy"),
                              ppo=PPOConfig(iterations=2, rollouts=16, minibatch_size=8, epochs=1,
                                            max_new_tokens=8))
-    pipeline.load_or_train_rm(run, root)
+    runs.load_or_train_rm(run, root)
     return run, root
 
 
 def test_load_or_train_grpo_is_cached(small_run):
     run, root = small_run
-    first = pipeline.load_or_train_grpo(run, root)
-    assert first.path.name == f"grpo-{pipeline.stage_keys(run)['grpo']}"
+    first = runs.load_or_train_grpo(run, root)
+    assert first.path.name == f"grpo-{runs.stage_keys(run)['grpo']}"
     assert len(first.metrics["history"]) == 2 and first.metrics["stopped"] is None
     assert {"gold", "proxy", "kl", "n"} <= set(first.metrics["evaluation"])
-    again = pipeline.load_or_train_grpo(run, root)
+    again = runs.load_or_train_grpo(run, root)
     assert again.path == first.path and again.metrics == first.metrics
-    keys = pipeline.stage_keys(run)
-    assert pipeline.stage_keys(run.with_grpo(beta=0.1))["grpo"] != keys["grpo"]
-    assert pipeline.stage_keys(run.with_grpo(beta=0.1))["ppo"] == keys["ppo"]
-    assert pipeline.stage_keys(run.with_rm(n_pairs=128))["grpo"] != keys["grpo"]
+    keys = runs.stage_keys(run)
+    assert runs.stage_keys(run.with_grpo(beta=0.1))["grpo"] != keys["grpo"]
+    assert runs.stage_keys(run.with_grpo(beta=0.1))["ppo"] == keys["ppo"]
+    assert runs.stage_keys(run.with_rm(n_pairs=128))["grpo"] != keys["grpo"]
 
-
-def test_compare_grpo_ppo_gives_one_row_per_method_and_beta(small_run):
-    from rlhf_lab import plots
-    run, root = small_run
-    table = compare_grpo_ppo(run, betas=(0.03, 0.1), root=root, jobs=1, iterations=None,
-                             timed_iterations=1, n_per_prompt=1)
-    assert [(r["method"], r["beta"]) for r in table] == [("PPO", 0.03), ("PPO", 0.1),
-                                                        ("GRPO", 0.03), ("GRPO", 0.1)]
-    ppo_row, grpo_row = table[0], table[2]
-    assert (ppo_row["networks"], grpo_row["networks"]) == (4, 3)
-    assert grpo_row["formula_bytes"] < ppo_row["formula_bytes"]
-    assert grpo_row["measured_bytes"] < ppo_row["measured_bytes"]
-    assert all(r["s_per_iteration"] > 0 and r["kl"] == r["kl"] for r in table)
-    plots.grpo_vs_ppo(table)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_lab import beyond_losses, losses, overopt_math, rl_losses, theory
+from rlhf_lab.equations import beyond_losses, closed_form, losses, overopt_math, rl_losses
 from rlhf_lab.grading.exercises import EXERCISES
 from rlhf_lab.grading.student import LocalStudent
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent
 HIDDEN, MUTANTS = ROOT / "hidden", ROOT / "mutants"
 NAMES = [e.name for e in EXERCISES]
 REFERENCES = {name: getattr(module, name) for name in NAMES
-              for module in (losses, theory, rl_losses, overopt_math, beyond_losses) if hasattr(module, name)}
+              for module in (losses, closed_form, rl_losses, overopt_math, beyond_losses) if hasattr(module, name)}
 MIN_TESTS = 4
 
 

@@ -2,14 +2,15 @@
 import dataclasses
 
 import pytest
-
-from rlhf_lab import iterative, plots
-from rlhf_lab.iterative import IterativeConfig, fingerprint, merge_preferences, ppo_from
-from rlhf_lab.pipeline import load_or_train_sft
-from rlhf_lab.ppo import PPOConfig
-from rlhf_lab.reward_model import PreferenceData
 from test_pipeline import SMALL
 from test_ppo import FAST
+
+from rlhf_lab.course.plots import beyond as beyond_plots
+from rlhf_lab.pipeline.runs import load_or_train_sft
+from rlhf_lab.stages.ppo import PPOConfig
+from rlhf_lab.stages.reward_model import PreferenceData
+from rlhf_lab.studies import iterative
+from rlhf_lab.studies.iterative import IterativeConfig, fingerprint, merge_preferences, ppo_from
 
 TINY_PPO = {k: v for k, v in FAST.items() if k not in ("iterations", "rollouts")}
 TINY = IterativeConfig(rounds=2, labels_per_round=64, iterations_per_round=2, rollouts=32,
@@ -41,8 +42,8 @@ def test_merge_preferences_keeps_every_pair_in_order():
 
 
 def test_ppo_from_penalises_the_kl_to_the_given_reference(tmp_path):
-    from rlhf_lab import models
-    from rlhf_lab.reward_model import train_reward_model
+    from rlhf_lab.lm import models
+    from rlhf_lab.stages.reward_model import train_reward_model
     sft = load_or_train_sft(SMALL, tmp_path).model
     rm, _ = train_reward_model(SMALL.rm, sft)
     cfg = PPOConfig(beta=0.05, iterations=2, rollouts=32, **TINY_PPO)
@@ -83,7 +84,7 @@ def test_rounds_add_labels_continue_the_policy_and_are_cached(tmp_path, monkeypa
     other = dataclasses.replace(TINY, beta=0.5)                        # a new config: not cached
     with pytest.raises(AssertionError, match="trained again"):
         iterative.iterative_rlhf(run, other, root=tmp_path, jobs=1)
-    plots.iterative_rounds(result)
+    beyond_plots.iterative_rounds(result)
 
 
 def test_bad_jobs_argument_is_named():

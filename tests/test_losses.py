@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from rlhf_lab.losses import bradley_terry_loss, bt_probability, response_logprob, sft_loss
-from rlhf_lab.masking import gather_logprobs, masked_mean, response_logits, response_logprobs
+from rlhf_lab.equations.losses import bradley_terry_loss, bt_probability, response_logprob, sft_loss
+from rlhf_lab.equations.masking import gather_logprobs, masked_mean, response_logits, response_logprobs
 
 
 def test_bt_loss_is_log2_at_equal_rewards():
@@ -108,7 +108,7 @@ def test_sft_loss_rejects_bad_masks():
 
 def test_fit_bradley_terry_matches_exact_cases_and_the_score_equations():
     from rlhf_lab.datasets import league_table
-    from rlhf_lab.losses import fit_bradley_terry
+    from rlhf_lab.equations.losses import fit_bradley_terry
 
     s = fit_bradley_terry(torch.tensor([[0.0, 3.0], [1.0, 0.0]]))
     assert (s[0] - s[1]).item() == pytest.approx(math.log(3)) and s.sum().item() == pytest.approx(0)

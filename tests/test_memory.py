@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from rlhf_lab import memory
-from rlhf_lab.models import count_parameters, new_policy
+from rlhf_lab.lm.models import count_parameters, new_policy
+from rlhf_lab.studies import memory
 
 
 def test_the_formula_matches_a_trained_and_a_frozen_tiny_network():

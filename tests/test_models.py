@@ -5,10 +5,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf_lab import models, world
-from rlhf_lab.reward_model import score_texts
-from rlhf_lab.sequences import (decode_responses, encode_pairs, encode_prompts, position_ids,
-                                response_mask_from)
+from rlhf_lab import world
+from rlhf_lab.lm import models
+from rlhf_lab.lm.sequences import (
+    decode_responses,
+    encode_pairs,
+    encode_prompts,
+    position_ids,
+    response_mask_from,
+)
+from rlhf_lab.stages.reward_model import score_texts
 
 
 def test_tokenizer_has_distinct_special_tokens(tok):
@@ -97,8 +103,8 @@ def test_save_and_load_round_trip(tmp_path, tok):
 def test_reading_results_imports_no_transformers():
     # transformers is imported where a model or tokenizer is built, so a notebook that only
     # plots cached results never pays for it
-    code = ("import sys; import rlhf_lab.pipeline, rlhf_lab.sweep, rlhf_lab.overopt, rlhf_lab.ppo_gao, "
-            "rlhf_lab.plots, rlhf_lab.checks, rlhf_lab.student; "
+    code = ("import sys; import rlhf_lab.pipeline.runs, rlhf_lab.studies.sweep, rlhf_lab.studies.overoptimisation, rlhf_lab.studies.ppo_gao, "
+            "rlhf_lab.course.plots, rlhf_lab.course.checks, rlhf_lab.core.plug; "
             "print(sorted(m for m in ('transformers', 'tokenizers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)

@@ -14,8 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rlhf_lab import beyond_losses, losses, overopt_math, progress, rl_losses, theory
-from rlhf_lab.release import BEGIN, END, STUB, is_check_cell, release, strip_solutions
+from rlhf_lab.core import progress
+from rlhf_lab.course.release import BEGIN, END, STUB, is_check_cell, release, strip_solutions
+from rlhf_lab.equations import beyond_losses, closed_form, losses, overopt_math, rl_losses
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
@@ -29,9 +30,9 @@ REFERENCES = {
     "bt_probability": losses.bt_probability,
     "bradley_terry_loss": losses.bradley_terry_loss,
     "fit_bradley_terry": losses.fit_bradley_terry,
-    "boltzmann_policy": theory.boltzmann_policy,
-    "optimal_objective": theory.optimal_objective,
-    "kl_optimal": theory.kl_optimal,
+    "boltzmann_policy": closed_form.boltzmann_policy,
+    "optimal_objective": closed_form.optimal_objective,
+    "kl_optimal": closed_form.kl_optimal,
     "kl_k1": rl_losses.kl_k1,
     "kl_k3": rl_losses.kl_k3,
     "shaped_rewards": rl_losses.shaped_rewards,
@@ -246,7 +247,7 @@ def test_release_cli_strips_every_output_but_the_check_lines(tmp_path):
 
 
 def test_no_module_updates_a_bar_more_than_once_a_second():
-    """Every bar goes through rlhf_lab.progress (tqdm's own default updates ten times a second)."""
+    """Every bar goes through rlhf_lab.core.progress (tqdm's own default updates ten times a second)."""
     package = Path(__file__).resolve().parents[1] / "rlhf_lab"
     direct = [f.name for f in package.rglob("*.py")
               if f.name != "progress.py" and "tqdm" in f.read_text()]

@@ -1,4 +1,4 @@
-"""Tests of rlhf_lab.overopt_math: best-of-n KL and order statistics, Gao fits, RM ensembles."""
+"""Tests of rlhf_lab.equations.overopt_math: best-of-n KL and order statistics, Gao fits, RM ensembles."""
 import itertools
 import math
 
@@ -6,10 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_lab.overopt_math import (GaoFit, aggregate_ensemble, best_of_n_exact,
-                                   best_of_n_expected, fit_bon, fit_rl, kl_best_of_n,
-                                   kl_exact_best_of_n)
-
+from rlhf_lab.equations.overopt_math import (
+    GaoFit,
+    aggregate_ensemble,
+    best_of_n_exact,
+    best_of_n_expected,
+    fit_bon,
+    fit_rl,
+    kl_best_of_n,
+    kl_exact_best_of_n,
+)
 
 # ----------------------------------------------------------------------------- exact values
 

@@ -3,14 +3,21 @@ import dataclasses
 
 import pytest
 import torch
-
-from rlhf_lab import models, pipeline, world
-from rlhf_lab.evaluation import evaluate_policy
-from rlhf_lab.ppo import (PPOConfig, PPOLosses, adaptive_beta, generate_rollout,
-                          score_rollout, train_ppo)
-from rlhf_lab.rl_losses import ppo_clip_loss
-
 from test_pipeline import SMALL
+
+from rlhf_lab import world
+from rlhf_lab.equations.rl_losses import ppo_clip_loss
+from rlhf_lab.lm import models
+from rlhf_lab.lm.evaluation import evaluate_policy
+from rlhf_lab.pipeline import runs
+from rlhf_lab.stages.ppo import (
+    PPOConfig,
+    PPOLosses,
+    adaptive_beta,
+    generate_rollout,
+    score_rollout,
+    train_ppo,
+)
 
 FAST = dict(iterations=2, rollouts=32, minibatch_size=16, epochs=2, max_new_tokens=12)
 
@@ -34,8 +41,8 @@ def test_adaptive_beta_is_ziegler_controller():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    return (pipeline.load_or_train_sft(SMALL, root=root).model,
-            pipeline.load_or_train_rm(SMALL, root=root).model, root)
+    return (runs.load_or_train_sft(SMALL, root=root).model,
+            runs.load_or_train_rm(SMALL, root=root).model, root)
 
 
 def test_rollout_alignment_and_temperature(trained, tok):
@@ -129,7 +136,7 @@ def test_nan_loss_stops_and_keeps_last_good_policy(trained):
 
 
 def test_unwritten_student_function_falls_back(trained):
-    from rlhf_lab.student import FallbackWarning
+    from rlhf_lab.core.plug import FallbackWarning
     sft, rm, _ = trained
 
     def gae(rewards, values, response_mask, gamma, lam):
@@ -153,8 +160,8 @@ def test_ppo_on_gold_raises_gold(trained):
 def test_pipeline_caches_ppo(trained):
     _, _, root = trained
     run = SMALL.with_ppo(**FAST)
-    a = pipeline.load_or_train_ppo(run, root=root)
-    b = pipeline.load_or_train_ppo(run, root=root)
+    a = runs.load_or_train_ppo(run, root=root)
+    b = runs.load_or_train_ppo(run, root=root)
     assert a.metrics == b.metrics and a.path == b.path
 
 

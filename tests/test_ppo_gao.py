@@ -7,15 +7,25 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-
-from rlhf_lab import models, pipeline, plots  # noqa: E402
-from rlhf_lab.artifacts import is_cached  # noqa: E402
-from rlhf_lab.overopt import sample_pool, score_pool  # noqa: E402
-from rlhf_lab.ppo_gao import (PPOGaoConfig, fit_curve, gain_curve, observed_peak, smoothed_peak,  # noqa: E402
-                              ppo_gao_study, proxy_summary, sft_baseline, study_key)
-
 from test_pipeline import SMALL  # noqa: E402
 from test_ppo import FAST  # noqa: E402
+
+from rlhf_lab.core.artifacts import is_cached  # noqa: E402
+from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots  # noqa: E402
+from rlhf_lab.lm import models
+from rlhf_lab.pipeline import runs
+from rlhf_lab.studies.overoptimisation import sample_pool, score_pool  # noqa: E402
+from rlhf_lab.studies.ppo_gao import (  # noqa: E402
+    PPOGaoConfig,
+    fit_curve,
+    gain_curve,
+    observed_peak,
+    ppo_gao_study,
+    proxy_summary,
+    sft_baseline,
+    smoothed_peak,
+    study_key,
+)
 
 
 def _history(kl, gold, proxy):
@@ -142,16 +152,16 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
     # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β,
     # with checkpoint evaluations
-    own = pipeline.load_or_train_ppo(run.with_ppo(beta=0.05, eval_every=2, eval_per_prompt=2), root)
+    own = runs.load_or_train_ppo(run.with_ppo(beta=0.05, eval_every=2, eval_per_prompt=2), root)
     p256 = study["proxies"][1]
     assert p256["ppo_key"] == own.key
     history = own.metrics["history"]
     # the zero of the gains: the SFT policy's means over 48 x 8 replies, one proxy per RM
-    rms = [pipeline.load_or_train_rm(run.with_rm(n_pairs=p), root).model for p in (128, 256)]
+    rms = [runs.load_or_train_rm(run.with_rm(n_pairs=p), root).model for p in (128, 256)]
     base = sft_baseline(run, rms, n_per_prompt=8, seed=31_000, max_new_tokens=run.ppo.max_new_tokens,
                         root=root)
     assert study["baseline"] == base and base["samples"] == 48 * 8
-    fresh = sample_pool(pipeline.load_or_train_sft(run, root).model, models.world_tokenizer(), 8,
+    fresh = sample_pool(runs.load_or_train_sft(run, root).model, models.world_tokenizer(), 8,
                         31_000, run.ppo.max_new_tokens)                # what the cached pool holds
     assert base["gold"] == float(fresh.gold.mean())
     assert base["proxy"] == [float(s.mean()) for s in score_pool(rms, models.world_tokenizer(), fresh)]
@@ -182,7 +192,7 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
 
 def test_figure_draws_every_proxy(tiny_study):
     _, _, study = tiny_study
-    fig = plots.ppo_gao_curves(study)
+    fig = overoptimisation_plots.ppo_gao_curves(study)
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("128 pairs" in t for t in texts) and any("256 pairs" in t for t in texts)
@@ -200,10 +210,10 @@ def test_figure_draws_every_proxy(tiny_study):
     far = {**study, "proxies": [{**p, "checkpoints": {**p["checkpoints"], "curve": {
         **p["checkpoints"]["curve"], "d": [0.0, 0.9] + [1.5] * (len(p["checkpoints"]["curve"]["d"]) - 2)}}}
         for p in study["proxies"]]}                           # checkpoints beyond d = 1 are left out
-    for line in plots.ppo_gao_curves(far).axes[1].lines[:-1]:
+    for line in overoptimisation_plots.ppo_gao_curves(far).axes[1].lines[:-1]:
         assert list(line.get_xdata()) == [0.0, 0.9]
     plain = {**study, "proxies": [{**p, "checkpoints": None} for p in study["proxies"]]}
-    fig = plots.ppo_gao_curves(plain)                         # runs without checkpoints: one panel
+    fig = overoptimisation_plots.ppo_gao_curves(plain)                         # runs without checkpoints: one panel
     ax, = fig.axes
     assert "observed gold peak" in [t.get_text() for t in ax.get_legend().get_texts()]
     fits = sum(p["fit"] is not None for p in study["proxies"])

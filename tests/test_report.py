@@ -3,12 +3,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from rlhf_lab.feedback import FeedbackConfig  # noqa: E402
-from rlhf_lab.iterative import IterativeConfig  # noqa: E402
-from rlhf_lab.report import BEYOND_ARMS, run_pipeline  # noqa: E402
-
 from test_pipeline import SMALL  # noqa: E402
 from test_ppo import FAST  # noqa: E402
+
+from rlhf_lab.course.report import BEYOND_ARMS, run_pipeline  # noqa: E402
+from rlhf_lab.studies.feedback import FeedbackConfig  # noqa: E402
+from rlhf_lab.studies.iterative import IterativeConfig  # noqa: E402
 
 BON = dict(pairs_grid=(128, 256), n_max=32, ensemble_seeds=(0, 1), ensemble_pairs=128,
            heldout_pairs=128, proxy_seeds=2)

@@ -1,13 +1,22 @@
-"""Tests of rlhf_lab.rl_losses: exact values first, then properties, then bad input."""
+"""Tests of rlhf_lab.equations.rl_losses: exact values first, then properties, then bad input."""
 import doctest
 import math
 
 import pytest
 import torch
 
-from rlhf_lab import rl_losses
-from rlhf_lab.rl_losses import (gae, kl_estimate, kl_k1, kl_k2, kl_k3, ppo_clip_loss,
-                                sequence_kl, shaped_rewards, value_loss)
+from rlhf_lab.equations import rl_losses
+from rlhf_lab.equations.rl_losses import (
+    gae,
+    kl_estimate,
+    kl_k1,
+    kl_k2,
+    kl_k3,
+    ppo_clip_loss,
+    sequence_kl,
+    shaped_rewards,
+    value_loss,
+)
 
 T, F = True, False
 

@@ -2,11 +2,12 @@
 import math
 
 import pytest
-
-from rlhf_lab import plots, sweep
-from rlhf_lab.pipeline import RunConfig
 from test_pipeline import SMALL
 from test_ppo import FAST
+
+from rlhf_lab.course.plots import ppo as ppo_plots
+from rlhf_lab.pipeline.runs import RunConfig
+from rlhf_lab.studies import sweep
 
 
 def test_compare_with_optimum_exact_values():
@@ -63,7 +64,7 @@ def test_sweep_rows_frontier_and_cache(tmp_path):
     assert all(a <= b + 1e-9 for a, b in zip(front["kl"], front["kl"][1:]))   # β falls, KL grows
     again = sweep.beta_sweep(run, **kwargs)
     assert [r["objective"] for r in again["rows"]] == [r["objective"] for r in rows]
-    plots.beta_sweep(result)
+    ppo_plots.beta_sweep(result)
 
 
 def test_bad_sweep_arguments_name_the_argument():

@@ -1,13 +1,23 @@
-"""Tests of rlhf_lab.theory: the Boltzmann closed form, exact and importance-sampled."""
+"""Tests of rlhf_lab.equations.closed_form: the Boltzmann closed form, exact and importance-sampled."""
 import math
 import warnings
 
 import pytest
 import torch
 
-from rlhf_lab.theory import (LowESSWarning, beta_to_zero_policy, boltzmann_estimate,
-                             boltzmann_policy, enumerable_space, estimated_frontier, frontier,
-                             kl_optimal, log_partition, optimal_objective, policy_stats)
+from rlhf_lab.equations.closed_form import (
+    LowESSWarning,
+    beta_to_zero_policy,
+    boltzmann_estimate,
+    boltzmann_policy,
+    enumerable_space,
+    estimated_frontier,
+    frontier,
+    kl_optimal,
+    log_partition,
+    optimal_objective,
+    policy_stats,
+)
 
 F64 = torch.float64
 

@@ -1,7 +1,7 @@
-"""rlhf_lab.workers: calls run in spawned processes and come back in order."""
+"""rlhf_lab.core.workers: calls run in spawned processes and come back in order."""
 import operator
 
-from rlhf_lab.workers import in_processes
+from rlhf_lab.core.workers import in_processes
 
 
 def test_results_come_back_in_the_order_of_the_calls_with_one_thread_each():

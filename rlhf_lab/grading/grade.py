@@ -317,7 +317,7 @@ _CHECK_CALL = re.compile(r"checks\.(check_\w+)\(")
 
 
 def _check_cells(nb: dict) -> list[dict]:
-    from ..release import CHECK_MARK
+    from rlhf_lab.course.release import CHECK_MARK
     return [c for c in nb.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"
             and "".join(c.get("source") or "").split("\n", 1)[0].strip() == CHECK_MARK]
 

@@ -10,5 +10,9 @@ in a separate, resource-limited process. Test functions only call ``student.call
 ``student.grad``, so they also work when called directly with a LocalStudent.
 """
 from rlhf_lab.grading.judge import (  # noqa: F401 - pytest finds hooks and fixtures by name
-    pytest_addoption, pytest_configure, pytest_generate_tests, pytest_runtest_makereport,
-    student)
+    pytest_addoption,
+    pytest_configure,
+    pytest_generate_tests,
+    pytest_runtest_makereport,
+    student,
+)

@@ -7,7 +7,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from _helpers import check_grad, expect, result, rng
 
 NAME = "response_logprob"

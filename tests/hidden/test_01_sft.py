@@ -8,7 +8,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from _helpers import check_grad, expect, loss_of, rng
 
 NAME = "sft_loss"

@@ -9,9 +9,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from _helpers import check_grad, expect, loss_of, result, rng
-from rlhf_lab import losses
+
+from rlhf_lab.equations import losses
 
 # ============================================================================ bt_probability
 

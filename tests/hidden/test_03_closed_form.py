@@ -8,7 +8,6 @@ log π* = log π_ref + r/β − log Z, Z = Σ_y π_ref(y) exp(r(y)/β); the opti
 import math
 
 import torch
-
 from _helpers import close, expect, result, rng
 
 BP, OBJ, KL = "boltzmann_policy", "optimal_objective", "kl_optimal"

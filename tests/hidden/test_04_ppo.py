@@ -10,7 +10,6 @@ on padding; losses are token means over kept tokens and may come as ``loss`` or
 import math
 
 import torch
-
 from _helpers import check_grad, expect, garbage_fill, loss_of, pair, result, rng
 
 K1, K3, SHAPED, GAE, CLIP, VALUE = ("kl_k1", "kl_k3", "shaped_rewards", "gae", "ppo_clip_loss",

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import torch
-
 from _helpers import alpha_beta, as_tensor, expect, result, rng
 
 KL, BON, RL, ENS = "kl_best_of_n", "fit_bon", "fit_rl", "aggregate_ensemble"

@@ -10,7 +10,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from _helpers import check_grad, expect, loss_of, result, rng
 
 DPO, GROUP, PTX = "dpo_loss", "group_advantages", "ppo_ptx_loss"

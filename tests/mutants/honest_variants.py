@@ -238,7 +238,7 @@ def fit_bon__normal_equations_array(d, gain):
 
 
 def fit_bon__gaofit(d, gain):
-    from rlhf_lab.overopt_math import GaoFit
+    from rlhf_lab.equations.overopt_math import GaoFit
     d, gain = np.asarray(d, dtype=np.float64), np.asarray(gain, dtype=np.float64)
     (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -d ** 2], 1), gain, rcond=None)
     return GaoFit(float(alpha), float(beta), "bon", math.inf, math.inf)

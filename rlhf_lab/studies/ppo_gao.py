@@ -1,0 +1,277 @@
+"""PPO against proxy reward models of several sizes: Gao et al.'s R_RL curves, one per proxy.
+
+Gao, Schulman & Hilton (2023, "Scaling Laws for Reward Model Overoptimization", section 3) follow
+a PPO run by its checkpoints: at each one, d = sqrt(KL(π‖π_ref)) and the gold gain over the
+initial policy. For RL they found the gold gain follows
+
+    R_RL(d) = d(α − β log d),
+
+rising, peaking at d* = exp(α/β − 1) and falling, while the proxy gain keeps rising; a larger proxy
+reward model peaks later and higher. :mod:`rlhf_lab.studies.overoptimisation` draws the same picture for best-of-n;
+here every PPO iteration is one point (its rollouts give KL, gold and proxy), and every
+``eval_every``-th one is also a checkpoint evaluated on a fixed set of replies (see below).
+:func:`ppo_gao_study`:
+
+1. trains (or loads) the reward model on each number of pairs of the grid, in this process;
+2. trains (or loads) PPO at a small β against each of them — ordinary pipeline artifacts, so the
+   run on ``run.rm.n_pairs`` pairs is the pipeline's own — a few at a time in worker processes;
+3. measures the SFT policy itself precisely (:func:`sft_baseline`: 256 replies per prompt,
+   scored by the gold utility and by every proxy): the zero of every gain;
+4. per proxy: the gains along training (:func:`gain_curve`), the R_RL fit (:func:`fit_curve`),
+   the observed gold peak, its mean over a few iterations and the final gain
+   (:func:`observed_peak`, :func:`smoothed_peak`); the same for the checkpoints
+   (``checkpoints``).
+
+Why checkpoints: a rollout batch is 256 replies to prompts drawn at random, so its gold mean
+carries ±0.06 of noise, and the best of 60 such batches reads high. Gao et al. evaluate
+checkpoints instead. Here each checkpoint samples ``eval_per_prompt`` replies to every prompt with
+the same seed (``PPOConfig.eval_every``), so two checkpoints differ by what the policy changed,
+to about ±0.02; the first is the SFT policy on those same seeds, the zero of the curve.
+
+Why step 3: iteration 0's rollouts are also SFT replies, but only 256 of them, and every run
+draws the same ones (same seed), so their mean is off by its own sampling error (standard error
+about 0.06 gold) in the same direction for every proxy. As the zero of the gains it shifts all
+curves together and bends the fit, which has no intercept. On the default run iteration 0 read
+1.77 gold where 12,288 SFT replies give 1.90.
+
+The summary is cached as ``ppo_gao-<key>``, ``key`` hashing the config and every PPO run's key.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlhf_lab.core.artifacts import cached, read_json, write_json
+from rlhf_lab.core.config import config_dict, config_hash, positive, require
+from rlhf_lab.equations.overopt_math import fit_rl
+from rlhf_lab.lm import models
+from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
+from rlhf_lab.studies.overoptimisation import load_or_sample_pool, score_pool
+
+__all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "smoothed_peak", "proxy_summary",
+           "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
+
+
+@dataclass(frozen=True)
+class PPOGaoConfig:
+    """The PPO overoptimisation study."""
+    pairs_grid: tuple = (500, 4000, 16000)
+    """Training pairs of the proxy reward models, one PPO run and one Gao curve each
+    (the best-of-n study's grid; typical 250-32000)."""
+    beta: float = 0.01
+    """β, the KL coefficient of every PPO run: small, so the policy travels far enough from
+    π_ref for the gold gain to turn down (typical 0.003-0.03)."""
+    baseline_per_prompt: int = 256
+    """SFT replies per prompt for the zero of the gains (48 prompts; standard error of the gold
+    mean about 1 / sqrt(48 x 256) = 0.009)."""
+    baseline_seed: int = 31_000
+    """Seed of those replies (not a training seed)."""
+    smooth: int = 5
+    """Iterations averaged for :func:`smoothed_peak`: the single best iteration is the maximum of
+    many noisy batches (256 replies each, ±0.06 gold) and so reads high."""
+    eval_every: int = 2
+    """Iterations between checkpoint evaluations of each run (``PPOConfig.eval_every``; 0 = none,
+    and then the run on ``run.rm.n_pairs`` pairs is the pipeline's own β run)."""
+    eval_per_prompt: int = 16
+    """Replies per prompt at each checkpoint (48 prompts: 768 replies)."""
+
+    def __post_init__(self):
+        grid = self.pairs_grid
+        require(isinstance(grid, tuple) and len(grid) > 0
+                and all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in grid)
+                and list(grid) == sorted(set(grid)), "pairs_grid",
+                f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
+        positive(self, "beta")
+        for name, low in (("baseline_per_prompt", 1), ("baseline_seed", 0), ("smooth", 1),
+                          ("eval_every", 0), ("eval_per_prompt", 1)):
+            value = getattr(self, name)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= low, name,
+                    f"must be an int >= {low}, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- one run's curve
+
+
+def gain_curve(history: list[dict], baseline: dict | None = None) -> dict:
+    """Gold and proxy gain along one PPO run, against d = sqrt(KL), over the SFT policy.
+
+        d_t = sqrt(max(KL_t, 0)),  gold_gain_t = r*_t − r*_0,  proxy_gain_t = r_φ,t − r_φ,0,
+
+    where r*_t and r_φ,t are the mean gold utility and proxy reward of iteration t's rollouts and
+    KL_t their estimated KL(π_t‖π_ref) (an estimate, which can dip below 0: clipped for d).
+    r*_0 and r_φ,0 are ``baseline["gold"]`` and ``baseline["proxy"]``, the SFT policy's means
+    (:func:`sft_baseline`); without a baseline, iteration 0's rollouts (SFT replies too, but few).
+
+    Args: history: the run's ``metrics["history"]``, one dict per iteration with keys
+    ``iteration``, ``kl``, ``gold``, ``proxy``; baseline: None or a dict with ``gold``, ``proxy``.
+    Returns: a dict of lists: iteration, kl, d, gold_gain, proxy_gain.
+    Example: kl [0, 4, −0.1], gold [1, 3, 0.5] give d [0, 2, 0], gold_gain [0, 2, −0.5]; with
+    baseline gold 1.5, gold_gain [−0.5, 1.5, −1].
+    """
+    require(len(history) > 0, "history", "must hold at least one iteration")
+    require(baseline is None or {"gold", "proxy"} <= set(baseline), "baseline",
+            f"must be None or a dict with keys 'gold' and 'proxy', got {baseline!r}")
+    first = history[0] if baseline is None else baseline
+    gold0, proxy0 = float(first["gold"]), float(first["proxy"])
+    return {"iteration": [int(h["iteration"]) for h in history],
+            "kl": [float(h["kl"]) for h in history],
+            "d": [math.sqrt(max(float(h["kl"]), 0.0)) for h in history],
+            "gold_gain": [float(h["gold"] - gold0) for h in history],
+            "proxy_gain": [float(h["proxy"] - proxy0) for h in history]}
+
+
+def fit_curve(curve: dict) -> dict | None:
+    """Gao's R_RL(d) = d(α − β log d) fitted to the gold gain of the points with d > 0
+    (:func:`rlhf_lab.equations.overopt_math.fit_rl`; log 0 is undefined, and R_RL(0) = 0 anyway).
+
+    Returns alpha, beta, the predicted peak d_peak = exp(α/β − 1), kl_peak = d_peak² and
+    gain_peak = β·d_peak (each ``inf`` when the fit never turns down), and the number of points
+    fitted; ``None`` when fewer than 2 points have d > 0.
+    """
+    d, gain = np.asarray(curve["d"]), np.asarray(curve["gold_gain"])
+    keep = d > 0
+    if keep.sum() < 2:
+        return None
+    fit = fit_rl(d[keep], gain[keep])
+    return {"alpha": fit.alpha, "beta": fit.beta, "d_peak": fit.d_peak, "kl_peak": fit.kl_peak,
+            "gain_peak": fit.gain_peak, "points": int(keep.sum())}
+
+
+def _point(curve: dict, i: int) -> dict:
+    """Row ``i`` of a :func:`gain_curve`: its iteration, KL, d and gains."""
+    return {key: curve[key][i] for key in ("iteration", "kl", "d", "gold_gain", "proxy_gain")}
+
+
+def observed_peak(curve: dict) -> dict:
+    """The iteration of the highest gold gain (the first, on ties), its KL, d and gains."""
+    return _point(curve, int(np.argmax(curve["gold_gain"])))
+
+
+def smoothed_peak(curve: dict, window: int) -> dict:
+    """The best run of ``window`` consecutive iterations by mean gold gain (all of them when the
+    curve is shorter): ``first`` and ``last`` iteration, and the window's mean ``kl``,
+    ``gold_gain`` and ``proxy_gain``. With ``window`` = 1 it is :func:`observed_peak`'s point.
+
+    The maximum of single iterations is biased upwards: with 60 batches of noise ±0.06 it reads
+    about two standard errors above the curve. A mean over a few iterations is not.
+    Example: gold gains [0, 0.5, 1, 1, 0.2] with window 2 give means [0.25, 0.75, 1, 0.6]: the
+    peak is iterations 2-3 at 1.0.
+    """
+    require(isinstance(window, int) and not isinstance(window, bool) and window >= 1, "window",
+            f"must be an int >= 1, got {window!r}")
+    window = min(window, len(curve["gold_gain"]))
+    kernel = np.ones(window) / window
+    means = {key: np.convolve(curve[key], kernel, mode="valid")
+             for key in ("kl", "gold_gain", "proxy_gain")}
+    i = int(np.argmax(means["gold_gain"]))
+    return {"first": curve["iteration"][i], "last": curve["iteration"][i + window - 1],
+            **{key: float(v[i]) for key, v in means.items()}}
+
+
+def _shape(curve: dict) -> dict:
+    """A gain curve with its R_RL fit, gold peak, final point and fall (final − peak, <= 0)."""
+    peak, final = observed_peak(curve), _point(curve, -1)
+    return {"curve": curve, "fit": fit_curve(curve), "peak": peak, "final": final,
+            "fall": final["gold_gain"] - peak["gold_gain"]}
+
+
+def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict,
+                  baseline: dict | None = None, window: int = 5,
+                  evals: list[dict] | None = None) -> dict:
+    """Everything the study reports about the PPO run against one proxy reward model, its gains
+    over ``baseline`` (see :func:`gain_curve`).
+
+    ``final`` is the last iteration; ``fall = final gold gain − peak gold gain`` (<= 0) says how
+    much of the peak was lost by running on; ``smoothed_peak`` is the best mean over ``window``
+    consecutive iterations (:func:`smoothed_peak`). With the run's checkpoint evaluations
+    (``evals``, ``metrics["evals"]``), ``checkpoints`` holds the same curve, fit, peak, final and
+    fall over them, each gain measured from the first checkpoint (the SFT policy, same seeds).
+    """
+    curve = gain_curve(history, baseline)
+    keep = ("accuracy", "bayes_ceiling", "gold_order_accuracy", "gold_correlation")
+    return {"n_pairs": n_pairs, **_shape(curve), "smoothed_peak": smoothed_peak(curve, window),
+            "checkpoints": _shape(gain_curve(evals)) if evals else None,
+            "reward_model": {k: rm_metrics[k] for k in keep if k in rm_metrics},
+            "baseline": None if baseline is None else dict(baseline)}
+
+
+def sft_baseline(run: RunConfig, reward_models: list, n_per_prompt: int, seed: int,
+                 max_new_tokens: int = 24, root=None) -> dict:
+    """The SFT policy of ``run``: its mean gold utility and mean score under each reward model,
+    over ``n_per_prompt`` sampled replies to each of the 48 prompts (48 x 256 by default: the
+    standard error of the gold mean is about 0.009 where one PPO batch of 256 has 0.06). The
+    replies are a cached pool (:func:`rlhf_lab.studies.overoptimisation.load_or_sample_pool`): sampled once per
+    seed and size, loaded after that.
+
+    Returns ``{"gold": float, "proxy": [one float per reward model], "samples": int}``.
+    """
+    pool = load_or_sample_pool(run, n_per_prompt, seed, max_new_tokens, root)
+    scores = score_pool(list(reward_models), models.world_tokenizer(), pool)   # (M, P, m)
+    return {"gold": float(pool.gold.mean()), "proxy": [float(s.mean()) for s in scores],
+            "samples": int(pool.gold.size)}
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def ppo_gao_runs(run: RunConfig, cfg: PPOGaoConfig) -> list[RunConfig]:
+    """One PPO run per proxy size: ``run`` with the RM on ``p`` pairs and PPO at ``cfg.beta``,
+    evaluated at checkpoints every ``cfg.eval_every`` iterations."""
+    return [run.with_rm(n_pairs=p).with_ppo(beta=cfg.beta, eval_every=cfg.eval_every,
+                                            eval_per_prompt=cfg.eval_per_prompt)
+            for p in cfg.pairs_grid]
+
+
+def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
+    """The cache key of the summary: the config and the key of every PPO run (which hash their
+    reward model's, SFT's and base model's keys in turn)."""
+    return config_hash(cfg, *(stage_keys(r)["ppo"] for r in ppo_gao_runs(run, cfg)))
+
+
+def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), beta: float = 0.01,
+                  root=None, jobs: int | None = None, **options) -> dict:
+    """PPO at ``beta`` against a proxy reward model of each size in ``pairs_grid``: the gold and
+    proxy gains along training against d = sqrt(KL), Gao's R_RL fit and the observed peak.
+
+    Returns a dict of plain lists and floats: ``config``, ``key`` and ``proxies`` (one
+    :func:`proxy_summary` per size, with the run's ``ppo_key`` and ``seconds`` of training, 0
+    when it was cached). ``jobs``: PPO runs trained at once in single-threaded worker processes
+    (default: 2 when the machine has 2 or more cores); ``options``: other :class:`PPOGaoConfig`
+    fields. ``baseline`` holds the SFT policy's means, the zero of every gain.
+    """
+    cfg = PPOGaoConfig(pairs_grid=tuple(pairs_grid), beta=beta, **options)
+    jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
+    require(isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1, "jobs",
+            f"must be an int >= 1, got {jobs!r}")
+    runs = ppo_gao_runs(run, cfg)
+    # 1. reward models here, once, before any worker could train them twice
+    for r in runs:
+        load_or_train_rm(r, root)
+    # 2. the PPO runs that are not cached yet, `jobs` at a time
+    seconds = train_runs([("ppo", r) for r in runs], root, jobs)
+    # 3. curves, fits and peaks (cached: a rerun reads one JSON file)
+    key = study_key(run, cfg)
+    result = cached("ppo_gao", key, lambda: _summarise(cfg, runs, key, root),
+                    lambda out, folder: write_json(folder / "results.json", out),
+                    lambda folder: read_json(folder / "results.json"), root)
+    for row, s in zip(result["proxies"], seconds):
+        row["seconds"] = s
+    return result
+
+
+def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict:
+    rms = [load_or_train_rm(r, root) for r in runs]
+    base = sft_baseline(runs[0], [rm.model for rm in rms], cfg.baseline_per_prompt,
+                        cfg.baseline_seed, runs[0].ppo.max_new_tokens, root)
+    proxies = []
+    for p, r, rm, proxy0 in zip(cfg.pairs_grid, runs, rms, base["proxy"]):
+        ppo = load_or_train_ppo(r, root)
+        baseline = {"gold": base["gold"], "proxy": proxy0}
+        proxies.append({**proxy_summary(p, ppo.metrics["history"], rm.metrics, baseline, cfg.smooth,
+                                        ppo.metrics.get("evals")),
+                        "ppo_key": ppo.key, "rm_key": rm.key})
+    return {"config": config_dict(cfg), "key": key, "baseline": base,
+            "proxies": proxies}
