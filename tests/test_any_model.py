@@ -158,20 +158,20 @@ def test_stages_run_on_cuda_with_bf16_autocast(bpe):
 def test_best_of_n_and_the_closed_form_estimate_run_on_a_bpe_model(bpe):
     """The analysis sees only world text and scores: best-of-n pools and the importance-sampled
     closed form work unchanged with another tokenizer."""
-    from rlhf_lab.equations import closed_form
-    from rlhf_lab.studies import overoptimisation
+    from rlhf_lab.equations import bon_curves, closed_form
+    from rlhf_lab.pipeline.pool import sample_pool, score_pool
     policy = _tiny_gpt2(bpe, seed=1)
     rm = models.reward_model_from(policy, seed=1)
-    pool = overoptimisation.sample_pool(policy, bpe, n_per_prompt=4, seed=0, max_new_tokens=12)
+    pool = sample_pool(policy, bpe, n_per_prompt=4, seed=0, max_new_tokens=12)
     assert pool.gold.shape == (len(world.all_prompts()), 4)
     assert all(isinstance(t, str) for row in pool.texts for t in row)
-    proxy = overoptimisation.score_pool(rm, bpe, pool)
+    proxy = score_pool(rm, bpe, pool)
     assert proxy.shape == pool.gold.shape
     # the pool's scores equal score_texts of the same replies, encoded the same way
     first = [row[0] for row in pool.texts]
     direct = score_texts(rm, bpe, pool.prompts, first, max_response_len=12)
     assert torch.allclose(torch.as_tensor(proxy[:, 0], dtype=torch.float32), direct, atol=1e-5)
-    curve = overoptimisation.best_of_n_curve(proxy, pool.gold, [1, 2, 4])
+    curve = bon_curves.best_of_n_curve(proxy, pool.gold, [1, 2, 4])
     assert curve["gold_gain"][0] == pytest.approx(0.0, abs=1e-12)
     est = closed_form.boltzmann_estimate(torch.as_tensor(proxy), beta=1.0, warn=False)
     assert est.ess.shape == (len(world.all_prompts()),) and bool((est.kl >= -1e-9).all())

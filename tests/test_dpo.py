@@ -9,6 +9,7 @@ import torch
 
 from rlhf_lab.core.plug import FallbackWarning
 from rlhf_lab.equations import beyond_losses, closed_form
+from rlhf_lab.equations.enumerable_space import enumerable_space
 from rlhf_lab.lm import models
 from rlhf_lab.lm.sequences import encode_pairs
 from rlhf_lab.pipeline import runs
@@ -24,7 +25,7 @@ TINY = DPOConfig(beta=0.1, epochs=3, batch_size=16, lr=1e-3, max_response_len=8)
 @pytest.fixture(scope="module")
 def space():
     """30 responses (2 words, length 1-4); every one has pi_ref >= 8e-4."""
-    return closed_form.enumerable_space(vocab_size=2, max_len=4, seed=0)
+    return enumerable_space(vocab_size=2, max_len=4, seed=0)
 
 
 @pytest.fixture(scope="module")

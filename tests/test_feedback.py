@@ -8,11 +8,10 @@ from rlhf_lab.course.plots import beyond as beyond_plots
 from rlhf_lab.lm import models
 from rlhf_lab.pipeline import runs
 from rlhf_lab.studies import feedback
-from rlhf_lab.studies.feedback import (
+from rlhf_lab.studies.feedback import FeedbackConfig, PairSource
+from rlhf_lab.studies.judges import (
     Constitution,
-    FeedbackConfig,
     LearnedJudge,
-    PairSource,
     SimulatedAnnotator,
     agreement,
     gold_better,

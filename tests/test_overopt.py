@@ -12,11 +12,13 @@ matplotlib.use("Agg")
 
 from rlhf_lab import world  # noqa: E402
 from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots
+from rlhf_lab.equations import bon_curves
 from rlhf_lab.equations.overopt_math import aggregate_ensemble, kl_best_of_n, kl_exact_best_of_n  # noqa: E402
 from rlhf_lab.lm import models
 from rlhf_lab.lm.generation import sample_responses, sample_responses_pruned  # noqa: E402
 from rlhf_lab.lm.sequences import encode_prompts, response_mask_from  # noqa: E402
 from rlhf_lab.pipeline import runs
+from rlhf_lab.pipeline.pool import load_or_sample_pool, sample_pool, score_pool
 from rlhf_lab.pipeline.runs import RunConfig  # noqa: E402
 from rlhf_lab.stages.reward_model import RewardConfig, score_texts  # noqa: E402
 from rlhf_lab.stages.sft import PretrainConfig, SFTConfig  # noqa: E402
@@ -49,13 +51,13 @@ def sft(root):
 
 
 def test_n_grid_example():
-    assert overoptimisation.n_grid(16, 2) == [1, 2, 3, 4, 6, 8, 11, 16]
-    assert overoptimisation.n_grid(1024, 1) == [2 ** k for k in range(11)]
-    assert overoptimisation.n_grid(40, 1)[-1] == 40
+    assert bon_curves.n_grid(16, 2) == [1, 2, 3, 4, 6, 8, 11, 16]
+    assert bon_curves.n_grid(1024, 1) == [2 ** k for k in range(11)]
+    assert bon_curves.n_grid(40, 1)[-1] == 40
 
 
 def test_best_of_n_curve_docstring_example():
-    curve = overoptimisation.best_of_n_curve([[1, 2, 3]], [[10, 0, 5]], [1, 2])
+    curve = bon_curves.best_of_n_curve([[1, 2, 3]], [[10, 0, 5]], [1, 2])
     assert curve["n"] == [1, 2] and curve["kl_bon"][0] == 0.0
     assert curve["gold"][1] == pytest.approx(10 / 3)
     assert curve["gold_gain"][1] == pytest.approx(10 / 3 - 5)
@@ -71,17 +73,17 @@ def test_plugin_kl_matches_the_exact_best_of_n_kl_of_the_empirical_distribution(
     for row in proxy:
         levels, counts = np.unique(row, return_counts=True)
         expected.append([kl_exact_best_of_n(counts / counts.sum(), levels, n) for n in ns])
-    got = overoptimisation.plugin_kl_best_of_n(proxy, ns)
+    got = bon_curves.plugin_kl_best_of_n(proxy, ns)
     assert np.allclose(got, np.mean(expected, axis=0))
     assert got[0] == 0 and np.all(got <= kl_best_of_n(np.array(ns)) + 1e-12)
 
 
 def test_gao_summary_recovers_a_known_curve():
-    ns = overoptimisation.n_grid(1024, 2)
+    ns = bon_curves.n_grid(1024, 2)
     d = np.sqrt(kl_best_of_n(np.array(ns)))
     gain = d * (0.8 - 0.4 * d)                                          # peak at d* = 1, gain 0.4
     curve = {"n": ns, "d": d.tolist(), "gold_gain": gain.tolist(), "proxy_gain": d.tolist()}
-    summary = overoptimisation.gao_summary(curve)
+    summary = bon_curves.gao_summary(curve)
     fit = summary["fit"]
     assert fit["alpha"] == pytest.approx(0.8) and fit["beta"] == pytest.approx(0.4)
     assert fit["d_peak"] == pytest.approx(1.0) and fit["gain_peak"] == pytest.approx(0.4)
@@ -95,7 +97,7 @@ def test_choose_n_with_gold_as_judge_finds_the_true_peak():
     rng = np.random.default_rng(1)
     gold = rng.normal(size=(5, 64))
     proxy = gold + rng.normal(scale=2.0, size=gold.shape) + 3 * (gold < -1.5)   # a hackable proxy
-    row = overoptimisation.choose_n(proxy, gold, gold, overoptimisation.n_grid(64))
+    row = bon_curves.choose_n(proxy, gold, gold, bon_curves.n_grid(64))
     assert row["n_chosen"] == row["n_peak"] and row["regret"] == 0 and row["octaves"] == 0
 
 
@@ -109,9 +111,9 @@ def test_best_of_n_curve_properties(seed):
     rng = np.random.default_rng(seed)
     gold = rng.normal(size=(6, 128)).round(1)                           # ties, as in the world
     proxy = gold + rng.normal(scale=1.5, size=gold.shape)
-    ns = overoptimisation.n_grid(128, 3)
-    curve = overoptimisation.best_of_n_curve(proxy, gold, ns)
-    oracle = overoptimisation.best_of_n_curve(gold, gold, ns)
+    ns = bon_curves.n_grid(128, 3)
+    curve = bon_curves.best_of_n_curve(proxy, gold, ns)
+    oracle = bon_curves.best_of_n_curve(gold, gold, ns)
     assert curve["gold_gain"][0] == pytest.approx(0, abs=1e-9)
     assert curve["proxy_gain"][0] == pytest.approx(0, abs=1e-9)
     assert np.all(np.diff(curve["proxy_gain"]) >= -1e-9)
@@ -124,7 +126,7 @@ def test_best_of_n_curve_properties(seed):
 
 
 def test_pool_shapes_gold_and_determinism(sft, tok):
-    pool = overoptimisation.sample_pool(sft, tok, 8, seed=3)
+    pool = sample_pool(sft, tok, 8, seed=3)
     assert len(pool.prompts) == 48 and pool.gold.shape == (48, 8) and pool.index.shape == (48, 8)
     assert len(pool.texts) == 48 and all(len(row) == 8 for row in pool.texts)
     for i in (0, 17, 47):
@@ -132,9 +134,9 @@ def test_pool_shapes_gold_and_determinism(sft, tok):
         assert [pool.unique_texts[u] for u in pool.index[i]] == pool.texts[i]
         assert {pool.unique_prompts[u] for u in pool.index[i]} == {pool.prompts[i]}
     assert len(set(zip(pool.unique_prompts, pool.unique_texts))) == len(pool.unique_texts)
-    again = overoptimisation.sample_pool(sft, tok, 8, seed=3)
+    again = sample_pool(sft, tok, 8, seed=3)
     assert again.texts == pool.texts and np.array_equal(again.gold, pool.gold)
-    assert overoptimisation.sample_pool(sft, tok, 8, seed=4).texts != pool.texts
+    assert sample_pool(sft, tok, 8, seed=4).texts != pool.texts
 
 
 def _sample_without_pruning(model, ids, mask, eos_id, pad_id, temperature, generator):
@@ -191,15 +193,15 @@ def test_pool_sampler_matches_the_reference_sampler_row_by_row(sft, tok):
 def test_cached_pool_is_the_sampled_pool_and_the_sweep_shares_it(root, sft, tok):
     pools = lambda: {p.name for p in root.iterdir() if p.name.startswith("pool-")}
     before = pools()
-    fresh = overoptimisation.sample_pool(sft, tok, 6, seed=9)
-    first = overoptimisation.load_or_sample_pool(TINY, 6, 9, root=root)            # samples and saves
-    again = overoptimisation.load_or_sample_pool(TINY, 6, 9, root=root)            # loads the artifact
+    fresh = sample_pool(sft, tok, 6, seed=9)
+    first = load_or_sample_pool(TINY, 6, 9, root=root)            # samples and saves
+    again = load_or_sample_pool(TINY, 6, 9, root=root)            # loads the artifact
     for pool in (first, again):
         assert pool.texts == fresh.texts and np.array_equal(pool.gold, fresh.gold)
         assert pool.unique_texts == fresh.unique_texts and np.array_equal(pool.index, fresh.index)
         assert pool.unique_prompts == fresh.unique_prompts and pool.prompts == fresh.prompts
     assert len(pools() - before) == 1
-    assert overoptimisation.load_or_sample_pool(TINY, 6, 10, root=root).texts != fresh.texts
+    assert load_or_sample_pool(TINY, 6, 10, root=root).texts != fresh.texts
     # notebook 05's closed form and notebook 06's best-of-n read one pool
     bon = overoptimisation.BestOfNConfig()
     assert (SweepConfig().pool_seed, SweepConfig().n_samples) == (bon.pool_seed, bon.n_max)
@@ -207,9 +209,9 @@ def test_cached_pool_is_the_sampled_pool_and_the_sweep_shares_it(root, sft, tok)
 
 def test_score_pool_matches_score_texts(root, sft, tok):
     rms = [runs.load_or_train_rm(TINY.with_rm(n_pairs=64, seed=s), root=root).model for s in (0, 1)]
-    pool = overoptimisation.sample_pool(sft, tok, 4, seed=0)
-    one = overoptimisation.score_pool(rms[0], tok, pool)
-    both = overoptimisation.score_pool(rms, tok, pool, batch_size=50)
+    pool = sample_pool(sft, tok, 4, seed=0)
+    one = score_pool(rms[0], tok, pool)
+    both = score_pool(rms, tok, pool, batch_size=50)
     assert one.shape == (48, 4) and both.shape == (2, 48, 4)
     assert np.allclose(both[0], one, atol=1e-5)
     prompts = [p for p in pool.prompts for _ in range(4)]
@@ -218,8 +220,8 @@ def test_score_pool_matches_score_texts(root, sft, tok):
     assert np.allclose(both[1], reference, atol=1e-5)
     # rows are independent at one width: scoring in chunks of 7 rows gives the same scores (the
     # matrix-product kernels may round differently for another number of rows, so not always bits)
-    chunked = overoptimisation.score_pool(rms, tok, pool, chunk_size=7)
-    assert np.allclose(chunked, overoptimisation.score_pool(rms, tok, pool), rtol=0, atol=1e-6)
+    chunked = score_pool(rms, tok, pool, chunk_size=7)
+    assert np.allclose(chunked, score_pool(rms, tok, pool), rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- the study
@@ -250,20 +252,20 @@ def test_config_validation_names_the_field(tmp_path):
 
 def test_mean_curve_averages_the_gains_and_keeps_the_grid():
     ns = [1, 2, 4]
-    a = overoptimisation.best_of_n_curve([[0.0, 1.0, 2.0, 3.0]], [[1.0, 0.0, 3.0, 2.0]], ns)
-    b = overoptimisation.best_of_n_curve([[3.0, 2.0, 1.0, 0.0]], [[1.0, 0.0, 3.0, 2.0]], ns)
-    mean = overoptimisation.mean_curve([a, b])
+    a = bon_curves.best_of_n_curve([[0.0, 1.0, 2.0, 3.0]], [[1.0, 0.0, 3.0, 2.0]], ns)
+    b = bon_curves.best_of_n_curve([[3.0, 2.0, 1.0, 0.0]], [[1.0, 0.0, 3.0, 2.0]], ns)
+    mean = bon_curves.mean_curve([a, b])
     assert mean["n"] == ns and mean["d"] == a["d"] and mean["kl_bon"] == a["kl_bon"]
     for key in ("gold", "proxy", "gold_gain", "proxy_gain", "kl_plugin"):
         assert np.allclose(mean[key], (np.array(a[key]) + np.array(b[key])) / 2), key
     # best-of-4 takes the top proxy score: gold 2 for a, 1 for b; the mean gold is 1.5
     assert a["gold"][-1] == pytest.approx(2.0) and b["gold"][-1] == pytest.approx(1.0)
     assert mean["gold_gain"][-1] == pytest.approx(1.5 - 1.5)
-    assert overoptimisation.mean_curve([a]) == a
+    assert bon_curves.mean_curve([a]) == a
     with pytest.raises(ValueError, match="curves"):
-        overoptimisation.mean_curve([a, overoptimisation.best_of_n_curve([[0.0, 1.0, 2.0, 3.0]], [[1.0, 0.0, 3.0, 2.0]], [1, 2])])
+        bon_curves.mean_curve([a, bon_curves.best_of_n_curve([[0.0, 1.0, 2.0, 3.0]], [[1.0, 0.0, 3.0, 2.0]], [1, 2])])
     with pytest.raises(ValueError, match="curves"):
-        overoptimisation.mean_curve([])
+        bon_curves.mean_curve([])
 
 
 def test_study_shapes_and_properties(study):
@@ -287,15 +289,15 @@ def test_study_shapes_and_properties(study):
 def test_study_ensemble_is_wired_to_the_members(study, root, sft, tok):
     """Recompute the members' scores and every aggregate's curve outside the study."""
     cfg = overoptimisation.BestOfNConfig(**STUDY)
-    pool = overoptimisation.sample_pool(sft, tok, cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
+    pool = sample_pool(sft, tok, cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
     rms = [runs.load_or_train_rm(TINY.with_rm(n_pairs=cfg.ensemble_pairs, seed=s), root=root).model
            for s in cfg.ensemble_seeds]
-    members = overoptimisation.score_pool(rms, tok, pool)
+    members = score_pool(rms, tok, pool)
     for how, agg in study["ensemble"]["aggregates"].items():
-        expected = overoptimisation.best_of_n_curve(aggregate_ensemble(members, how, cfg.ensemble_k),
+        expected = bon_curves.best_of_n_curve(aggregate_ensemble(members, how, cfg.ensemble_k),
                                            pool.gold, study["ns"])
         assert np.allclose(agg["curve"]["gold_gain"], expected["gold_gain"], atol=1e-6), how
-    member0 = overoptimisation.best_of_n_curve(members[0], pool.gold, study["ns"])
+    member0 = bon_curves.best_of_n_curve(members[0], pool.gold, study["ns"])
     assert np.allclose(study["ensemble"]["members"][0]["curve"]["gold_gain"], member0["gold_gain"], atol=1e-6)
     assert np.allclose(study["proxies"][0]["curve"]["gold_gain"], member0["gold_gain"], atol=1e-6)
     assert study["ensemble"]["members"][1]["curve"] != study["ensemble"]["members"][0]["curve"]
@@ -305,13 +307,13 @@ def test_seed_average_is_the_mean_of_each_sizes_seeds(study, root, sft, tok):
     """Recompute every proxy seed's curve outside the study: the first is the proxy's own, the
     mean is what ``seed_average`` fits and peaks on."""
     cfg = overoptimisation.BestOfNConfig(**STUDY)
-    pool = overoptimisation.sample_pool(sft, tok, cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
+    pool = sample_pool(sft, tok, cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
     assert [row["n_pairs"] for row in study["seed_average"]] == list(cfg.pairs_grid)
     for row, proxy in zip(study["seed_average"], study["proxies"]):
         rms = [runs.load_or_train_rm(TINY.with_rm(n_pairs=row["n_pairs"], seed=s), root=root).model
                for s in range(cfg.proxy_seeds)]
-        gains = [overoptimisation.best_of_n_curve(scores, pool.gold, study["ns"])["gold_gain"]
-                 for scores in overoptimisation.score_pool(rms, tok, pool)]
+        gains = [bon_curves.best_of_n_curve(scores, pool.gold, study["ns"])["gold_gain"]
+                 for scores in score_pool(rms, tok, pool)]
         assert row["seeds"] == len(row["per_seed"]) == cfg.proxy_seeds
         assert np.allclose(row["per_seed"][0]["gold_gain"], proxy["curve"]["gold_gain"], atol=1e-12)
         for seed, expected in zip(row["per_seed"], gains):
@@ -371,19 +373,19 @@ def _hackable_pool(seed=0, P=48, m=1024, hack=0.03):
 
 def test_label_based_detector_lands_near_the_true_peak_with_few_labels():
     proxy, gold = _hackable_pool()
-    ns = overoptimisation.n_grid(1024, 1)
-    out = overoptimisation.choose_n_by_labels(proxy, gold, ns, labels_per_n=100, seed=1)
+    ns = bon_curves.n_grid(1024, 1)
+    out = bon_curves.choose_n_by_labels(proxy, gold, ns, labels_per_n=100, seed=1)
     assert out["labels"] == 100 * len(ns) and len(out["win_rate"]) == len(ns)
     assert 4 <= out["n_peak"] <= 64                       # the pool's gold peaks, then falls
     assert abs(out["octaves"]) <= 2 and out["regret"] < 0.25 * out["gold_gain_peak"]
-    again = overoptimisation.choose_n_by_labels(proxy, gold, ns, labels_per_n=100, seed=1)
+    again = bon_curves.choose_n_by_labels(proxy, gold, ns, labels_per_n=100, seed=1)
     assert again == out                                   # same seed, same labels
 
 
 def test_label_based_detector_picks_the_largest_n_when_gold_never_turns():
     rng = np.random.default_rng(0)
     gold = rng.normal(size=(16, 256))
-    out = overoptimisation.choose_n_by_labels(gold, gold, overoptimisation.n_grid(256, 1), 200, seed=0)
+    out = bon_curves.choose_n_by_labels(gold, gold, bon_curves.n_grid(256, 1), 200, seed=0)
     assert out["n_peak"] == 256 and out["n_chosen"] >= 64
 
 
@@ -395,10 +397,10 @@ def test_a_worker_scores_the_pool_with_its_reward_model(root, study):
     run = TINY.with_rm(n_pairs=64, seed=1)
     pool_args = (STUDY["n_max"], overoptimisation.BestOfNConfig().pool_seed, overoptimisation.BestOfNConfig().max_new_tokens)
     scores, trained, scoring = overoptimisation._train_and_score(run, pool_args, root, torch.get_num_threads())
-    pool = overoptimisation.load_or_sample_pool(TINY, *pool_args, root)
+    pool = load_or_sample_pool(TINY, *pool_args, root)
     rm = runs.load_or_train_rm(run, root).model
     assert scores.shape == pool.gold.shape and trained >= 0 and scoring > 0
-    assert np.allclose(scores, overoptimisation.score_pool(rm, models.world_tokenizer(), pool), rtol=0, atol=1e-6)
+    assert np.allclose(scores, score_pool(rm, models.world_tokenizer(), pool), rtol=0, atol=1e-6)
 
 
 def test_study_trains_and_scores_in_workers(study):

@@ -14,7 +14,8 @@ from rlhf_lab.core.artifacts import is_cached  # noqa: E402
 from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots  # noqa: E402
 from rlhf_lab.lm import models
 from rlhf_lab.pipeline import runs
-from rlhf_lab.studies.overoptimisation import sample_pool, score_pool  # noqa: E402
+from rlhf_lab.pipeline.pool import sample_pool
+from rlhf_lab.studies.overoptimisation import score_pool  # noqa: E402
 from rlhf_lab.studies.ppo_gao import (  # noqa: E402
     PPOGaoConfig,
     fit_curve,

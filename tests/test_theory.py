@@ -10,7 +10,6 @@ from rlhf_lab.equations.closed_form import (
     beta_to_zero_policy,
     boltzmann_estimate,
     boltzmann_policy,
-    enumerable_space,
     estimated_frontier,
     frontier,
     kl_optimal,
@@ -18,6 +17,7 @@ from rlhf_lab.equations.closed_form import (
     optimal_objective,
     policy_stats,
 )
+from rlhf_lab.equations.enumerable_space import enumerable_space
 
 F64 = torch.float64
 

@@ -13,7 +13,7 @@ from rlhf_lab.course.plots import common as common_plots
 from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots
 from rlhf_lab.course.plots import ppo as ppo_plots
 from rlhf_lab.course.plots import reward_model as reward_model_plots
-from rlhf_lab.equations import closed_form
+from rlhf_lab.equations import enumerable_space
 from rlhf_lab.equations.overopt_math import fit_rl
 from rlhf_lab.pipeline.runs import (
     RunConfig,
@@ -267,7 +267,7 @@ def beyond_section(run: RunConfig, out: Path, pair_counts=(100, 1000, 20000),
     PPO and PPO-ptx on the reward–KL plane with their alignment tax, iterative RLHF, AI feedback.
     ``tax``: options of :func:`rlhf_lab.studies.alignment_tax.alignment_tax_study`; ``grpo``: changes to
     ``run.grpo``; the defaults are the notebook's."""
-    space = closed_form.enumerable_space(vocab_size=2, max_len=4, seed=0)
+    space = enumerable_space.enumerable_space(vocab_size=2, max_len=4, seed=0)
     exact = {n: dpo.dpo_enumerable(space.logp_ref, space.rewards, beta=1.0, n_pairs=n)
              for n in pair_counts}
     common_plots.save(beyond_plots.dpo_vs_boltzmann(exact[max(pair_counts)]), out / "dpo_vs_boltzmann.png")

@@ -12,8 +12,8 @@ Per iteration (the lecture's pseudocode, one named function per step)::
 The four networks of the lecture: the policy pi_theta (trained), the reference pi_ref (the frozen
 SFT model), the reward model r_phi (frozen) and the critic V (trained). By default the critic is a
 value head on the policy's trunk (``critic="head"``, as in the value-head models of TRL): three
-networks, and about 1.7x faster per iteration on a CPU than ``critic="separate"``, InstructGPT's
-separate critic network initialised from the RM (the fourth network).
+networks, and cheaper per iteration than ``critic="separate"``, InstructGPT's separate critic
+network initialised from the RM (the fourth network).
 Every equation is a parameter of :func:`train_ppo` (``losses=PPOLosses(...)``), so a student's
 version can drive the real training.
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rlhf_lab import datasets, world
+from rlhf_lab import world
 from rlhf_lab.core.config import LATER, in_unit_interval, non_negative, positive, require
 from rlhf_lab.core.plug import as_loss_and_stats, pluggable
 from rlhf_lab.core.progress import progress
@@ -47,14 +47,14 @@ from rlhf_lab.equations.masking import (
 )
 from rlhf_lab.lm import models
 from rlhf_lab.lm.evaluation import evaluate_policy
-from rlhf_lab.lm.generation import sample_responses
-from rlhf_lab.lm.sequences import Batch, decode_responses, encode_pairs, encode_prompts, position_ids
+from rlhf_lab.lm.sequences import position_ids
+from rlhf_lab.lm.value_head import PolicyWithValueHead
+from rlhf_lab.stages.ptx import PretrainingText, pretraining_text, ptx_policy_loss
+from rlhf_lab.stages.rollout import PPOResult, Rollout, clipped_step, generate_rollout
 
-__all__ = ["PPOConfig", "PPOLosses", "PolicyWithValueHead", "Rollout", "train_ppo",
-           "adaptive_beta", "generate_rollout", "pretraining_text", "PTX_CORPUS_SEED"]
+__all__ = ['PPOConfig', 'PPOLosses', 'adaptive_beta', 'score_rollout', 'ppo_update', 'ppo_step', 'build_networks', 'train_ppo']
 
-PTX_CORPUS_SEED = 50_000
-"""Seed of PPO-ptx's web text (plus ``PPOConfig.seed``): never the base model's training seed."""
+
 
 
 @dataclass(frozen=True)
@@ -172,64 +172,11 @@ class PPOLosses:
                                          "ppo_ptx_loss")})
 
 
-class PolicyWithValueHead(torch.nn.Module):
-    """A causal LM with a value head V(s_t) on its last hidden state: one trunk, two outputs."""
-
-    def __init__(self, policy, seed: int = 0):
-        super().__init__()
-        self.policy = policy
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.value_head = torch.nn.Linear(policy.config.hidden_size, 1)
-        self.value_head.to(next(policy.parameters()).device)
-        torch.nn.init.zeros_(self.value_head.weight)
-        torch.nn.init.zeros_(self.value_head.bias)
-
-    def forward(self, input_ids, attention_mask, position_ids):
-        with models.autocast(input_ids.device):
-            out = self.policy(input_ids=input_ids, attention_mask=attention_mask,
-                              position_ids=position_ids, output_hidden_states=True)
-            values = self.value_head(out.hidden_states[-1]).squeeze(-1)
-        return out.logits.float(), values.float()                             # (B,T,V), (B,T)
-
-
-@dataclass
-class Rollout:
-    """One batch of experience. Per-token tensors are response-only: (B, R)."""
-    input_ids: torch.Tensor        # (B, P+R) prompt + response
-    attention_mask: torch.Tensor   # (B, P+R)
-    response_mask: torch.Tensor    # (B, R) bool
-    prompts: list
-    texts: list[str] | None          # decoded responses (None outside the world, e.g. benchmarks)
-    scores: torch.Tensor = None    # (B,) reward used for training (RM or gold)
-    gold: torch.Tensor = None      # (B,) gold utility, for monitoring
-    logp_old: torch.Tensor = None
-    logp_ref: torch.Tensor = None
-    values: torch.Tensor = None
-    entropy: torch.Tensor = None
-
-
 def adaptive_beta(beta: float, kl: float, kl_target: float, horizon: int, n_responses: int) -> float:
     """Ziegler et al. (2019) proportional controller:
     ``β <- β (1 + clip(KL / KL_target - 1, -0.2, 0.2) · n / horizon)``."""
     error = max(-0.2, min(0.2, kl / kl_target - 1.0))
     return beta * (1.0 + error * n_responses / horizon)
-
-
-@torch.no_grad()
-def generate_rollout(policy, tokenizer, prompts, cfg: PPOConfig, generator) -> Rollout:
-    """Step 1: sample one response per prompt; stop at <eos> and mask everything after it."""
-    lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
-    device = next(lm.parameters()).device
-    prompt_ids, prompt_mask = (t.to(device) for t in encode_prompts(tokenizer, prompts))
-    lm.eval()
-    response, response_mask = sample_responses(lm, prompt_ids, prompt_mask, cfg.max_new_tokens,
-                                               tokenizer.eos_token_id, tokenizer.pad_token_id,
-                                               cfg.temperature, generator)
-    return Rollout(input_ids=torch.cat([prompt_ids, response], 1),
-                   attention_mask=torch.cat([prompt_mask, response_mask.long()], 1),
-                   response_mask=response_mask, prompts=list(prompts),
-                   texts=decode_responses(tokenizer, response, response_mask))
 
 
 @torch.no_grad()
@@ -259,38 +206,10 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
 
-@dataclass
-class PretrainingText:
-    """PPO-ptx's web text (every real token counts, as in pretraining) and the generator that
-    draws its batches, apart from the PPO loop's own, so that drawing them changes nothing else."""
-    data: Batch
-    generator: torch.Generator
-
-    def sample(self, n: int, device) -> Batch:
-        idx = torch.randint(len(self.data.input_ids), (n,), generator=self.generator)
-        return self.data.rows(idx).to(device)
 
 
-def pretraining_text(cfg: PPOConfig, tokenizer) -> PretrainingText:
-    """``cfg.ptx_corpus_size`` web replies (:func:`rlhf_lab.datasets.pretraining_corpus`, seed
-    ``PTX_CORPUS_SEED + cfg.seed``, which the base model never trained on), encoded as
-    :func:`rlhf_lab.stages.sft.pretrain` encodes its corpus."""
-    corpus = datasets.pretraining_corpus(cfg.ptx_corpus_size, PTX_CORPUS_SEED + cfg.seed)
-    data = encode_pairs(tokenizer, [p for p, _ in corpus], [r for _, r in corpus], cfg.max_new_tokens)
-    return PretrainingText(data, torch.Generator().manual_seed(cfg.seed))
 
 
-def ptx_policy_loss(pg_loss, lm, ptx_text: PretrainingText, cfg: PPOConfig,
-                    losses: PPOLosses) -> tuple[torch.Tensor, dict]:
-    """PPO-ptx: ``L = L_PPO + γ NLL_pretrain`` on a fresh batch of web text. Returns the loss and
-    ``ptx_nll`` (the batch's NLL, recomputed here so the log never depends on a student's stats)."""
-    batch = ptx_text.sample(cfg.ptx_batch_size, next(lm.parameters()).device)
-    logits_ptx = models.forward_logits(lm, batch.input_ids, batch.attention_mask)     # (B, T, V)
-    loss, _ = as_loss_and_stats(losses.ppo_ptx_loss(pg_loss, logits_ptx, batch.input_ids,
-                                                    batch.attention_mask, cfg.ptx_coef))
-    with torch.no_grad():
-        nll = beyond_losses.pretraining_nll(logits_ptx, batch.input_ids, batch.attention_mask)
-    return loss, {"ptx_nll": nll.item(), "policy_loss": loss.item()}
 
 
 def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: PPOConfig,
@@ -360,26 +279,6 @@ def ppo_step(rollout: Rollout, policy, reference, critic, reward_model, optimize
     return {**stats, "t_score": t1 - t0, "t_update": time.perf_counter() - t1}
 
 
-def clipped_step(optimizer, loss, module, max_grad_norm: float) -> None:
-    """Backward, clip the gradient norm of ``module`` to ``max_grad_norm``, one optimiser step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
-    optimizer.step()
-
-
-@dataclass
-class PPOResult:
-    """The trained policy (a plain causal LM), one metrics row per iteration, sample texts, why
-    training stopped early (None if it ran to the end), and the checkpoint evaluations
-    (``cfg.eval_every``: one dict per checkpoint, ``iteration`` = iterations done before it)."""
-    policy: torch.nn.Module
-    history: list[dict] = field(default_factory=list)
-    samples: list[dict] = field(default_factory=list)
-    stopped: str | None = None
-    evals: list[dict] = field(default_factory=list)
-
-
 def build_networks(cfg: PPOConfig, sft_model, reward_model, reference=None):
     """The four networks and the optimisers: (policy, lm, critic, reference, reward_model, optimizers).
 
@@ -403,6 +302,26 @@ def build_networks(cfg: PPOConfig, sft_model, reward_model, reference=None):
         optimizers = [torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.0),
                       torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=0.0)]
     return policy, lm, critic, reference, reward_model, optimizers
+
+
+def _record(result: PPOResult, it: int, rollout: Rollout, beta: float, stats: dict, cfg: PPOConfig,
+            t0: float, t1: float) -> float:
+    """Append iteration ``it``'s metrics row (and, every ``cfg.sample_every``, three samples) to
+    ``result``; return the batch's mean sequence KL."""
+    mask = rollout.response_mask
+    t_end = time.perf_counter()
+    kl = rl_losses.sequence_kl(rollout.logp_old, rollout.logp_ref, mask).mean().item()
+    result.history.append({
+        "iteration": it, "proxy": rollout.scores.mean().item(), "gold": rollout.gold.mean().item(),
+        "kl": kl, "beta": beta, "objective": rollout.scores.mean().item() - beta * kl,
+        "entropy": masked_mean(rollout.entropy, mask).item(),
+        "length": mask.sum(-1).float().mean().item(), **stats,
+        "t_generate": t1 - t0, "t_total": t_end - t0, "tokens": int(mask.sum())})
+    if it % cfg.sample_every == 0 or it == cfg.iterations - 1:
+        result.samples += [{"iteration": it, "prompt": p.text, "text": t, "gold": g, "score": s}
+                           for p, t, g, s in zip(rollout.prompts[:3], rollout.texts[:3],
+                                                 rollout.gold[:3].tolist(), rollout.scores[:3].tolist())]
+    return kl
 
 
 def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
@@ -453,19 +372,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
             result.stopped = f"stopped at iteration {it}: {err}; kept the policy of iteration {it - 1}"
             warnings.warn(result.stopped, RuntimeWarning)
             break
-        mask = rollout.response_mask
-        t_end = time.perf_counter()
-        kl = rl_losses.sequence_kl(rollout.logp_old, rollout.logp_ref, mask).mean().item()
-        result.history.append({
-            "iteration": it, "proxy": rollout.scores.mean().item(), "gold": rollout.gold.mean().item(),
-            "kl": kl, "beta": beta, "objective": rollout.scores.mean().item() - beta * kl,
-            "entropy": masked_mean(rollout.entropy, mask).item(),
-            "length": mask.sum(-1).float().mean().item(), **stats,
-            "t_generate": t1 - t0, "t_total": t_end - t0, "tokens": int(mask.sum())})
-        if it % cfg.sample_every == 0 or it == cfg.iterations - 1:
-            result.samples += [{"iteration": it, "prompt": p.text, "text": t, "gold": g, "score": s}
-                               for p, t, g, s in zip(rollout.prompts[:3], rollout.texts[:3],
-                                                     rollout.gold[:3].tolist(), rollout.scores[:3].tolist())]
+        kl = _record(result, it, rollout, beta, stats, cfg, t0, t1)
         if cfg.kl_target is not None:
             beta = adaptive_beta(beta, kl, cfg.kl_target, cfg.kl_horizon, cfg.rollouts)
     if cfg.eval_every and result.evals[-1]["iteration"] != len(result.history):

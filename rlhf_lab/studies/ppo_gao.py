@@ -48,8 +48,8 @@ from rlhf_lab.core.artifacts import cached, read_json, write_json
 from rlhf_lab.core.config import config_dict, config_hash, positive, require
 from rlhf_lab.equations.overopt_math import fit_rl
 from rlhf_lab.lm import models
+from rlhf_lab.pipeline.pool import load_or_sample_pool, score_pool
 from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
-from rlhf_lab.studies.overoptimisation import load_or_sample_pool, score_pool
 
 __all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "smoothed_peak", "proxy_summary",
            "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]

@@ -43,6 +43,7 @@ from rlhf_lab.core.artifacts import cached, read_json, write_json
 from rlhf_lab.core.config import config_dict, config_hash, positive, require
 from rlhf_lab.equations import closed_form
 from rlhf_lab.lm import models
+from rlhf_lab.pipeline.pool import load_or_sample_pool, score_pool
 from rlhf_lab.pipeline.runs import (
     RunConfig,
     load_metrics,
@@ -51,7 +52,6 @@ from rlhf_lab.pipeline.runs import (
     stage_keys,
     train_runs,
 )
-from rlhf_lab.studies.overoptimisation import load_or_sample_pool, score_pool
 
 __all__ = ["SweepConfig", "SWEEP_BETAS", "beta_sweep", "sweep_run", "compare_with_optimum"]
 

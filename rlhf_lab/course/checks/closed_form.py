@@ -6,13 +6,13 @@ import math
 import torch
 
 from rlhf_lab.course.checks.harness import _LOG3, _call, _close, _expect, _Fail, _fmt, _run, _tensor
-from rlhf_lab.equations import closed_form
+from rlhf_lab.equations import closed_form, enumerable_space
 
 __all__ = ['check_boltzmann_policy', 'check_optimal_objective', 'check_kl_optimal']
 
 
 def _space():
-    space = closed_form.enumerable_space(vocab_size=3, max_len=3, seed=4, n_prompts=2)
+    space = enumerable_space.enumerable_space(vocab_size=3, max_len=3, seed=4, n_prompts=2)
     return space.logp_ref, 2.0 * space.rewards          # (2, 39) each
 
 
