@@ -10,6 +10,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pipeline", help="run every stage on the default world; write figures + summary")
     p.add_argument("--out", default="out", help="output folder for figures and summary.md")
+    p.add_argument("--results", default=None, metavar="FILE",
+                   help="also write the summary, dated and with the machine named, to FILE (RESULTS.md)")
     d = sub.add_parser("data", help="write the world's data sets as JSONL into a folder")
     d.add_argument("--out", default="data", help="folder to write (default: data/)")
     d.add_argument("--seed", type=int, default=0)
@@ -46,10 +48,16 @@ def main(argv=None) -> int:
     if args.command == "pipeline":
         import matplotlib
         matplotlib.use("Agg")
+        import time
+
         from rlhf_lab.course.report import run_pipeline
+        start = time.perf_counter()
         summary = run_pipeline(args.out)
         print(summary.read_text())
         print(f"wrote {summary} and figures in {summary.parent}/")
+        if args.results:
+            from rlhf_lab.course.results import write_results
+            print(f"wrote {write_results(args.results, summary, time.perf_counter() - start)}")
     elif args.command == "data":
         from rlhf_lab.datasets import write_data
         for name, rows in write_data(args.out, args.seed).items():

@@ -1,10 +1,8 @@
 """The committed data/ folder is exactly what `python -m rlhf_lab data` writes."""
 import json
-from pathlib import Path
 
+from rlhf_lab.core.paths import DATA  # noqa: E402
 from rlhf_lab.datasets import DATA_SIZES, write_data
-
-DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def test_regenerating_gives_the_committed_files(tmp_path):

@@ -1,10 +1,9 @@
 """The pipeline command end to end on small settings: every figure and the summary are written."""
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
-from test_pipeline import SMALL  # noqa: E402
-from test_ppo import FAST  # noqa: E402
 
 from rlhf_lab.course.report import BEYOND_ARMS, run_pipeline  # noqa: E402
 from rlhf_lab.studies.feedback import FeedbackConfig  # noqa: E402
@@ -24,8 +23,9 @@ BEYOND = dict(pair_counts=(50, 200),
                                           eval_per_prompt=1, arms=BEYOND_ARMS))
 
 
-def test_pipeline_writes_summary_and_figures(tmp_path):
-    summary = run_pipeline(tmp_path, SMALL.with_ppo(**{**FAST, "iterations": 4}), rm_pairs=(128, 256), rm_heldout=200,
+@pytest.mark.slow
+def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
+    summary = run_pipeline(tmp_path, small_config.with_ppo(**{**fast_ppo, "iterations": 4}), rm_pairs=(128, 256), rm_heldout=200,
                            betas=(0.3, 0.01),
                            bon=BON, sweep_options=SWEEP, beyond=BEYOND)
     text = summary.read_text()

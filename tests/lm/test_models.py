@@ -1,11 +1,11 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from rlhf_lab import world
+from rlhf_lab.core.paths import REPO
 from rlhf_lab.lm import models
 from rlhf_lab.lm.sequences import (
     decode_responses,
@@ -100,6 +100,7 @@ def test_save_and_load_round_trip(tmp_path, tok):
         assert torch.equal(rm.eval()(input_ids=ids).logits, rm2.eval()(input_ids=ids).logits)
 
 
+@pytest.mark.slow
 def test_reading_results_imports_no_transformers():
     # transformers is imported where a model or tokenizer is built, so a notebook that only
     # plots cached results never pays for it
@@ -107,7 +108,7 @@ def test_reading_results_imports_no_transformers():
             "rlhf_lab.course.plots, rlhf_lab.course.checks, rlhf_lab.core.plug; "
             "print(sorted(m for m in ('transformers', 'tokenizers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=REPO)
     assert out.stdout.strip() == "[]"
 
 

@@ -9,16 +9,16 @@ import contextlib
 import inspect
 import io
 import time
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from rlhf_lab.core import progress
+from rlhf_lab.core.paths import PACKAGE, REPO
 from rlhf_lab.course.release import BEGIN, END, STUB, is_check_cell, release, strip_solutions
 from rlhf_lab.equations import beyond_losses, closed_form, losses, overopt_math, rl_losses
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 STUDENT = ROOT / "notebooks"
 ANALYSIS_ONLY = {"05_beta_sweep.ipynb"}      # reads results; no function to write
@@ -248,7 +248,7 @@ def test_release_cli_strips_every_output_but_the_check_lines(tmp_path):
 
 def test_no_module_updates_a_bar_more_than_once_a_second():
     """Every bar goes through rlhf_lab.core.progress (tqdm's own default updates ten times a second)."""
-    package = Path(__file__).resolve().parents[1] / "rlhf_lab"
+    package = PACKAGE
     direct = [f.name for f in package.rglob("*.py")
               if f.name != "progress.py" and "tqdm" in f.read_text()]
     assert direct == []
@@ -257,11 +257,12 @@ def test_no_module_updates_a_bar_more_than_once_a_second():
     bar.close()
 
 
+@pytest.mark.slow
 def test_a_bar_redraws_at_most_once_a_second():
     """A loop of 3000 steps (1.5 s or more) redraws about once a second (tqdm's default: ten times).
     In a notebook every redraw is a few kernel messages, and a few thousand in one cell make nbval
     lose the kernel's last message and fail the cell ("Timeout of 5 seconds exceeded waiting for
-    output"): see rlhf_lab/progress.py."""
+    output"): see rlhf_lab/core/progress.py."""
     out, start = io.StringIO(), time.perf_counter()
     for _ in progress.progress(range(3000), desc="steps", file=out, disable=False):
         time.sleep(0.0005)

@@ -69,6 +69,7 @@ def test_group_prompts_puts_each_group_in_adjacent_rows():
     assert len({g[0] for g in groups}) > 1
 
 
+@pytest.mark.slow
 def test_constant_reward_gives_zero_gradient_so_the_policy_stays(policy):
     """A reward that is constant within a group gives zero advantages; at beta = 0 the loss is
     then exactly 0, its gradient too, and Adam does not move the weights."""
@@ -81,6 +82,7 @@ def test_constant_reward_gives_zero_gradient_so_the_policy_stays(policy):
     assert not _same_weights(moved.policy, policy) and moved.history[-1]["kl"] != 0.0
 
 
+@pytest.mark.slow
 def test_advantages_are_computed_once_over_the_full_batch(policy):
     """group_advantages sees every reply of the batch; minibatches smaller than a group get the
     slices of those advantages (each group's advantages sum to 0, a minibatch's need not)."""
@@ -105,6 +107,7 @@ def test_advantages_are_computed_once_over_the_full_batch(policy):
     assert any(abs(s.sum().item()) > 1e-3 for s in slices[:8])
 
 
+@pytest.mark.slow
 def test_smoke_run_records_ppo_metrics_and_is_deterministic(policy):
     a = train_grpo(TINY, policy)
     b = train_grpo(TINY, policy)
@@ -121,6 +124,7 @@ def test_smoke_run_records_ppo_metrics_and_is_deterministic(policy):
     assert _without_times(c.history) != _without_times(a.history)
 
 
+@pytest.mark.slow
 def test_a_student_function_not_written_falls_back_to_the_reference(policy):
     def grpo_loss(logp, logp_old, logp_ref, adv, response_mask, clip_eps, beta):
         raise NotImplementedError
@@ -136,6 +140,7 @@ def test_a_student_function_not_written_falls_back_to_the_reference(policy):
     assert _without_times(student.history) == _without_times(reference.history)
 
 
+@pytest.mark.slow
 def test_a_nan_loss_stops_and_keeps_the_last_good_policy(policy):
     steps = {"n": 0}
     per_iteration = TINY.epochs * TINY.rollouts // TINY.minibatch_size
@@ -178,6 +183,7 @@ def small_run(tmp_path_factory):
     return run, root
 
 
+@pytest.mark.slow
 def test_load_or_train_grpo_is_cached(small_run):
     run, root = small_run
     first = runs.load_or_train_grpo(run, root)

@@ -3,7 +3,6 @@ import dataclasses
 
 import pytest
 import torch
-from test_pipeline import SMALL
 
 from rlhf_lab import world
 from rlhf_lab.equations.rl_losses import ppo_clip_loss
@@ -18,8 +17,6 @@ from rlhf_lab.stages.ppo import (
     score_rollout,
     train_ppo,
 )
-
-FAST = dict(iterations=2, rollouts=32, minibatch_size=16, epochs=2, max_new_tokens=12)
 
 
 @pytest.mark.parametrize("field,value", [("beta", -0.1), ("clip_eps", 0.0), ("clip_eps", 1.0),
@@ -39,16 +36,17 @@ def test_adaptive_beta_is_ziegler_controller():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(small_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    return (runs.load_or_train_sft(SMALL, root=root).model,
-            runs.load_or_train_rm(SMALL, root=root).model, root)
+    return (runs.load_or_train_sft(small_config, root=root).model,
+            runs.load_or_train_rm(small_config, root=root).model, root)
 
 
-def test_rollout_alignment_and_temperature(trained, tok):
+@pytest.mark.slow
+def test_rollout_alignment_and_temperature(fast_ppo, trained, tok):
     sft, rm, _ = trained
     prompts = world.all_prompts()[:8]
-    cfg = PPOConfig(temperature=0.05, max_new_tokens=10, **{k: v for k, v in FAST.items() if k != "max_new_tokens"})
+    cfg = PPOConfig(temperature=0.05, max_new_tokens=10, **{k: v for k, v in fast_ppo.items() if k != "max_new_tokens"})
     rollout = generate_rollout(sft, tok, prompts, cfg, torch.Generator().manual_seed(0))
     critic = models.critic_from(rm)
     score_rollout(rollout, sft, sft, critic, rm, cfg)
@@ -76,10 +74,11 @@ def test_rollout_alignment_and_temperature(trained, tok):
     assert after_eos.eq(tok.pad_token_id).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("critic", ["separate", "head"])
-def test_smoke_run_records_every_metric(trained, critic):
+def test_smoke_run_records_every_metric(fast_ppo, trained, critic):
     sft, rm, _ = trained
-    result = train_ppo(PPOConfig(critic=critic, **FAST), sft, rm)
+    result = train_ppo(PPOConfig(critic=critic, **fast_ppo), sft, rm)
     assert result.stopped is None and len(result.history) == 2
     row = result.history[-1]
     for key in ("proxy", "gold", "kl", "entropy", "length", "clipfrac", "approx_kl", "vf_loss",
@@ -89,20 +88,22 @@ def test_smoke_run_records_every_metric(trained, critic):
     assert result.samples and {"prompt", "text", "gold", "score"} <= set(result.samples[0])
 
 
-def test_same_seed_same_numbers(trained):
+@pytest.mark.slow
+def test_same_seed_same_numbers(fast_ppo, trained):
     sft, rm, _ = trained
-    a = train_ppo(PPOConfig(**FAST), sft, rm).history
-    b = train_ppo(PPOConfig(**FAST), sft, rm).history
+    a = train_ppo(PPOConfig(**fast_ppo), sft, rm).history
+    b = train_ppo(PPOConfig(**fast_ppo), sft, rm).history
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("t_")} for r in rows]
     assert strip(a) == strip(b)
 
 
-def test_checkpoint_evaluations_leave_training_unchanged(trained):
+@pytest.mark.slow
+def test_checkpoint_evaluations_leave_training_unchanged(fast_ppo, trained):
     """eval_every = 2 over 3 iterations evaluates the policy after 0, 2 and 3 iterations; the
     first is the SFT policy itself (KL 0) and equals a direct evaluation with the same seed; the
     training's own numbers and weights are those of a run without evaluations."""
     sft, rm, _ = trained
-    cfg = PPOConfig(**{**FAST, "iterations": 3})
+    cfg = PPOConfig(**{**fast_ppo, "iterations": 3})
     plain = train_ppo(cfg, sft, rm)
     checked = train_ppo(dataclasses.replace(cfg, eval_every=2, eval_per_prompt=2), sft, rm)
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("t_")} for r in rows]
@@ -113,11 +114,12 @@ def test_checkpoint_evaluations_leave_training_unchanged(trained):
     first = checked.evals[0]
     assert first["kl"] == 0.0 and first["n"] == 2 * len(world.all_prompts())
     assert first == {"iteration": 0, **evaluate_policy(sft, sft, reward_model=rm, n_per_prompt=2,
-                                                       seed=12_345, max_new_tokens=FAST["max_new_tokens"])}
+                                                       seed=12_345, max_new_tokens=fast_ppo["max_new_tokens"])}
     assert checked.evals[-1]["kl"] > 0
 
 
-def test_nan_loss_stops_and_keeps_last_good_policy(trained):
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_last_good_policy(fast_ppo, trained):
     sft, rm, _ = trained
     calls = {"n": 0}
 
@@ -126,7 +128,7 @@ def test_nan_loss_stops_and_keeps_last_good_policy(trained):
         loss, stats = ppo_clip_loss(logp, logp_old, adv, mask, clip_eps)
         return (loss * float("nan"), stats) if calls["n"] > 4 else (loss, stats)   # 2 epochs x 2
 
-    cfg = PPOConfig(**FAST)
+    cfg = PPOConfig(**fast_ppo)
     with pytest.warns(RuntimeWarning, match="policy loss"):
         broken = train_ppo(cfg, sft, rm, losses=PPOLosses(ppo_clip_loss=breaks_in_second_iteration))
     assert "policy loss" in broken.stopped and len(broken.history) == 1
@@ -135,7 +137,8 @@ def test_nan_loss_stops_and_keeps_last_good_policy(trained):
         assert torch.equal(a, b), name
 
 
-def test_unwritten_student_function_falls_back(trained):
+@pytest.mark.slow
+def test_unwritten_student_function_falls_back(fast_ppo, trained):
     from rlhf_lab.core.plug import FallbackWarning
     sft, rm, _ = trained
 
@@ -143,10 +146,11 @@ def test_unwritten_student_function_falls_back(trained):
         raise NotImplementedError
 
     with pytest.warns(FallbackWarning, match="gae"):
-        result = train_ppo(PPOConfig(**FAST), sft, rm, losses=PPOLosses(gae=gae))
+        result = train_ppo(PPOConfig(**fast_ppo), sft, rm, losses=PPOLosses(gae=gae))
     assert len(result.history) == 2
 
 
+@pytest.mark.slow
 def test_ppo_on_gold_raises_gold(trained):
     """Against the oracle (the gold utility itself) a short run must clearly raise mean gold."""
     sft, _, _ = trained
@@ -157,17 +161,19 @@ def test_ppo_on_gold_raises_gold(trained):
     assert last > first + 0.5, (first, last)
 
 
-def test_pipeline_caches_ppo(trained):
+@pytest.mark.slow
+def test_pipeline_caches_ppo(fast_ppo, small_config, trained):
     _, _, root = trained
-    run = SMALL.with_ppo(**FAST)
+    run = small_config.with_ppo(**fast_ppo)
     a = runs.load_or_train_ppo(run, root=root)
     b = runs.load_or_train_ppo(run, root=root)
     assert a.metrics == b.metrics and a.path == b.path
 
 
-def test_adaptive_controller_moves_beta_toward_the_target(trained):
+@pytest.mark.slow
+def test_adaptive_controller_moves_beta_toward_the_target(fast_ppo, trained):
     sft, rm, _ = trained
-    cfg = PPOConfig(kl_target=1e-4, kl_horizon=64, beta=0.05, **{**FAST, "iterations": 3})
+    cfg = PPOConfig(kl_target=1e-4, kl_horizon=64, beta=0.05, **{**fast_ppo, "iterations": 3})
     betas = [h["beta"] for h in train_ppo(cfg, sft, rm).history]
     assert betas[0] == 0.05
     # the KL of iteration 0 is exactly 0 (below target): beta falls by the clipped 20 % x B / horizon

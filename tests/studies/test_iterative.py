@@ -2,8 +2,6 @@
 import dataclasses
 
 import pytest
-from test_pipeline import SMALL
-from test_ppo import FAST
 
 from rlhf_lab.course.plots import beyond as beyond_plots
 from rlhf_lab.pipeline.runs import load_or_train_sft
@@ -12,7 +10,6 @@ from rlhf_lab.stages.reward_model import PreferenceData
 from rlhf_lab.studies import iterative
 from rlhf_lab.studies.iterative import IterativeConfig, fingerprint, merge_preferences, ppo_from
 
-TINY_PPO = {k: v for k, v in FAST.items() if k not in ("iterations", "rollouts")}
 TINY = IterativeConfig(rounds=2, labels_per_round=64, iterations_per_round=2, rollouts=32,
                        n_heldout=32, eval_per_prompt=1)
 
@@ -25,8 +22,14 @@ def test_config_errors_name_the_field(field, value):
         IterativeConfig(**{field: value})
 
 
-def test_round_ppo_config_keeps_the_run_but_sets_the_round():
-    run = SMALL.with_ppo(kl_target=1.0, **TINY_PPO)
+@pytest.fixture
+def tiny_ppo(fast_ppo):
+    """PPO's fast settings without the two the iterative study sets per round."""
+    return {k: v for k, v in fast_ppo.items() if k not in ("iterations", "rollouts")}
+
+
+def test_round_ppo_config_keeps_the_run_but_sets_the_round(small_config, tiny_ppo):
+    run = small_config.with_ppo(kl_target=1.0, **tiny_ppo)
     cfg = IterativeConfig(beta=0.05, iterations_per_round=7, rollouts=32, seed=3)
     ppo = cfg.ppo(run, 2)
     assert (ppo.beta, ppo.kl_target, ppo.iterations, ppo.rollouts) == (0.05, None, 7, 32)
@@ -41,23 +44,25 @@ def test_merge_preferences_keeps_every_pair_in_order():
     assert m.gold_second == [0.0, 3.0, 4.0] and m.chosen == ["a1", "b2", "a3"]
 
 
-def test_ppo_from_penalises_the_kl_to_the_given_reference(tmp_path):
+@pytest.mark.slow
+def test_ppo_from_penalises_the_kl_to_the_given_reference(small_config, tiny_ppo, tmp_path):
     from rlhf_lab.lm import models
     from rlhf_lab.stages.reward_model import train_reward_model
-    sft = load_or_train_sft(SMALL, tmp_path).model
-    rm, _ = train_reward_model(SMALL.rm, sft)
-    cfg = PPOConfig(beta=0.05, iterations=2, rollouts=32, **TINY_PPO)
+    sft = load_or_train_sft(small_config, tmp_path).model
+    rm, _ = train_reward_model(small_config.rm, sft)
+    cfg = PPOConfig(beta=0.05, iterations=2, rollouts=32, **tiny_ppo)
     same = ppo_from(cfg, sft, sft, rm)
     assert same.history[0]["kl"] == 0.0               # the first rollout: π_θ = π_ref exactly
     assert fingerprint(same.policy) != fingerprint(sft)
     other = models.new_policy("tiny", seed=5)
     moved = ppo_from(cfg, sft, other, rm)            # start from SFT, penalise KL to another model
     assert abs(moved.history[0]["kl"]) > 0.1
-    assert fingerprint(sft) == fingerprint(load_or_train_sft(SMALL, tmp_path).model)  # untouched
+    assert fingerprint(sft) == fingerprint(load_or_train_sft(small_config, tmp_path).model)  # untouched
 
 
-def test_rounds_add_labels_continue_the_policy_and_are_cached(tmp_path, monkeypatch):
-    run = SMALL.with_ppo(**TINY_PPO)
+@pytest.mark.slow
+def test_rounds_add_labels_continue_the_policy_and_are_cached(small_config, tiny_ppo, tmp_path, monkeypatch):
+    run = small_config.with_ppo(**tiny_ppo)
     result = iterative.iterative_rlhf(run, TINY, root=tmp_path, jobs=1)
     it, one = (result["arms"][a]["rounds"] for a in ("iterative", "one_round"))
     assert [r["labels"] for r in it] == [64, 128] and [r["new_labels"] for r in it] == [64, 64]
@@ -87,6 +92,6 @@ def test_rounds_add_labels_continue_the_policy_and_are_cached(tmp_path, monkeypa
     beyond_plots.iterative_rounds(result)
 
 
-def test_bad_jobs_argument_is_named():
+def test_bad_jobs_argument_is_named(small_config):
     with pytest.raises(ValueError, match="jobs"):
-        iterative.iterative_rlhf(SMALL, TINY, jobs=0)
+        iterative.iterative_rlhf(small_config, TINY, jobs=0)

@@ -42,6 +42,7 @@ def test_bpe_tokenizer_splits_words_and_round_trips_world_text(bpe):
     assert decode_responses(bpe, batch.input_ids[:, P:], batch.response_mask[:, P:]) == TEXTS
 
 
+@pytest.mark.slow
 def test_local_checkpoint_with_bpe_runs_sft_rm_ppo(tmp_path, bpe):
     """save_pretrained -> from_pretrained gives the same logits; then SFT, RM and PPO run on it."""
     model = _tiny_gpt2(bpe)
@@ -189,6 +190,7 @@ def test_batch_sizes_per_preset():
         RunConfig.for_preset("gpt3")
 
 
+@pytest.mark.slow
 def test_the_small_preset_runs_through_the_cached_pipeline(tmp_path):
     """for_preset("small") end to end through load_or_train_* at toy step counts."""
     import dataclasses

@@ -1,7 +1,5 @@
 """AI feedback: constitution rules, judges' labels, agreement, pair sources, the study."""
 import pytest
-from test_pipeline import SMALL
-from test_ppo import FAST
 
 from rlhf_lab import world
 from rlhf_lab.course.plots import beyond as beyond_plots
@@ -122,8 +120,9 @@ def test_pair_source_errors_name_the_field(field, value):
         PairSource(**{field: value})
 
 
-def test_study_smoke_and_cache(tmp_path):
-    run = SMALL.with_ppo(**{k: v for k, v in FAST.items() if k not in ("iterations", "rollouts")})
+@pytest.mark.slow
+def test_study_smoke_and_cache(fast_ppo, small_config, tmp_path):
+    run = small_config.with_ppo(**{k: v for k, v in fast_ppo.items() if k not in ("iterations", "rollouts")})
     cfg = FeedbackConfig(n_pairs=64, few_labels=32, more_labels=64, n_eval_pairs=48,
                          ppo_iterations=1, rollouts=32, eval_per_prompt=1,
                          arms=("human", "missing_rule", "narrow_pairs"))

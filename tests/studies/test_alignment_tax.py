@@ -4,8 +4,6 @@ import math
 
 import pytest
 import torch
-from test_pipeline import SMALL
-from test_ppo import FAST
 
 from rlhf_lab.course.plots import beyond as beyond_plots
 from rlhf_lab.equations.beyond_losses import ppo_ptx_loss
@@ -24,10 +22,10 @@ def _strip(history):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(small_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    return (runs.load_or_train_sft(SMALL, root=root).model,
-            runs.load_or_train_rm(SMALL, root=root).model, root)
+    return (runs.load_or_train_sft(small_config, root=root).model,
+            runs.load_or_train_rm(small_config, root=root).model, root)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +71,7 @@ def test_uniform_model_scores_log_v_everywhere(uniform, tok):
     assert 0 <= out["grammatical"] <= 1 and 0 <= out["ended"] <= 1
 
 
+@pytest.mark.slow
 def test_capability_is_deterministic_and_parts_bracket_the_whole(trained, tok):
     sft, _, _ = trained
     a, b = capability(sft, tok, n=64, samples_per_prompt=1), capability(sft, tok, n=64, samples_per_prompt=1)
@@ -96,20 +95,22 @@ def test_capability_rejects_bad_sizes(uniform):
 
 # --- PPO-ptx in the loop ----------------------------------------------------------------------
 
-def test_ptx_zero_never_builds_the_pretraining_batch(trained, monkeypatch):
+@pytest.mark.slow
+def test_ptx_zero_never_builds_the_pretraining_batch(fast_ppo, trained, monkeypatch):
     sft, rm, _ = trained
 
     def never(*args, **kwargs):
         raise AssertionError("the pretraining text was used with ptx_coef = 0")
 
     monkeypatch.setattr(ppo, "pretraining_text", never)
-    result = train_ppo(PPOConfig(**FAST), sft, rm, losses=PPOLosses(ppo_ptx_loss=never))
-    assert len(result.history) == FAST["iterations"]
+    result = train_ppo(PPOConfig(**fast_ppo), sft, rm, losses=PPOLosses(ppo_ptx_loss=never))
+    assert len(result.history) == fast_ppo["iterations"]
     assert all("ptx_nll" not in row for row in result.history)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("critic", ["separate", "head"])
-def test_ptx_batches_change_nothing_but_the_loss(trained, critic):
+def test_ptx_batches_change_nothing_but_the_loss(fast_ppo, trained, critic):
     """With a ptx loss that drops its term, PPO-ptx must train exactly like plain PPO: drawing the
     web-text batches uses its own generator and touches no other state."""
     sft, rm, _ = trained
@@ -117,7 +118,7 @@ def test_ptx_batches_change_nothing_but_the_loss(trained, critic):
     def without_ptx(pg_loss, logits_ptx, input_ids, attention_mask, ptx_coef):
         return pg_loss, {}
 
-    cfg = PPOConfig(critic=critic, **FAST)
+    cfg = PPOConfig(critic=critic, **fast_ppo)
     plain = train_ppo(cfg, sft, rm)
     dropped = train_ppo(dataclasses.replace(cfg, ptx_coef=1.0), sft, rm,
                         losses=PPOLosses(ppo_ptx_loss=without_ptx))
@@ -127,10 +128,11 @@ def test_ptx_batches_change_nothing_but_the_loss(trained, critic):
         assert torch.equal(a, b), name
 
 
-def test_ptx_pulls_the_policy_back_to_web_text(trained, tok):
+@pytest.mark.slow
+def test_ptx_pulls_the_policy_back_to_web_text(fast_ppo, trained, tok):
     """Same seed, same rollouts at first: the ptx run ends with a lower held-out web-text NLL."""
     sft, rm, _ = trained
-    cfg = PPOConfig(**{**FAST, "iterations": 3}, lr=1e-3, beta=0.01, critic="head")
+    cfg = PPOConfig(**{**fast_ppo, "iterations": 3}, lr=1e-3, beta=0.01, critic="head")
     plain = train_ppo(cfg, sft, rm)
     ptx = train_ppo(dataclasses.replace(cfg, ptx_coef=1.0, ptx_batch_size=32), sft, rm)
     nll = {name: capability(r.policy, tok, n=128, samples_per_prompt=1)["pretrain_nll"]
@@ -143,12 +145,13 @@ def test_ptx_pulls_the_policy_back_to_web_text(trained, tok):
 
 # --- the study ---------------------------------------------------------------------------------
 
-def test_study_table_cache_and_plot(trained):
+@pytest.mark.slow
+def test_study_table_cache_and_plot(fast_ppo, small_config, trained):
     _, _, root = trained                              # base, SFT and RM are cached there
-    run = SMALL.with_ppo(**FAST)
+    run = small_config.with_ppo(**fast_ppo)
     kwargs = dict(betas=(1.0, 0.01), ptx_coefs=(0.5,), jobs=1, root=root, n_text=48,
-                  n_per_prompt=1, iterations=FAST["iterations"], rollouts=FAST["rollouts"],
-                  minibatch_size=FAST["minibatch_size"], critic=None)
+                  n_per_prompt=1, iterations=fast_ppo["iterations"], rollouts=fast_ppo["rollouts"],
+                  minibatch_size=fast_ppo["minibatch_size"], critic=None)
     result = alignment_tax_study(run, **kwargs)
     rows = result["rows"]
     assert [r["model"] for r in rows] == ["base", "sft", "ppo", "ppo", "ppo"]
@@ -170,13 +173,13 @@ def test_study_table_cache_and_plot(trained):
     beyond_plots.alignment_tax(rows)
 
 
-def test_study_runs_and_overrides():
-    variants = alignment_tax.tax_runs(SMALL, TaxStudyConfig(iterations=7, betas=(0.3, 0.03), ptx_coefs=(0.1, 1.0)))
+def test_study_runs_and_overrides(small_config):
+    variants = alignment_tax.tax_runs(small_config, TaxStudyConfig(iterations=7, betas=(0.3, 0.03), ptx_coefs=(0.1, 1.0)))
     assert [(r.ppo.beta, r.ppo.ptx_coef, r.ppo.iterations) for r in variants] == [
         (0.3, 0.0, 7), (0.03, 0.0, 7), (0.03, 0.1, 7), (0.03, 1.0, 7)]
     assert {(r.ppo.rollouts, r.ppo.minibatch_size, r.ppo.critic) for r in variants} == {(128, 32, "head")}
-    kept = alignment_tax.tax_runs(SMALL, TaxStudyConfig(iterations=None, rollouts=None,
+    kept = alignment_tax.tax_runs(small_config, TaxStudyConfig(iterations=None, rollouts=None,
                                                         minibatch_size=None, critic=None))
-    assert all(dataclasses.replace(r.ppo, beta=SMALL.ppo.beta, ptx_coef=0.0) == SMALL.ppo for r in kept)
+    assert all(dataclasses.replace(r.ppo, beta=small_config.ppo.beta, ptx_coef=0.0) == small_config.ppo for r in kept)
     with pytest.raises(ValueError, match="jobs"):
-        alignment_tax_study(SMALL, jobs=0)
+        alignment_tax_study(small_config, jobs=0)

@@ -55,6 +55,7 @@ def test_batch_larger_than_the_data_names_the_field(policy, pairs):
 
 # --- the enumerable space: DPO against the exact pi* ------------------------------------------
 
+@pytest.mark.slow
 def test_soft_labels_and_infinite_data_give_exactly_the_boltzmann_policy(space):
     for beta in (1.0, 0.5):
         out = dpo_enumerable(space.logp_ref, space.rewards, beta, soft=True)
@@ -73,6 +74,7 @@ def sampled(space):
             for n, steps in ((100, 100), (100, 400), (1000, 100), (1000, 200), (20_000, 100))}
 
 
+@pytest.mark.slow
 def test_many_pairs_land_near_the_boltzmann_policy_few_do_not(sampled):
     # measured: TV 0.005 (20k pairs), 0.056 (1k), 0.39 (100: 8 responses only won or only lost)
     tv = {n: sampled[n, 100]["tv"] for n in (100, 1000, 20_000)}
@@ -80,6 +82,7 @@ def test_many_pairs_land_near_the_boltzmann_policy_few_do_not(sampled):
     assert sampled[20_000, 100]["n_unbounded"] == sampled[20_000, 100]["n_unseen"] == 0
 
 
+@pytest.mark.slow
 def test_a_response_that_only_ever_wins_keeps_rising_with_more_steps(sampled):
     assert sampled[100, 100]["n_unbounded"] > 0
     assert sampled[100, 400]["tv"] > sampled[100, 100]["tv"] + 0.2    # overfits, never converges
@@ -120,6 +123,7 @@ def test_sequence_logprob_ignores_padding(policy, tok):
             sequence_logprob(policy, alone)[0].item(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_smoke_loss_starts_at_log2_and_goes_down_deterministically(policy, pairs, tok):
     trained, metrics = train_dpo(TINY, policy, tok, pairs)
     history = metrics["history"]
@@ -133,6 +137,7 @@ def test_smoke_loss_starts_at_log2_and_goes_down_deterministically(policy, pairs
     assert again["history"] == history
 
 
+@pytest.mark.slow
 def test_a_dpo_loss_not_written_falls_back_with_a_warning(policy, pairs, tok):
     def dpo_loss(logp_chosen, logp_rejected, logp_ref_chosen, logp_ref_rejected, beta):
         raise NotImplementedError
@@ -144,6 +149,7 @@ def test_a_dpo_loss_not_written_falls_back_with_a_warning(policy, pairs, tok):
     assert student["history"] == reference["history"]
 
 
+@pytest.mark.slow
 def test_a_loss_without_stats_is_accepted_and_a_nan_loss_is_named(policy, pairs, tok):
     def loss_only(*args):
         return beyond_losses.dpo_loss(*args)[0]
@@ -172,6 +178,7 @@ def small_run(tmp_path_factory):
     return run, root
 
 
+@pytest.mark.slow
 def test_load_or_train_dpo_is_cached_and_evaluated(small_run):
     run, root = small_run
     first = runs.load_or_train_dpo(run, root)
@@ -192,6 +199,7 @@ def test_the_dpo_key_follows_its_inputs_and_no_other_key_follows_it(small_run):
     assert runs.stage_keys(run.with_ppo(beta=0.3))["dpo"] == keys["dpo"]
 
 
+@pytest.mark.slow
 def test_a_student_dpo_loss_is_cached_under_its_source(small_run):
     run, root = small_run
 
@@ -207,6 +215,7 @@ def test_a_student_dpo_loss_is_cached_under_its_source(small_run):
 
 # --- the figures draw from plain results -----------------------------------------------------
 
+@pytest.mark.slow
 def test_figures(space, policy, tok):
     from rlhf_lab.course.plots import beyond as beyond_plots
     out = dpo_enumerable(space.logp_ref, space.rewards, 1.0, n_pairs=1000, steps=50)

@@ -125,6 +125,7 @@ def test_best_of_n_curve_properties(seed):
 # ----------------------------------------------------------------------------- the pool
 
 
+@pytest.mark.slow
 def test_pool_shapes_gold_and_determinism(sft, tok):
     pool = sample_pool(sft, tok, 8, seed=3)
     assert len(pool.prompts) == 48 and pool.gold.shape == (48, 8) and pool.index.shape == (48, 8)
@@ -159,6 +160,7 @@ def _sample_without_pruning(model, ids, mask, eos_id, pad_id, temperature, gener
     return torch.stack(tokens, dim=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_ended_rows_leave_the_model_without_changing_a_sample(sft, tok, temperature):
     prompts = [world.all_prompts()[i % 48] for i in range(96)]
@@ -178,6 +180,7 @@ def test_ended_rows_leave_the_model_without_changing_a_sample(sft, tok, temperat
     assert torch.equal(got_mask, response_mask_from(ref, tok.eos_token_id))
 
 
+@pytest.mark.slow
 def test_pool_sampler_matches_the_reference_sampler_row_by_row(sft, tok):
     """One row at a time nothing is dropped, so the generator's draws line up exactly."""
     for prompt, seed in [(world.all_prompts()[0], 0), (world.all_prompts()[30], 5)]:
@@ -190,6 +193,7 @@ def test_pool_sampler_matches_the_reference_sampler_row_by_row(sft, tok):
         assert bool((got[:, ref.shape[1]:] == tok.pad_token_id).all())
 
 
+@pytest.mark.slow
 def test_cached_pool_is_the_sampled_pool_and_the_sweep_shares_it(root, sft, tok):
     pools = lambda: {p.name for p in root.iterdir() if p.name.startswith("pool-")}
     before = pools()
@@ -207,6 +211,7 @@ def test_cached_pool_is_the_sampled_pool_and_the_sweep_shares_it(root, sft, tok)
     assert (SweepConfig().pool_seed, SweepConfig().n_samples) == (bon.pool_seed, bon.n_max)
 
 
+@pytest.mark.slow
 def test_score_pool_matches_score_texts(root, sft, tok):
     rms = [runs.load_or_train_rm(TINY.with_rm(n_pairs=64, seed=s), root=root).model for s in (0, 1)]
     pool = sample_pool(sft, tok, 4, seed=0)
@@ -268,6 +273,7 @@ def test_mean_curve_averages_the_gains_and_keeps_the_grid():
         bon_curves.mean_curve([])
 
 
+@pytest.mark.slow
 def test_study_shapes_and_properties(study):
     ns = study["ns"]
     assert ns[0] == 1 and ns[-1] == STUDY["n_max"]
@@ -286,6 +292,7 @@ def test_study_shapes_and_properties(study):
     json.dumps(study, allow_nan=False)                                  # plain JSON
 
 
+@pytest.mark.slow
 def test_study_ensemble_is_wired_to_the_members(study, root, sft, tok):
     """Recompute the members' scores and every aggregate's curve outside the study."""
     cfg = overoptimisation.BestOfNConfig(**STUDY)
@@ -303,6 +310,7 @@ def test_study_ensemble_is_wired_to_the_members(study, root, sft, tok):
     assert study["ensemble"]["members"][1]["curve"] != study["ensemble"]["members"][0]["curve"]
 
 
+@pytest.mark.slow
 def test_seed_average_is_the_mean_of_each_sizes_seeds(study, root, sft, tok):
     """Recompute every proxy seed's curve outside the study: the first is the proxy's own, the
     mean is what ``seed_average`` fits and peaks on."""
@@ -325,6 +333,7 @@ def test_seed_average_is_the_mean_of_each_sizes_seeds(study, root, sft, tok):
     assert study["seed_average"][0]["per_seed"][0] != study["seed_average"][0]["per_seed"][1]
 
 
+@pytest.mark.slow
 def test_study_is_cached_and_reloads_identical(study, root):
     folders = [p.name for p in root.iterdir() if p.name.startswith("bon-")]
     assert len(folders) == 1
@@ -341,6 +350,7 @@ def _lines(ax):
     return len(ax.get_lines())
 
 
+@pytest.mark.slow
 def test_figures_have_the_expected_axes_and_lines(study):
     G = len(study["proxies"])
     fig = overoptimisation_plots.bon_gao_curves(study)
@@ -392,6 +402,7 @@ def test_label_based_detector_picks_the_largest_n_when_gold_never_turns():
 # ----------------------------------------------------------------------------- reward models in workers
 
 
+@pytest.mark.slow
 def test_a_worker_scores_the_pool_with_its_reward_model(root, study):
     """What a worker returns is the cached reward model's score of every sample of the pool."""
     run = TINY.with_rm(n_pairs=64, seed=1)
@@ -403,6 +414,7 @@ def test_a_worker_scores_the_pool_with_its_reward_model(root, study):
     assert np.allclose(scores, score_pool(rm, models.world_tokenizer(), pool), rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_study_trains_and_scores_in_workers(study):
     """The fixture's study ran with the default jobs: on two or more cores every distinct reward
     model was trained and scored in a worker, once, and the study itself only loaded them."""

@@ -2,8 +2,6 @@
 import math
 
 import pytest
-from test_pipeline import SMALL
-from test_ppo import FAST
 
 from rlhf_lab.course.plots import ppo as ppo_plots
 from rlhf_lab.pipeline.runs import RunConfig
@@ -40,8 +38,9 @@ def test_sweep_run_is_the_plain_run_up_to_the_threshold_and_careful_above():
     assert sweep.sweep_run(run, 1.0, sweep.SweepConfig(careful_above=None)) == run.with_ppo(beta=1.0)
 
 
-def test_sweep_rows_frontier_and_cache(tmp_path):
-    run = SMALL.with_ppo(**FAST)
+@pytest.mark.slow
+def test_sweep_rows_frontier_and_cache(fast_ppo, small_config, tmp_path):
+    run = small_config.with_ppo(**fast_ppo)
     kwargs = dict(betas=(1.0, 0.01), jobs=1, root=tmp_path, n_samples=64, tail=2,
                   frontier_points=6, min_ess=20)
     result = sweep.beta_sweep(run, **kwargs)
@@ -51,11 +50,11 @@ def test_sweep_rows_frontier_and_cache(tmp_path):
         assert r["objective"] == pytest.approx(r["proxy"] - r["beta"] * r["kl"])
         assert 1 <= r["min_ess"] <= 64 and r["optimal_kl"] <= math.log(64) + 1e-9
     # β = 1 is trained carefully (sweep_run), β = 0.01 is the plain run
-    careful = round(FAST["iterations"] * 1.5)
+    careful = round(fast_ppo["iterations"] * 1.5)
     assert (rows[0]["critic"], rows[0]["iterations"], len(rows[0]["history"])) == ("separate", careful, careful)
     assert rows[0]["lr"] == pytest.approx(run.ppo.lr * 0.2)
     assert (rows[1]["critic"], rows[1]["lr"], len(rows[1]["history"])) == (run.ppo.critic, run.ppo.lr,
-                                                                           FAST["iterations"])
+                                                                           fast_ppo["iterations"])
     # large β: π* ≈ π_ref, many effective samples; tiny β: a few samples carry all the weight
     assert rows[0]["trustworthy"] and rows[0]["optimal_kl"] < rows[1]["optimal_kl"]
     assert rows[1]["min_ess"] < rows[0]["min_ess"]
@@ -67,11 +66,11 @@ def test_sweep_rows_frontier_and_cache(tmp_path):
     ppo_plots.beta_sweep(result)
 
 
-def test_bad_sweep_arguments_name_the_argument():
+def test_bad_sweep_arguments_name_the_argument(small_config):
     with pytest.raises(ValueError, match="betas"):
         sweep.SweepConfig(betas=(0.1, -1.0))
     for field, value in (("careful_above", 0.0), ("careful_length", 0.5), ("careful_critic", "none")):
         with pytest.raises(ValueError, match=field):
             sweep.SweepConfig(**{field: value})
     with pytest.raises(ValueError, match="jobs"):
-        sweep.beta_sweep(SMALL, jobs=0)
+        sweep.beta_sweep(small_config, jobs=0)

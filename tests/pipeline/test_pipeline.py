@@ -5,55 +5,51 @@ import pytest
 
 from rlhf_lab.core import artifacts
 from rlhf_lab.pipeline import runs
-from rlhf_lab.pipeline.runs import RunConfig
-from rlhf_lab.stages.reward_model import RewardConfig
-from rlhf_lab.stages.sft import PretrainConfig, SFTConfig
-
-SMALL = RunConfig(base=PretrainConfig(corpus_size=2000, steps=60, batch_size=64),
-                  sft=SFTConfig(n_demonstrations=300, steps=40, batch_size=32),
-                  rm=RewardConfig(n_pairs=256, epochs=1, batch_size=32, n_heldout=128))
 
 
-def test_stages_train_cache_and_reload(tmp_path):
-    rm = runs.load_or_train_rm(SMALL, root=tmp_path)
+@pytest.mark.slow
+def test_stages_train_cache_and_reload(small_config, tmp_path):
+    rm = runs.load_or_train_rm(small_config, root=tmp_path)
     folders = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
     assert folders == ["base", "rm", "sft"]
     assert 0 <= rm.metrics["accuracy"] <= 1 and 0.5 <= rm.metrics["bayes_ceiling"] <= 1
-    assert sum(r["count"] for r in rm.metrics["calibration"]) == SMALL.rm.n_heldout
-    sft = runs.load_or_train_sft(SMALL, root=tmp_path)
+    assert sum(r["count"] for r in rm.metrics["calibration"]) == small_config.rm.n_heldout
+    sft = runs.load_or_train_sft(small_config, root=tmp_path)
     assert sft.metrics["heldout_loss_after"] < sft.metrics["heldout_loss_before"]
-    again = runs.load_or_train_rm(SMALL, root=tmp_path)     # from the cache: same numbers
+    again = runs.load_or_train_rm(small_config, root=tmp_path)     # from the cache: same numbers
     assert again.metrics == rm.metrics and again.path == rm.path
 
 
-def test_load_metrics_trains_what_is_missing_then_reads_without_loading_a_model(tmp_path,
+@pytest.mark.slow
+def test_load_metrics_trains_what_is_missing_then_reads_without_loading_a_model(small_config, tmp_path,
                                                                               monkeypatch):
-    metrics = runs.load_metrics("rm", SMALL, root=tmp_path)          # trains base, SFT, RM
+    metrics = runs.load_metrics("rm", small_config, root=tmp_path)          # trains base, SFT, RM
     assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["base", "rm", "sft"]
-    assert metrics == runs.load_or_train_rm(SMALL, root=tmp_path).metrics
+    assert metrics == runs.load_or_train_rm(small_config, root=tmp_path).metrics
 
     def no_loading(*args, **kwargs):
         raise AssertionError("load_metrics loaded a model")
     monkeypatch.setattr(runs, "load_or_train_rm", no_loading)
     monkeypatch.setattr(runs, "load_or_train_sft", no_loading)
-    assert runs.load_metrics("rm", SMALL, root=tmp_path) == metrics
-    assert runs.load_metrics("sft", SMALL, root=tmp_path)["history"]
+    assert runs.load_metrics("rm", small_config, root=tmp_path) == metrics
+    assert runs.load_metrics("sft", small_config, root=tmp_path)["history"]
     with pytest.raises(ValueError, match="stage"):
-        runs.load_metrics("critic", SMALL, root=tmp_path)
+        runs.load_metrics("critic", small_config, root=tmp_path)
 
 
-def test_same_seed_same_numbers(tmp_path):
-    run = dataclasses.replace(SMALL, base=dataclasses.replace(SMALL.base, steps=20))
+@pytest.mark.slow
+def test_same_seed_same_numbers(small_config, tmp_path):
+    run = dataclasses.replace(small_config, base=dataclasses.replace(small_config.base, steps=20))
     a = runs.load_or_train_sft(run, root=tmp_path / "a").metrics
     b = runs.load_or_train_sft(run, root=tmp_path / "b").metrics
     assert a["history"] == b["history"] and a["gold_samples"] == b["gold_samples"]
 
 
-def test_changed_config_changes_every_downstream_key():
-    keys = runs.stage_keys(SMALL)
-    other = runs.stage_keys(dataclasses.replace(SMALL, base=dataclasses.replace(SMALL.base, lr=1e-3)))
+def test_changed_config_changes_every_downstream_key(small_config):
+    keys = runs.stage_keys(small_config)
+    other = runs.stage_keys(dataclasses.replace(small_config, base=dataclasses.replace(small_config.base, lr=1e-3)))
     assert all(keys[k] != other[k] for k in keys)
-    assert runs.stage_keys(SMALL.with_rm(n_pairs=512))["sft"] == keys["sft"]
+    assert runs.stage_keys(small_config.with_rm(n_pairs=512))["sft"] == keys["sft"]
 
 
 def test_interrupted_training_leaves_no_artifact(tmp_path):
@@ -76,22 +72,24 @@ def test_interrupted_training_leaves_no_artifact(tmp_path):
     assert (path / "w").read_text() == "ok" and (path / artifacts.COMPLETE).exists()
 
 
-def test_student_loss_that_is_not_written_falls_back_with_a_warning(tmp_path):
+@pytest.mark.slow
+def test_student_loss_that_is_not_written_falls_back_with_a_warning(small_config, tmp_path):
     from rlhf_lab.core.plug import FallbackWarning
 
     def student_sft_loss(logits, input_ids, response_mask):
         raise NotImplementedError
 
     with pytest.warns(FallbackWarning, match="sft_loss"):
-        art = runs.load_or_train_sft(SMALL, root=tmp_path, loss_fn=student_sft_loss)
+        art = runs.load_or_train_sft(small_config, root=tmp_path, loss_fn=student_sft_loss)
     assert art.metrics["heldout_loss_after"] < art.metrics["heldout_loss_before"]
 
 
-def test_a_wrong_student_loss_is_used_as_written(tmp_path):
+@pytest.mark.slow
+def test_a_wrong_student_loss_is_used_as_written(small_config, tmp_path):
     def wrong(logits, input_ids, response_mask):           # ignores the data: trains nothing useful
         return logits.sum() * 0.0
 
-    art = runs.load_or_train_sft(SMALL, root=tmp_path, loss_fn=wrong)
+    art = runs.load_or_train_sft(small_config, root=tmp_path, loss_fn=wrong)
     # only weight decay moves the weights: the held-out loss stays where it was
     assert art.metrics["heldout_loss_after"] == pytest.approx(art.metrics["heldout_loss_before"], abs=0.01)
 
@@ -111,48 +109,51 @@ def test_code_key_follows_the_source_and_sees_through_the_fallback_wrapper():
     assert runs.code_key(len) is None                  # no source: the run is not cached
 
 
-def test_a_student_run_is_cached_under_its_source(tmp_path):
+@pytest.mark.slow
+def test_a_student_run_is_cached_under_its_source(small_config, tmp_path):
     from rlhf_lab.equations.losses import sft_loss
 
     def mine(logits, input_ids, response_mask):
         return sft_loss(logits, input_ids, response_mask)
 
-    first = runs.load_or_train_sft(SMALL, root=tmp_path, loss_fn=mine)
-    again = runs.load_or_train_sft(SMALL, root=tmp_path, loss_fn=mine)
+    first = runs.load_or_train_sft(small_config, root=tmp_path, loss_fn=mine)
+    again = runs.load_or_train_sft(small_config, root=tmp_path, loss_fn=mine)
     assert again.path == first.path and "custom" in first.path.name
     assert again.metrics == first.metrics
-    reference = runs.load_or_train_sft(SMALL, root=tmp_path)
+    reference = runs.load_or_train_sft(small_config, root=tmp_path)
     assert reference.path != first.path
     assert reference.metrics["history"] == first.metrics["history"]   # same math, same numbers
 
 
-def test_reward_model_scaling_measures_every_size_on_one_shared_set(tmp_path):
-    rows = runs.reward_model_scaling(SMALL, pair_counts=(64, 128), n_heldout=300, root=tmp_path)
+@pytest.mark.slow
+def test_reward_model_scaling_measures_every_size_on_one_shared_set(small_config, tmp_path):
+    rows = runs.reward_model_scaling(small_config, pair_counts=(64, 128), n_heldout=300, root=tmp_path)
     assert [r["n_pairs"] for r in rows] == [64, 128] and all(r["n_heldout"] == 300 for r in rows)
     assert rows[0]["bayes_ceiling"] == rows[1]["bayes_ceiling"]        # the same pairs for both
     for r in rows:                                                     # own 128-pair set vs shared
-        own = runs.load_or_train_rm(SMALL.with_rm(n_pairs=r["n_pairs"]), root=tmp_path).metrics
+        own = runs.load_or_train_rm(small_config.with_rm(n_pairs=r["n_pairs"]), root=tmp_path).metrics
         assert r["accuracy_own"] == own["accuracy"]
         correct = r["accuracy"] * 300                                  # a count of the 300 pairs
         assert 0 <= r["accuracy"] <= 1 and abs(correct - round(correct)) < 1e-3
-    again = runs.reward_model_scaling(SMALL, pair_counts=(64, 128), n_heldout=300, root=tmp_path)
+    again = runs.reward_model_scaling(small_config, pair_counts=(64, 128), n_heldout=300, root=tmp_path)
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in rows]  # same seed, same set
 
 
 @pytest.mark.parametrize("kwargs, name", [({"pair_counts": ()}, "pair_counts"),
                                           ({"pair_counts": (0,)}, "pair_counts"),
                                           ({"n_heldout": 0}, "n_heldout")])
-def test_reward_model_scaling_rejects_bad_arguments(kwargs, name):
+def test_reward_model_scaling_rejects_bad_arguments(small_config, kwargs, name):
     with pytest.raises(ValueError, match=name):
-        runs.reward_model_scaling(SMALL, **kwargs)
+        runs.reward_model_scaling(small_config, **kwargs)
 
 
-def test_train_runs_trains_a_repeated_run_once(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_train_runs_trains_a_repeated_run_once(small_config, tmp_path, monkeypatch):
     """Two tasks with one artifact: trained once (the second reads 0 s), and nothing on a rerun."""
-    runs.load_metrics("rm", SMALL, root=tmp_path)
+    runs.load_metrics("rm", small_config, root=tmp_path)
     calls = []
     monkeypatch.setattr(runs, "_train_one", lambda stage, run, root: calls.append(run) or 1.0)
-    run = SMALL.with_ppo(beta=0.5)
+    run = small_config.with_ppo(beta=0.5)
     assert runs.train_runs([("ppo", run), ("ppo", run), ("ppo", run.with_ppo(beta=0.6))],
                                tmp_path) == [1.0, 0.0, 1.0]
     assert calls == [run, run.with_ppo(beta=0.6)]

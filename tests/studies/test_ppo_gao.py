@@ -7,8 +7,6 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from test_pipeline import SMALL  # noqa: E402
-from test_ppo import FAST  # noqa: E402
 
 from rlhf_lab.core.artifacts import is_cached  # noqa: E402
 from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots  # noqa: E402
@@ -113,37 +111,38 @@ def test_smoothed_peak_exact_values():
                                          (dict(smooth=0), "smooth"),
                                          (dict(eval_every=-1), "eval_every"),
                                          (dict(eval_per_prompt=0), "eval_per_prompt")])
-def test_bad_config_names_the_field(kwargs, name):
+def test_bad_config_names_the_field(small_config, kwargs, name):
     with pytest.raises(ValueError, match=name):
         PPOGaoConfig(**kwargs)
     with pytest.raises(ValueError, match=name):
-        ppo_gao_study(SMALL, **kwargs, jobs=1)
+        ppo_gao_study(small_config, **kwargs, jobs=1)
 
 
 @pytest.mark.parametrize("jobs", [0, -1, 1.5])
-def test_bad_jobs_is_refused_before_any_training(jobs, tmp_path):
+def test_bad_jobs_is_refused_before_any_training(small_config, jobs, tmp_path):
     with pytest.raises(ValueError, match="jobs"):
-        ppo_gao_study(SMALL, pairs_grid=(128,), jobs=jobs, root=tmp_path)
+        ppo_gao_study(small_config, pairs_grid=(128,), jobs=jobs, root=tmp_path)
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
 
 
-def test_cache_key_follows_beta_the_grid_and_the_runs():
+def test_cache_key_follows_beta_the_grid_and_the_runs(small_config):
     cfg = PPOGaoConfig(pairs_grid=(128, 256), beta=0.01)
-    key = study_key(SMALL, cfg)
-    assert study_key(SMALL, PPOGaoConfig(pairs_grid=(128, 256), beta=0.01)) == key
-    assert study_key(SMALL, PPOGaoConfig(pairs_grid=(128, 256), beta=0.02)) != key
-    assert study_key(SMALL, PPOGaoConfig(pairs_grid=(128, 512), beta=0.01)) != key
-    assert study_key(SMALL.with_ppo(lr=1e-4), cfg) != key
+    key = study_key(small_config, cfg)
+    assert study_key(small_config, PPOGaoConfig(pairs_grid=(128, 256), beta=0.01)) == key
+    assert study_key(small_config, PPOGaoConfig(pairs_grid=(128, 256), beta=0.02)) != key
+    assert study_key(small_config, PPOGaoConfig(pairs_grid=(128, 512), beta=0.01)) != key
+    assert study_key(small_config.with_ppo(lr=1e-4), cfg) != key
 
 
 @pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
+def tiny_study(fast_ppo, small_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo_gao")
-    run = SMALL.with_ppo(**{**FAST, "iterations": 4})
+    run = small_config.with_ppo(**{**fast_ppo, "iterations": 4})
     return run, root, ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
                                     baseline_per_prompt=8, eval_per_prompt=2)
 
 
+@pytest.mark.slow
 def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     run, root, study = tiny_study
     assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
@@ -191,6 +190,7 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     assert [p["curve"] for p in again["proxies"]] == [p["curve"] for p in study["proxies"]]
 
 
+@pytest.mark.slow
 def test_figure_draws_every_proxy(tiny_study):
     _, _, study = tiny_study
     fig = overoptimisation_plots.ppo_gao_curves(study)
