@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rlhf_lab.core.config import number
+
 __all__ = ["boltzmann_policy", "log_partition", "optimal_objective", "policy_stats",
            "kl_optimal", "frontier", "beta_to_zero_policy", "boltzmann_estimate",
            "estimated_frontier", "BoltzmannEstimate", "LowESSWarning", "DEFAULT_MIN_ESS"]
@@ -66,13 +68,9 @@ def _as_float_tensor(x, name: str) -> torch.Tensor:
 
 def _check_beta(beta, name: str = "beta") -> float:
     """A finite number > 0, returned as a Python float."""
-    try:
-        value = float(beta)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name} must be a number > 0, got {beta!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {beta!r}")
-    return value
+    if isinstance(beta, torch.Tensor) and beta.numel() == 1:
+        beta = beta.item()
+    return number(beta, name, 0, math.inf, open_low=True, open_high=True)
 
 
 def _check_logp(logp: torch.Tensor, name: str) -> None:

@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from rlhf_lab.core.config import number
 from rlhf_lab.equations.masking import check_mask, masked_mean, masked_sum, masked_var
 
 __all__ = ["kl_k1", "kl_k2", "kl_k3", "kl_estimate", "KL_ESTIMATORS", "sequence_kl",
@@ -49,16 +50,7 @@ def _check_tensors(**tensors: torch.Tensor) -> None:
 def _check_range(name: str, value, low: float, high: float,
                  open_low: bool = False, open_high: bool = False) -> float:
     """Return ``float(value)``; raise ValueError naming ``name`` if it is outside the range."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    above = number > low if open_low else number >= low
-    below = number < high if open_high else number <= high
-    if not (above and below):        # also catches NaN
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return number
+    return number(value, name, low, high, open_low, open_high)
 
 
 def _zero_masked(values: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ def sample_responses(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
     Rows that have ended leave the model (with their KV cache) once they are a fifth of those
     still in it, but every step still draws for all B rows: ``torch.multinomial`` uses as many
     random numbers per row whatever the probabilities, so the samples are bit for bit those of the
-    loop without pruning, about 1.3 times faster at B = 512.
+    loop without pruning, and the ended rows cost no more forward passes.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")

@@ -14,7 +14,7 @@ import torch
 
 from rlhf_lab import world
 from rlhf_lab.core.artifacts import cached, read_json, write_json
-from rlhf_lab.core.config import config_hash, require
+from rlhf_lab.core.config import config_hash, integer
 from rlhf_lab.lm import models
 from rlhf_lab.lm.generation import sample_responses_pruned
 from rlhf_lab.lm.sequences import decode_responses, encode_pairs, encode_prompts, response_mask_from
@@ -44,8 +44,7 @@ def sample_pool(policy, tokenizer, n_per_prompt: int, seed: int, max_new_tokens:
     The policy repeats its favourite replies (a quarter of 48 x 1024 samples are repeats), so
     each distinct reply is decoded and scored by the gold utility once.
     """
-    require(isinstance(n_per_prompt, int) and n_per_prompt >= 1, "n_per_prompt",
-            f"must be an int >= 1, got {n_per_prompt!r}")
+    integer(n_per_prompt, "n_per_prompt", 1)
     policy.eval()
     prompts = world.all_prompts()
     P, m = len(prompts), n_per_prompt
@@ -148,9 +147,9 @@ def score_pool(rm, tokenizer, pool: Pool, batch_size: int = 4096, chunk_size: in
     The distinct (prompt, reply) pairs are encoded once (as reward_model.score_texts does;
     ``encoded``: :func:`encode_pool`'s result, to reuse it) and sorted by length, so each batch of
     ``batch_size`` carries little padding; every model scores each pair once. A batch goes
-    through the model ``chunk_size`` rows at a time: the activations of 4096 rows overflow the
-    CPU's caches, and 512 rows at the batch's width give the same scores (to float rounding: bit
-    for bit on some CPUs, not on others) about 1.4 times faster.
+    through the model ``chunk_size`` rows at a time, so that its activations stay within the
+    CPU's caches; the scores are the same to float rounding (bit for bit on some CPUs, not on
+    others).
     """
     rms = list(rm) if isinstance(rm, (list, tuple)) else [rm]
     batch, lengths, order = encoded if encoded is not None else encode_pool(tokenizer, pool)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from rlhf_lab.core.artifacts import artifact_folder, cached, is_cached, read_json, write_json
-from rlhf_lab.core.config import config_dict, config_hash, require
+from rlhf_lab.core.config import config_dict, config_hash, integer, require
 from rlhf_lab.core.workers import in_processes
 from rlhf_lab.lm import models
 from rlhf_lab.stages.dpo import DPOConfig, train_dpo
@@ -221,8 +221,7 @@ def reward_model_scaling(run: RunConfig = RunConfig(), pair_counts=(250, 1000, 4
     """
     require(len(pair_counts) > 0 and all(isinstance(n, int) and n > 0 for n in pair_counts),
             "pair_counts", f"must be a non-empty sequence of ints > 0, got {pair_counts!r}")
-    require(isinstance(n_heldout, int) and n_heldout > 0, "n_heldout",
-            f"must be an int > 0, got {n_heldout!r}")
+    integer(n_heldout, "n_heldout", 1)
     tok = models.world_tokenizer()
     sft = load_or_train_sft(run, root).model
     heldout = sample_preferences(sft, tok, n_heldout, SCALING_HELDOUT_SEED, run.rm.max_response_len)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rlhf_lab.core.config import positive, require
+from rlhf_lab.core.config import integer, positive, require
 from rlhf_lab.core.plug import as_loss_and_stats, pluggable
 from rlhf_lab.core.progress import progress
 from rlhf_lab.equations import closed_form
@@ -47,9 +47,8 @@ __all__ = ["DPOConfig", "train_dpo", "sequence_logprob", "reference_logprobs", "
 
 @dataclass(frozen=True)
 class DPOConfig:
-    """DPO on the reward model's preference pairs. The defaults (124 steps on 4000 pairs) took
-    17-36 s on a 2-core CPU shared with other jobs, and moved the policy about as far from the
-    reference (KL ~1.1) as PPO at the same beta."""
+    """DPO on the reward model's preference pairs. The defaults are chosen to move the policy
+    about as far from the reference as PPO at the same beta (docs/lab_notes.md has the runs)."""
     beta: float = 0.1
     """beta, the KL coefficient of the objective DPO solves; the scale of the implicit reward
     ``beta log pi/pi_ref`` (typical 0.03-0.5; small beta lets the policy move further)."""
@@ -240,9 +239,8 @@ def dpo_enumerable(logp_ref, rewards, beta: float, n_pairs: int = 20_000, steps:
     logp_ref, rewards = closed_form._check_space(logp_ref, rewards)
     require(logp_ref.dim() == 1, "logp_ref",
             f"must be 1-D (one prompt), got shape {tuple(logp_ref.shape)}")
-    require(isinstance(n_pairs, int) and n_pairs > 0, "n_pairs",
-            f"must be an int > 0, got {n_pairs!r}")
-    require(isinstance(steps, int) and steps > 0, "steps", f"must be an int > 0, got {steps!r}")
+    integer(n_pairs, "n_pairs", 1)
+    integer(steps, "steps", 1)
     require(lr > 0, "lr", f"must be > 0, got {lr!r}")
     beta = closed_form._check_beta(beta)
     loss_fn = pluggable(loss_fn, dpo_loss, "dpo_loss")

@@ -93,10 +93,9 @@ class PPOConfig:
     kl_horizon: int = 10_000
     """Horizon of the adaptive controller, in responses."""
     critic: str = "head"
-    """"head": a value head on the policy trunk (three networks; about 1.7x faster on a CPU; final
-    objective at β = 0.3 0.730 against the separate critic's 0.742, and at β = 0.01 gold falls
-    below the SFT policy either way, after less of a rise); "separate": a critic network
-    initialised from the RM (InstructGPT's four networks)."""
+    """"head": a value head on the policy trunk (three networks, so cheaper per iteration; the
+    value loss's gradients share the policy's trunk); "separate": a critic network initialised
+    from the RM (InstructGPT's four networks). benchmarks/bench_ppo.py times both."""
     reward: str = "proxy"
     """"proxy": the reward model; "gold": the world's gold utility itself (the oracle)."""
     missing_eos_penalty: float = 0.0

@@ -33,7 +33,7 @@ import torch
 
 from rlhf_lab import datasets, world
 from rlhf_lab.core.artifacts import cached, read_json, write_json
-from rlhf_lab.core.config import config_dict, config_hash, positive, require
+from rlhf_lab.core.config import config_dict, config_hash, integer, positive, require
 from rlhf_lab.equations.beyond_losses import pretraining_nll
 from rlhf_lab.lm import models
 from rlhf_lab.lm.evaluation import evaluate_policy
@@ -122,9 +122,8 @@ def capability(model, tokenizer=None, n: int = 512, seed: int = HELDOUT_TEXT_SEE
     ``grammatical`` and ``ended`` over ``samples_per_prompt`` sampled replies per prompt.
     A model with uniform logits scores ``log V`` on every NLL. Same seed, same numbers.
     """
-    require(isinstance(n, int) and n >= 2, "n", f"must be an int >= 2, got {n!r}")
-    require(isinstance(samples_per_prompt, int) and samples_per_prompt >= 1, "samples_per_prompt",
-            f"must be an int >= 1, got {samples_per_prompt!r}")
+    integer(n, "n", 2)
+    integer(samples_per_prompt, "samples_per_prompt", 1)
     tokenizer = tokenizer or models.world_tokenizer()
     model.eval()
     # 1. held-out web text: every real token, as in pretraining
@@ -216,7 +215,7 @@ def alignment_tax_study(run: RunConfig = RunConfig(), betas=TAX_BETAS, ptx_coefs
     cfg = TaxStudyConfig(betas=tuple(float(b) for b in betas),
                          ptx_coefs=tuple(float(c) for c in ptx_coefs), **options)
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
-    require(isinstance(jobs, int) and jobs >= 1, "jobs", f"must be an int >= 1, got {jobs!r}")
+    integer(jobs, "jobs", 1)
     runs = tax_runs(run, cfg)
     load_or_train_rm(run, root)                    # upstream stages once, before any worker
     order = sorted(range(len(runs)), key=lambda i: -runs[i].ppo.ptx_coef)   # slowest (ptx) first

@@ -34,7 +34,7 @@ import torch
 
 from rlhf_lab import world
 from rlhf_lab.core.artifacts import cached, read_json, write_json
-from rlhf_lab.core.config import config_dict, config_hash, non_negative, positive, require
+from rlhf_lab.core.config import config_dict, config_hash, integer, non_negative, positive, require
 from rlhf_lab.core.workers import in_processes
 from rlhf_lab.lm import models
 from rlhf_lab.lm.evaluation import evaluate_policy
@@ -280,7 +280,7 @@ def ai_feedback_study(run: RunConfig = RunConfig(), cfg: FeedbackConfig = Feedba
     2 on a machine with 2 or more cores). Cached as ``feedback-<key>``.
     """
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
-    require(isinstance(jobs, int) and jobs >= 1, "jobs", f"must be an int >= 1, got {jobs!r}")
+    integer(jobs, "jobs", 1)
     judges = [stage_keys(_judge_run(run, n, cfg.seed))["rm"] for n in (cfg.few_labels, cfg.more_labels)]
     key = config_hash(cfg, stage_keys(run)["sft"], config_hash(run.rm), config_hash(run.ppo), *judges)
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from rlhf_lab.core.artifacts import cached, read_json, write_json
-from rlhf_lab.core.config import config_dict, config_hash, positive, require
+from rlhf_lab.core.config import config_dict, config_hash, integer, positive, require
 from rlhf_lab.core.workers import in_processes
 from rlhf_lab.lm import models
 from rlhf_lab.lm.evaluation import evaluate_policy
@@ -202,7 +202,7 @@ def iterative_rlhf(run: RunConfig = RunConfig(), cfg: IterativeConfig = Iterativ
     Cached as ``iterative-<key>``; the SFT model comes from the pipeline's cache.
     """
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
-    require(isinstance(jobs, int) and jobs >= 1, "jobs", f"must be an int >= 1, got {jobs!r}")
+    integer(jobs, "jobs", 1)
     sft_key = stage_keys(run)["sft"]
     key = config_hash(cfg, sft_key, config_hash(run.rm), config_hash(run.ppo))
 

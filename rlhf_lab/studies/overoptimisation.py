@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from rlhf_lab.core.artifacts import cached, is_cached, read_json, write_json
-from rlhf_lab.core.config import config_dict, config_hash, non_negative, positive, require
+from rlhf_lab.core.config import config_dict, config_hash, integer, non_negative, positive, require
 from rlhf_lab.core.workers import in_processes
 from rlhf_lab.equations.bon_curves import (
     best_of_n_curve,
@@ -90,8 +90,7 @@ class BestOfNConfig:
                                                                   for p in grid)
                 and list(grid) == sorted(set(grid)), "pairs_grid",
                 f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
-        require(isinstance(self.n_max, int) and self.n_max >= 2, "n_max",
-                f"must be an int >= 2, got {self.n_max!r}")
+        integer(self.n_max, "n_max", 2)
         positive(self, "points_per_octave", "ensemble_pairs", "heldout_pairs", "max_new_tokens",
                  "eval_labels_per_n", "proxy_seeds")
         require(isinstance(self.proxy_seeds, int), "proxy_seeds",
@@ -163,8 +162,7 @@ def overoptimisation_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 
                         ensemble_seeds=tuple(ensemble_seeds), **options)
     runs = _reward_model_runs(run, cfg)
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
-    require(isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1, "jobs",
-            f"must be an int >= 1, got {jobs!r}")
+    integer(jobs, "jobs", 1)
     key = config_hash(cfg, stage_keys(run)["sft"], *(stage_keys(r)["rm"] for r in runs.values()))
     if jobs > 1 and not is_cached("bon", key, root):
         timings, scores = _train_and_score_in_workers(run, cfg, runs, root, jobs)
@@ -178,9 +176,9 @@ def overoptimisation_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 
 def _train_and_score_in_workers(run: RunConfig, cfg: BestOfNConfig, runs: dict, root,
                                 jobs: int) -> tuple[dict, dict]:
     """Every distinct reward model of ``runs`` trained (or loaded) and scoring the pool in
-    ``jobs`` single-threaded workers, the largest first; ``(timings, scores by label)``. A
-    4000-pair model trains in 11.9 s with two threads, two of them at once in 15.1 s (AMD EPYC
-    VM, 2026-12-01): a second process pays, a second thread hardly."""
+    ``jobs`` single-threaded workers, the largest first; ``(timings, scores by label)``. On a small model a
+    second thread hardly pays and a second process nearly doubles the throughput
+    (benchmarks/bench_overopt.py prints both)."""
     wall = time.perf_counter()
     pool_args = (cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
     load_or_sample_pool(run, *pool_args, root)      # upstream (base, SFT) and the pool, once

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlhf_lab.core.artifacts import cached, read_json, write_json
-from rlhf_lab.core.config import config_dict, config_hash, positive, require
+from rlhf_lab.core.config import config_dict, config_hash, integer, positive, require
 from rlhf_lab.equations.overopt_math import fit_rl
 from rlhf_lab.lm import models
 from rlhf_lab.pipeline.pool import load_or_sample_pool, score_pool
@@ -160,8 +160,7 @@ def smoothed_peak(curve: dict, window: int) -> dict:
     Example: gold gains [0, 0.5, 1, 1, 0.2] with window 2 give means [0.25, 0.75, 1, 0.6]: the
     peak is iterations 2-3 at 1.0.
     """
-    require(isinstance(window, int) and not isinstance(window, bool) and window >= 1, "window",
-            f"must be an int >= 1, got {window!r}")
+    integer(window, "window", 1)
     window = min(window, len(curve["gold_gain"]))
     kernel = np.ones(window) / window
     means = {key: np.convolve(curve[key], kernel, mode="valid")
@@ -244,8 +243,7 @@ def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), b
     """
     cfg = PPOGaoConfig(pairs_grid=tuple(pairs_grid), beta=beta, **options)
     jobs = min(2, os.cpu_count() or 1) if jobs is None else jobs
-    require(isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1, "jobs",
-            f"must be an int >= 1, got {jobs!r}")
+    integer(jobs, "jobs", 1)
     runs = ppo_gao_runs(run, cfg)
     # 1. reward models here, once, before any worker could train them twice
     for r in runs:

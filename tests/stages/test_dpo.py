@@ -4,6 +4,7 @@ import dataclasses
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
@@ -220,7 +221,11 @@ def test_figures(space, policy, tok):
     from rlhf_lab.course.plots import beyond as beyond_plots
     out = dpo_enumerable(space.logp_ref, space.rewards, 1.0, n_pairs=1000, steps=50)
     fig = beyond_plots.dpo_vs_boltzmann(out)
-    assert len(fig.axes) >= 1
+    (ax,) = fig.axes                             # π_ref as bars, π* and π_DPO as two lines
+    assert [len(line.get_xdata()) for line in ax.lines] == [len(out["rewards"])] * 2
+    order = np.argsort(out["rewards"].numpy())                 # sorted by reward, as the x axis says
+    assert np.allclose(ax.lines[0].get_ydata(), out["logp_star"].exp().numpy()[order])
+    assert np.allclose(ax.lines[1].get_ydata(), out["logp_dpo"].exp().numpy()[order])
     point = {"method": "DPO", "beta": 0.1, "kl": 0.0, "gold": 2.0, "proxy": None}
     points = [{"method": "PPO", "beta": b, "kl": k, "gold": g, "proxy": p}
               for b, k, g, p in ((0.3, 0.3, 2.1, 0.85), (0.1, 1.2, 2.1, 1.0))]
