@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from rlhf_lab import world
+from rlhf_lab.core.artifacts import write_json
+from rlhf_lab.course import summary_json
 from rlhf_lab.course.plots import beyond as beyond_plots
 from rlhf_lab.course.plots import common as common_plots
 from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots
@@ -15,6 +17,7 @@ from rlhf_lab.course.plots import ppo as ppo_plots
 from rlhf_lab.course.plots import reward_model as reward_model_plots
 from rlhf_lab.equations import enumerable_space
 from rlhf_lab.equations.overopt_math import fit_rl
+from rlhf_lab.lm.models import count_parameters
 from rlhf_lab.pipeline.runs import (
     RunConfig,
     load_or_train_base,
@@ -91,20 +94,24 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
               f"| {r['gold_correlation']:.3f} | {r['accuracy_own']:.3f} |" for r in rows]
     se = (rows[-1]["accuracy"] * (1 - rows[-1]["accuracy"]) / n_heldout) ** 0.5
     lines += ["", f"Standard error of each accuracy ≈ {se:.3f} ({n_heldout} pairs; ≈ 0.016 on 1000)."]
+    params = {n: count_parameters(load_or_train_rm(run.with_rm(n_pairs=n)).model) for n in rm_pairs}
+    record = {"schema_version": summary_json.SCHEMA_VERSION,
+              "reward_models": summary_json.reward_model_rows(rows, params, run.rm.seed)}
     sweep_options = sweep_options or {}
     careful = sweep.SweepConfig(**{k: v for k, v in sweep_options.items() if k.startswith("careful_")})
-    lines += ppo_section(run, out, betas, careful)        # the sweep's own runs, trained once
-    lines += sweep_section(run, out, betas, **sweep_options)
-    lines += overopt_section(run, out, min(betas), **(bon or {}))
+    lines += ppo_section(run, out, betas, careful, record)   # the sweep's own runs, trained once
+    lines += sweep_section(run, out, betas, record, **sweep_options)
+    lines += overopt_section(run, out, min(betas), record, **(bon or {}))
     lines += beyond_section(run, out, **(beyond or {}))
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
+    write_json(out / "summary.json", record)
     return summary
 
 
 def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS,
-                careful: sweep.SweepConfig = sweep.SweepConfig()) -> list[str]:
+                careful: sweep.SweepConfig = sweep.SweepConfig(), record: dict | None = None) -> list[str]:
     """PPO against the proxy RM at each β (the β sweep's runs, :func:`rlhf_lab.studies.sweep.sweep_run`
     with ``careful``'s settings for large β), and against the gold utility itself (the oracle)."""
     runs = {f"β={b:g}": sweep.sweep_run(run, b, careful) for b in betas}
@@ -124,6 +131,8 @@ def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS,
         lines.append(f"| {name} | {ppo.lr:.3g}, {ppo.iterations}, {ppo.critic} | {seconds:.1f} "
                      f"| {h[0]['kl']:.2f} -> {h[-1]['kl']:.2f} | {h[0]['proxy']:.2f} -> {h[-1]['proxy']:.2f} "
                      f"| {h[0]['gold']:.2f} -> {peak['gold']:.2f} (it. {peak['iteration']}) -> {h[-1]['gold']:.2f} |")
+        if name.startswith("oracle") and record is not None:
+            record["oracle_ppo_gain"] = float(h[-1]["gold"] - h[0]["gold"])
         if art.metrics.get("stopped"):
             lines.append(f"|  | | {art.metrics['stopped']} | | | |")
     common_plots.save(ppo_plots.ppo_training_curves(histories), out / "ppo_curves.png")
@@ -138,9 +147,12 @@ def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS,
     return lines
 
 
-def sweep_section(run: RunConfig, out: Path, betas=PPO_BETAS, **options) -> list[str]:
+def sweep_section(run: RunConfig, out: Path, betas=PPO_BETAS, record: dict | None = None,
+                  **options) -> list[str]:
     """PPO's final objective at each β against the importance-sampled optimum β log Z."""
     result = sweep.beta_sweep(run, betas, **options)
+    if record is not None:
+        record["sweep"] = summary_json.sweep_rows(result)
     common_plots.save(ppo_plots.beta_sweep(result), out / "beta_sweep.png")
     lines = ["", "## The β sweep: PPO against the closed-form optimum", "",
              f"Optimum estimated from {result['n_samples']} SFT replies per prompt; J = proxy − β·KL "
@@ -174,11 +186,17 @@ def _bon_row(label: str, accuracy: str, summary: dict) -> str:
             f"| {summary['peak']['gold_gain']:.3f} | {summary['fall']:.3f} |")
 
 
-def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options) -> list[str]:
+def overopt_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | None = None,
+                    **study_options) -> list[str]:
     """Best-of-n against proxies of several sizes (Gao curves, fits), the ensemble, the gold-free
     peak detector, Gao's R_RL fit of the PPO run at ``ppo_beta``, and of PPO at ``ppo_beta``
     against each proxy size of the best-of-n grid (:func:`rlhf_lab.studies.ppo_gao.ppo_gao_study`)."""
     study = overoptimisation.overoptimisation_study(run, **study_options)
+    params = {p: count_parameters(load_or_train_rm(run.with_rm(n_pairs=p)).model)
+              for p in study["config"]["pairs_grid"]}
+    if record is not None:
+        record["bon"] = summary_json.bon_rows(study["seed_average"], study["ns"], params)
+        record["ensembles"] = summary_json.ensemble_summary(study["ensemble"])
     common_plots.save(overoptimisation_plots.bon_gao_curves(study), out / "bon_gao_curves.png")
     common_plots.save(overoptimisation_plots.bon_ensemble(study), out / "bon_ensemble.png")
     common_plots.save(overoptimisation_plots.bon_seed_average(study), out / "bon_seed_average.png")
@@ -212,6 +230,8 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, **study_options)
               f"{r['gold_gain_peak']:.3f} ({r['labels']} labels)"
               for r in labels["per_proxy"]]
     gao = ppo_gao_study(run, pairs_grid=tuple(study["config"]["pairs_grid"]), beta=ppo_beta)
+    if record is not None:
+        record["ppo_gao"] = summary_json.ppo_gao_rows(gao, params)
     history = load_or_train_ppo(run.with_ppo(beta=ppo_beta)).metrics["history"]
     grid = gao["config"]["pairs_grid"]
     baseline = {"gold": gao["baseline"]["gold"],                 # the SFT policy's precise means
