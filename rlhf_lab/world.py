@@ -328,6 +328,22 @@ def gold_utilities(prompts, responses) -> list[float]:
     return [gold_utility(p, r) for p, r in zip(prompts, responses)]
 
 
+def mean_breakdown(prompts, responses) -> dict[str, float]:
+    """The mean of each :func:`gold_breakdown` part over (prompt, response) pairs: what a policy's
+    replies win and lose, part by part. The parts' means sum to the mean gold utility.
+
+    >>> p = all_prompts()[0]
+    >>> parts = mean_breakdown([p, p], [f"the {p.topic} is great . <eos>", "<eos>"])
+    >>> round(parts["eos"], 2), round(parts["length"], 2)
+    (0.0, -1.05)
+    """
+    if len(prompts) != len(responses) or not prompts:
+        raise ValueError(f"prompts and responses must be non-empty and of the same length, got "
+                         f"{len(prompts)} and {len(responses)}")
+    rows = [gold_breakdown(p, r) for p, r in zip(prompts, responses)]
+    return {k: sum(row[k] for row in rows) / len(rows) for k in rows[0]}
+
+
 # --------------------------------------------------------------------------------------------
 # 5. The simulated annotator
 # --------------------------------------------------------------------------------------------

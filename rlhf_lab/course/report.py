@@ -15,6 +15,7 @@ from rlhf_lab.course.plots import common as common_plots
 from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots
 from rlhf_lab.course.plots import ppo as ppo_plots
 from rlhf_lab.course.plots import reward_model as reward_model_plots
+from rlhf_lab.course.report_hacks import hack_section
 from rlhf_lab.equations import enumerable_space
 from rlhf_lab.equations.overopt_math import fit_rl
 from rlhf_lab.lm.models import count_parameters
@@ -101,6 +102,7 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     careful = sweep.SweepConfig(**{k: v for k, v in sweep_options.items() if k.startswith("careful_")})
     lines += ppo_section(run, out, betas, careful, record)   # the sweep's own runs, trained once
     lines += sweep_section(run, out, betas, record, **sweep_options)
+    lines += hack_section(run, betas, careful, record)
     lines += overopt_section(run, out, min(betas), record, **(bon or {}))
     lines += beyond_section(run, out, **(beyond or {}))
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]

@@ -37,7 +37,8 @@ def evaluate_policy(policy, reference, tokenizer=None, reward_model=None, n_per_
     Returns python floats: ``gold`` (mean gold utility) and ``gold_std``, ``proxy`` (mean reward
     model score, None without ``reward_model``), ``kl`` (mean sequence KL(pi || pi_ref), k1 on
     the policy's samples), ``length`` (mean reply tokens), ``eos`` (fraction of replies that
-    ended), and ``n`` (replies). Same seed, same numbers.
+    ended), ``n`` (replies) and ``parts``: the mean of each part of the gold utility
+    (:func:`rlhf_lab.world.gold_breakdown`), whose sum is ``gold``. Same seed, same numbers.
     """
     if n_per_prompt < 1:
         raise ValueError(f"n_per_prompt must be >= 1, got {n_per_prompt}")
@@ -47,7 +48,7 @@ def evaluate_policy(policy, reference, tokenizer=None, reward_model=None, n_per_
     device = next(policy.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     prompts = world.all_prompts() * n_per_prompt
-    golds, proxies, kls, lengths, ended = [], [], [], [], []
+    golds, proxies, kls, lengths, ended, parts = [], [], [], [], [], []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
         prompt_ids, prompt_mask = (t.to(device) for t in encode_prompts(tokenizer, chunk))
@@ -60,7 +61,9 @@ def evaluate_policy(policy, reference, tokenizer=None, reward_model=None, n_per_
         kl = (sequence_logprobs(policy, ids, am, P, response_mask)
               - sequence_logprobs(reference, ids, am, P, response_mask))
         texts = decode_responses(tokenizer, response.cpu(), response_mask.cpu())
-        golds += world.gold_utilities(chunk, texts)
+        breakdowns = [world.gold_breakdown(p, t) for p, t in zip(chunk, texts)]
+        golds += [sum(b.values()) for b in breakdowns]          # = world.gold_utilities, once
+        parts += breakdowns
         kls += kl.cpu().tolist()
         lengths += response_mask.sum(-1).cpu().tolist()
         ended += response.eq(tokenizer.eos_token_id).any(-1).cpu().tolist()
@@ -70,4 +73,5 @@ def evaluate_policy(policy, reference, tokenizer=None, reward_model=None, n_per_
     return {"gold": statistics.fmean(golds), "gold_std": statistics.pstdev(golds),
             "proxy": statistics.fmean(proxies) if proxies else None,
             "kl": statistics.fmean(kls), "length": statistics.fmean(lengths),
-            "eos": statistics.fmean(float(e) for e in ended), "n": len(golds)}
+            "eos": statistics.fmean(float(e) for e in ended), "n": len(golds),
+            "parts": {k: statistics.fmean(b[k] for b in parts) for k in parts[0]}}

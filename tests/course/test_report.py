@@ -45,12 +45,15 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
     assert "| 128, mean of 2 seeds |" in text and "| 256, mean of 2 seeds |" in text
     record = json.loads((tmp_path / "summary.json").read_text())       # the same numbers, typed
     assert [r["pairs"] for r in record["reward_models"]] == [128, 256]
-    assert f"| 256 | " in text and f"{record['reward_models'][1]['accuracy']:.3f}" in text
+    assert "| 256 | " in text and f"{record['reward_models'][1]['accuracy']:.3f}" in text
     assert [r["pairs"] for r in record["bon"]] == [128, 256] and all(r["seeds"] == 2 for r in record["bon"])
     assert [r["pairs"] for r in record["ppo_gao"]] == [128, 256]
     assert {r["beta"] for r in record["sweep"]} == {0.3, 0.01}
     assert set(record["ensembles"]["aggregates"]) == {"mean", "min", "mean_minus_std"}
     assert isinstance(record["oracle_ppo_gain"], float)
+    assert [r["beta"] for r in record["hacks"]] == [0.3, 0.01, 0.0] and "What the hack is" in text
+    for r in record["hacks"]:                       # the parts' changes add up to the gold change
+        assert sum(r["changes"].values()) == pytest.approx(r["gold_change"], abs=1e-9)
     figures = {p.name for p in tmp_path.glob("*.png")}
     assert figures == {"sft_loss.png", "sft_gold.png", "rm_accuracy.png", "rm_calibration.png",
                        "ppo_curves.png", "ppo_gold_vs_proxy.png", "beta_sweep.png",

@@ -19,6 +19,8 @@ def test_kl_to_itself_is_zero_and_numbers_are_deterministic(two_policies):
     assert first["n"] == len(world.all_prompts())
     assert first == evaluate_policy(a, a, n_per_prompt=1, max_new_tokens=6, seed=3)
     assert 1 <= first["length"] <= 6 and 0.0 <= first["eos"] <= 1.0
+    assert sum(first["parts"].values()) == pytest.approx(first["gold"], abs=1e-9)   # r* = Σ parts
+    assert set(first["parts"]) == set(world.gold_breakdown(world.all_prompts()[0], "<eos>"))
 
 
 def test_kl_between_different_models_is_positive_on_average(two_policies):
