@@ -1,5 +1,6 @@
 """The visible checks: the reference passes, a stub is 'not implemented yet', and each common
 mistake fails with a message that names it."""
+import dataclasses
 import functools
 import math
 
@@ -385,3 +386,32 @@ def test_a_realistic_mistake_fails_with_a_message_naming_it(check, fns, phrase, 
     out = capsys.readouterr().out
     assert out.startswith("✗ ") and out.count("\n") == 1
     assert phrase in out, out
+
+
+def _scaled(fn, factor: float):
+    """The reference's answer times ``factor`` (a wrong answer no check knows as a mistake)."""
+    def scale(out):
+        if isinstance(out, tuple):
+            return tuple(scale(o) for o in out)
+        if isinstance(out, dict):                                  # a loss's stats
+            return out
+        if isinstance(out, overopt_math.GaoFit):
+            return dataclasses.replace(out, alpha=factor * out.alpha, beta=factor * out.beta)
+        return out * factor
+
+    @functools.wraps(fn)
+    def wrong(*args, **kwargs):
+        return scale(fn(*args, **kwargs))
+    return wrong
+
+
+@pytest.mark.parametrize("factor", [3.0, 0.7])
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_an_unrecognised_wrong_answer_is_a_wrong_value_not_a_made_up_cause(name, factor, capsys):
+    """#26: the reference's answer scaled (times 3, times 0.7) is wrong in no way the checks know;
+    the message must say 'wrong value', never name a cause that was not established."""
+    check, refs = CHECKS[name]
+    fns = [_scaled(refs[0], factor)] + list(refs[1:])
+    assert check(*fns) is False
+    line = capsys.readouterr().out
+    assert line.startswith(f"✗ {name}: wrong value"), line

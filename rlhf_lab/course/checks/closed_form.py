@@ -62,12 +62,13 @@ def check_boltzmann_policy(fn) -> bool:
         want = closed_form.beta_to_zero_policy(logp_ref, rewards)
         if not _close(out.exp(), want.exp(), atol=1e-3):
             raise _Fail("at β = 1e-3 your π* should put (almost) all its mass on the best "
-                        "response in the support of π_ref")
+                        "response in the support of π_ref", against_reference=True)
 
     def large_beta():
         out = torch.as_tensor(_call(fn, logp_ref, rewards, 1e4))
         if not _close(out.exp(), logp_ref.exp(), atol=1e-3):
-            raise _Fail("at β = 1e4 your π* should be (almost) π_ref: the KL penalty dominates")
+            raise _Fail("at β = 1e4 your π* should be (almost) π_ref: the KL penalty dominates",
+                        against_reference=True)
 
     def outside_support():
         lp = torch.log(torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64))
@@ -104,7 +105,8 @@ def check_optimal_objective(fn) -> bool:
         mean_ref = (logp_ref.exp() * rewards).sum(-1)
         if (best < mean_ref - 1e-9).any():
             raise _Fail(f"your optimum {_fmt(best)} is below the objective of π_ref itself "
-                        f"(E_ref[r] - β·0 = {_fmt(mean_ref)}): it can only be higher")
+                        f"(E_ref[r] - β·0 = {_fmt(mean_ref)}): it can only be higher",
+                        against_reference=True)
 
     def limits():
         small = torch.as_tensor(_call(fn, logp_ref, rewards, 1e-3))

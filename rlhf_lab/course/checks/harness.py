@@ -24,11 +24,16 @@ __all__ = []
 
 class _Fail(Exception):
     """A property failed; the message is for the student. ``specific`` is False for a bare
-    "wrong value" (no known mistake recognised): the later cases may then name the mistake."""
+    "wrong value" (no known mistake recognised): the later cases may then name the mistake.
+    ``against_reference`` marks a failure found by comparing with the reference's answer in a
+    limit (β → 0, ...): after a bare wrong value it names no cause, so it is not reported then."""
 
-    def __init__(self, message: str, specific: bool = True):
+    def __init__(self, message: str, specific: bool = True, against_reference: bool = False,
+                 mistake: bool = False):
         super().__init__(message)
         self.specific = specific
+        self.against_reference = against_reference
+        self.mistake = mistake          # a known mistake recognised in the output (``_expect``)
 
 
 class _NotWritten(Exception):
@@ -40,7 +45,10 @@ def _run(name: str, cases, *fns) -> bool:
 
     The first failure that names its cause is reported. A bare "wrong value" is kept while the
     later cases run, since one of them may recognise the mistake (a small example often cannot
-    tell a sum from a mean; a bigger one can)."""
+    tell a sum from a mean; a bigger one can). A cause is only named once it is established: a
+    recognised mistake, or a property of the student's own outputs (shift invariance, padding,
+    gradients, finiteness); a later comparison with the reference alone does not replace the
+    bare wrong value."""
     for fn in fns:
         if not callable(fn):
             print(f"✗ {name}: expected a function, got {type(fn).__name__}")
@@ -51,9 +59,12 @@ def _run(name: str, cases, *fns) -> bool:
             try:
                 case()
             except _Fail as failure:
-                if failure.specific:
+                if not failure.specific:
+                    first_vague = first_vague or failure
+                elif first_vague is None or failure.mistake:
                     raise
-                first_vague = first_vague or failure
+                elif not failure.against_reference:      # established, but the value came first
+                    raise _Fail(f"{first_vague}; also, {failure}") from None
         if first_vague is not None:
             raise first_vague
     except _NotWritten:
@@ -167,7 +178,7 @@ def _expect(got, want, example: str, wrong=(), atol=1e-5, rtol=1e-4) -> None:
         return
     for candidate, message in wrong:
         if _close(got, candidate, atol, rtol):
-            raise _Fail(f"{message} ({example}: {_diff(got, want)})")
+            raise _Fail(f"{message} ({example}: {_diff(got, want)})", mistake=True)
     raise _Fail(f"wrong value {example}: {_diff(got, want)}", specific=False)
 
 

@@ -92,12 +92,12 @@ def check_response_logprob(fn) -> bool:
         _expect(out, want, "on random logits (3, 8, 7) with responses of 4, 2 and 5 tokens",
                 wrong(logits, ids, mask))
 
-    def outside_tokens():
+    def outside_tokens():                         # against the student's own unchanged result
         logits2, ids2 = _perturb_outside(logits, ids, mask)
-        out = _call(fn, logits2, ids2, mask)
-        if not _close(out, want):
+        mine, out = _call(fn, logits, ids, mask), _call(fn, logits2, ids2, mask)
+        if not _close(out, mine):
             raise _Fail(f"changing the prompt/padding tokens (and the logits that do not predict "
-                        f"a response token) changed your result: {_fmt(want)} vs {_fmt(out)}")
+                        f"a response token) changed your result: {_fmt(mine)} vs {_fmt(out)}")
 
     def large_logits():
         out = _call(fn, 1e3 * logits.float(), ids, mask)
@@ -140,12 +140,12 @@ def check_sft_loss(fn) -> bool:
         _expect(loss, want, "on random logits (3, 8, 7) with responses of 4, 2 and 5 tokens",
                 wrong)
 
-    def outside_tokens():
+    def outside_tokens():                         # against the student's own unchanged loss
         logits2, ids2 = _perturb_outside(logits, ids, mask)
-        loss = _loss(_call(fn, logits2, ids2, mask))
-        if not _close(loss, want):
+        mine, loss = _loss(_call(fn, logits, ids, mask)), _loss(_call(fn, logits2, ids2, mask))
+        if not _close(loss, mine):
             raise _Fail(f"masked tokens changed your loss: changing the prompt and padding gave "
-                        f"{_fmt(loss.item())} instead of {_fmt(want.item())}")
+                        f"{_fmt(loss.item())} instead of {_fmt(mine.item())}")
 
     def gradient():
         x = logits.clone().requires_grad_(True)
