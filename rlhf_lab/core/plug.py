@@ -16,6 +16,16 @@ class FallbackWarning(UserWarning):
     """A student function was not implemented; the reference is used instead."""
 
 
+def _warn_at(fn, message: str) -> None:
+    """Warn with the student's function as the place (their notebook cell), not this module."""
+    code = getattr(getattr(fn, "__wrapped__", fn), "__code__", None)
+    if code is None:
+        warnings.warn(message, FallbackWarning, stacklevel=3)
+        return
+    warnings.warn_explicit(message, FallbackWarning, code.co_filename, code.co_firstlineno,
+                           module=getattr(fn, "__module__", None) or "__main__")
+
+
 def pluggable(fn, reference, name: str):
     """Return a callable that runs ``fn`` and falls back to ``reference`` once ``fn`` raises
     ``NotImplementedError`` (warning once)."""
@@ -29,9 +39,8 @@ def pluggable(fn, reference, name: str):
         except NotImplementedError:
             if state["use"] is reference:
                 raise
-            warnings.warn(f"{name} is not implemented yet: using the reference solution so that "
-                          f"training can go on. Write it to see your own version train.",
-                          FallbackWarning, stacklevel=2)
+            _warn_at(fn, f"{name} is not implemented yet: the cells below use the reference "
+                         f"solution instead. Write it to see your own version at work.")
             state["use"] = reference
             return reference(*args, **kwargs)
 
