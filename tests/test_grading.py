@@ -423,7 +423,8 @@ def test_nbval_copy_puts_the_expected_line_under_each_check_cell(tmp_path):
 
 
 def test_a_student_the_judges_did_not_finish_is_a_grader_error_with_zero(tmp_path):
-    from rlhf_lab.grading.grade import _collect, feedback_markdown
+    from rlhf_lab.grading.grade import _collect
+    from rlhf_lab.grading.gradebook import feedback_markdown
     folder = tmp_path / "alice"
     shutil.copytree(SOLUTIONS, folder)
     files = sorted(folder.glob("*.ipynb"))
