@@ -351,19 +351,28 @@ def _sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
-def annotate(prompts, responses_1, responses_2, seed: int) -> list[int]:
+ANNOTATORS = ("bradley_terry", "deterministic")
+
+
+def annotate(prompts, responses_1, responses_2, seed: int,
+             annotator: str = "bradley_terry") -> list[int]:
     """Simulated human labels: 1 where the annotator prefers ``responses_1[i]``, else 0.
 
-    Bradley-Terry sampling from the gold utility: ``P(y1 > y2 | x) = sigmoid(r*(x,y1) - r*(x,y2))``.
-    The same seed gives the same labels.
+    ``"bradley_terry"``: sampled from the gold utility, ``P(y1 > y2 | x) = sigmoid(r*(x,y1) -
+    r*(x,y2))``, a noisy human. ``"deterministic"``: the reply with the higher gold utility, a
+    fair coin on ties (Gao et al. 2023 labelled this way with their gold reward model). The same
+    seed gives the same labels.
     """
+    if annotator not in ANNOTATORS:
+        raise ValueError(f"annotator must be one of {ANNOTATORS}, got {annotator!r}")
     if not (len(prompts) == len(responses_1) == len(responses_2)):
         raise ValueError(f"annotate needs as many prompts as pairs: got prompts={len(prompts)}, "
                          f"responses_1={len(responses_1)}, responses_2={len(responses_2)}")
     rng = random.Random(seed)
     labels = []
     for x, y1, y2 in zip(prompts, responses_1, responses_2):
-        p_first = _sigmoid(gold_utility(x, y1) - gold_utility(x, y2))
+        gap = gold_utility(x, y1) - gold_utility(x, y2)
+        p_first = _sigmoid(gap) if annotator == "bradley_terry" else float(gap > 0) + 0.5 * (gap == 0)
         labels.append(int(rng.random() < p_first))
     return labels
 

@@ -92,3 +92,18 @@ def test_parse_prompt_rejects_nonsense():
     assert world.parse_prompt("<bos> review car <sep>") == Prompt("review", "car")
     with pytest.raises(ValueError, match="prompt"):
         world.parse_prompt("sing car")
+
+
+def test_the_deterministic_annotator_prefers_the_higher_gold_and_tosses_a_coin_on_ties():
+    p = [Prompt("review", "car")] * 400
+    good, bad = ["the engine is great . <eos>"] * 400, ["um . <eos>"] * 400
+    assert world.annotate(p, good, bad, seed=1, annotator="deterministic") == [1] * 400
+    assert world.annotate(p, bad, good, seed=1, annotator="deterministic") == [0] * 400
+    ties = world.annotate(p, good, good, seed=1, annotator="deterministic")
+    assert ties == world.annotate(p, good, good, seed=1, annotator="deterministic")
+    assert 150 < sum(ties) < 250                                 # a fair coin: 200 ± 10 (one sd)
+
+
+def test_the_annotator_must_be_a_known_one():
+    with pytest.raises(ValueError, match="annotator must be one of"):
+        world.annotate([Prompt("review", "car")], ["a <eos>"], ["b <eos>"], seed=0, annotator="oracle")

@@ -69,7 +69,7 @@ def evaluate_policy(policy, reference, tokenizer=None, reward_model=None, n_per_
         ended += response.eq(tokenizer.eos_token_id).any(-1).cpu().tolist()
         if reward_model is not None:
             reward_model.eval()
-            proxies += models.forward_logits(reward_model, ids, am)[:, 0].cpu().tolist()
+            proxies += models.reward_scores(reward_model, ids, am, P).cpu().tolist()
     return {"gold": statistics.fmean(golds), "gold_std": statistics.pstdev(golds),
             "proxy": statistics.fmean(proxies) if proxies else None,
             "kl": statistics.fmean(kls), "length": statistics.fmean(lengths),

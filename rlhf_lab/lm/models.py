@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["PRESETS", "PRESET_BATCH_SIZES", "world_tokenizer", "bpe_tokenizer", "gpt2_config", "new_policy",
            "reward_model_from", "critic_from", "count_parameters", "load_policy", "load_pretrained",
            "no_progress_bars",
-           "pick_device", "autocast", "forward_logits"]
+           "pick_device", "autocast", "forward_logits", "POOLINGS", "reward_scores"]
 
 # Shapes of the presets. Dropout is off everywhere: RL needs the same log-probs from the same
 # weights, and these models are far too small to overfit the synthetic world. New models use the
@@ -158,16 +158,21 @@ def _quietly(fn, *args, **kwargs):
         logger.setLevel(level)
 
 
-def reward_model_from(policy, seed: int = 0) -> GPT2ForSequenceClassification:
+def reward_model_from(policy, seed: int = 0, pooling: str = "last") -> GPT2ForSequenceClassification:
     """A reward model r_phi(x, y): ``policy``'s trunk plus a fresh scalar head.
 
     Hugging Face's sequence classifier reads the head at the last token that is not
-    ``pad_token_id``, so the score does not depend on how much padding follows. Any causal LM
-    with a sequence-classification class works (a GPT-2 gives a ``GPT2ForSequenceClassification``).
+    ``pad_token_id``, so the score does not depend on how much padding follows; ``pooling``
+    (saved in the config, read by :func:`reward_scores`) can read it over the reply instead. Any
+    causal LM with a sequence-classification class works (a GPT-2 gives a
+    ``GPT2ForSequenceClassification``).
     """
     from transformers import AutoModelForSequenceClassification
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     config = type(policy.config).from_dict(policy.config.to_dict())
     config.num_labels = 1
+    config.reward_pooling = pooling
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rm = AutoModelForSequenceClassification.from_config(config)
@@ -283,3 +288,33 @@ def forward_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
         logits = model(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=position_ids(attention_mask)).logits
     return logits.float()
+
+
+POOLINGS = ("last", "sum", "mean")
+"""How a reward model's head becomes one score per reply (``config.reward_pooling``)."""
+
+
+def reward_scores(rm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  prompt_len: int) -> torch.Tensor:
+    """r_phi(x, y) for each left-padded row whose reply starts at column ``prompt_len``: (B,).
+
+    The reward model's ``config.reward_pooling`` says how its scalar head is read:
+
+    - ``"last"`` (the default): at the last real token, as Hugging Face's sequence classifier
+      does; the head must see the whole reply through attention alone;
+    - ``"sum"``: the head at every reply token, summed (a sum of per-token rewards): a count of
+      good or bad tokens is then a plain sum, which a small trunk learns from fewer labels;
+    - ``"mean"``: the same, averaged over the reply's tokens.
+    """
+    pooling = getattr(rm.config, "reward_pooling", "last")
+    if pooling == "last":
+        return forward_logits(rm, input_ids, attention_mask)[:, 0]
+    if pooling not in POOLINGS:
+        raise ValueError(f"config.reward_pooling must be one of {POOLINGS}, got {pooling!r}")
+    with autocast(input_ids.device):
+        hidden = rm.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                               position_ids=position_ids(attention_mask)).last_hidden_state
+        per_token = rm.score(hidden).squeeze(-1).float()                     # (B, T)
+    mask = attention_mask[:, prompt_len:].float()                            # the reply's tokens
+    total = (per_token[:, prompt_len:] * mask).sum(-1)
+    return total if pooling == "sum" else total / mask.sum(-1).clamp(min=1.0)

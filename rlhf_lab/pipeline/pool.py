@@ -160,7 +160,7 @@ def score_pool(rm, tokenizer, pool: Pool, batch_size: int = 4096, chunk_size: in
         ids, mask = batch.input_ids[idx, :width], batch.attention_mask[idx, :width]
         for j, model in enumerate(rms):
             model.eval()
-            scores[j, idx] = torch.cat([models.forward_logits(model, i, m)[:, 0]
+            scores[j, idx] = torch.cat([models.reward_scores(model, i, m, batch.prompt_len)
                                         for i, m in zip(ids.split(chunk_size), mask.split(chunk_size))])
     per_sample = scores.numpy().astype(np.float64)[:, pool.index]         # (M, P, m)
     return per_sample if isinstance(rm, (list, tuple)) else per_sample[0]

@@ -40,7 +40,7 @@ from rlhf_lab.core.progress import progress
 from rlhf_lab.equations import beyond_losses, rl_losses
 from rlhf_lab.equations.masking import entropy_from_logits, masked_mean, response_logits, response_logprobs
 from rlhf_lab.lm import models
-from rlhf_lab.lm.models import forward_logits
+from rlhf_lab.lm.models import forward_logits, reward_scores
 from rlhf_lab.stages import ppo
 from rlhf_lab.stages.ppo import PPOResult, Rollout, clipped_step
 
@@ -126,7 +126,7 @@ def score_groups(rollout: Rollout, policy, reference, reward_model, cfg: GRPOCon
     if cfg.reward == "gold":
         rollout.scores = rollout.gold.clone()
     else:
-        rollout.scores = forward_logits(reward_model, ids, am)[:, 0]              # (B,)
+        rollout.scores = reward_scores(reward_model, ids, am, P)                  # (B,)
 
 
 def grpo_update(rollout: Rollout, adv, policy, optimizer, cfg: GRPOConfig, loss_fn,

@@ -199,7 +199,7 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     if cfg.reward == "gold":
         scores = rollout.gold.clone()
     else:
-        scores = models.forward_logits(reward_model, ids, am)[:, 0]
+        scores = models.reward_scores(reward_model, ids, am, P)
     lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
     ended = rollout.input_ids[:, P:].eq(lm.config.eos_token_id).any(-1)
     rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from rlhf_lab import world
-from rlhf_lab.core.config import positive, require
+from rlhf_lab.core.config import non_negative, positive, require
 from rlhf_lab.core.plug import as_loss_and_stats, pluggable
 from rlhf_lab.core.progress import progress
 from rlhf_lab.equations.losses import bradley_terry_loss
@@ -47,9 +47,23 @@ class RewardConfig:
     """Longest sampled reply, in tokens."""
     seed: int = 0
     """Seed for sampling the replies, the labels, the head and the batch order."""
+    pooling: str = "last"
+    """How the head is read (:func:`rlhf_lab.lm.models.reward_scores`): at the last token
+    (``"last"``), or summed / averaged over the reply's tokens (``"sum"``, ``"mean"``)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    labels: str = "bradley_terry"
+    """The annotator: ``"bradley_terry"`` samples each label from sigma(r*(y1) - r*(y2)), as a
+    noisy human would; ``"deterministic"`` always prefers the reply with the higher r* (as Gao et
+    al. labelled with their gold reward model), ties by a seeded coin."""
 
     def __post_init__(self):
         positive(self, "n_pairs", "epochs", "batch_size", "lr", "n_heldout", "max_response_len")
+        non_negative(self, "weight_decay")
+        require(self.pooling in models.POOLINGS, "pooling",
+                f"must be one of {models.POOLINGS}, got {self.pooling!r}")
+        require(self.labels in world.ANNOTATORS, "labels",
+                f"must be one of {world.ANNOTATORS}, got {self.labels!r}")
         require(self.batch_size <= self.n_pairs, "batch_size",
                 f"must not exceed n_pairs ({self.n_pairs}), got {self.batch_size}")
 
@@ -77,20 +91,21 @@ class PreferenceData:
 
 
 def sample_preferences(policy, tokenizer, n_pairs: int, seed: int,
-                       max_response_len: int = 24) -> PreferenceData:
-    """Two replies per random prompt from ``policy``, labelled by the simulated annotator."""
+                       max_response_len: int = 24, labels: str = "bradley_terry") -> PreferenceData:
+    """Two replies per random prompt from ``policy``, labelled by the simulated annotator
+    (``labels``: :data:`rlhf_lab.world.ANNOTATORS`)."""
     rng = random.Random(f"preferences-{seed}")
     prompts = [rng.choice(world.all_prompts()) for _ in range(n_pairs)]
     texts = sample_texts(policy, tokenizer, prompts + prompts, max_response_len, seed)
     first, second = texts[:n_pairs], texts[n_pairs:]
-    labels = world.annotate(prompts, first, second, seed=seed)
-    return PreferenceData(prompts, first, second, labels, world.gold_utilities(prompts, first),
+    preferred = world.annotate(prompts, first, second, seed=seed, annotator=labels)
+    return PreferenceData(prompts, first, second, preferred, world.gold_utilities(prompts, first),
                           world.gold_utilities(prompts, second))
 
 
 def _rewards(rm, batch) -> torch.Tensor:
-    """r_phi for each row of an encoded batch, read at the last non-pad token: (B,)."""
-    return models.forward_logits(rm, batch.input_ids, batch.attention_mask)[:, 0]
+    """r_phi for each row of an encoded batch (:func:`rlhf_lab.lm.models.reward_scores`): (B,)."""
+    return models.reward_scores(rm, batch.input_ids, batch.attention_mask, batch.prompt_len)
 
 
 @torch.no_grad()
@@ -114,13 +129,13 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
     tokenizer = tokenizer or models.world_tokenizer()
     loss_fn = pluggable(loss_fn, bradley_terry_loss, "bradley_terry_loss")
     data = data or sample_preferences(sft_model, tokenizer, cfg.n_pairs, cfg.seed,
-                                      cfg.max_response_len)
+                                      cfg.max_response_len, cfg.labels)
     torch.manual_seed(cfg.seed)
-    rm = models.reward_model_from(sft_model, seed=cfg.seed)
+    rm = models.reward_model_from(sft_model, seed=cfg.seed, pooling=cfg.pooling)
     n = len(data)
     pairs = encode_pairs(tokenizer, data.prompts * 2, data.chosen + data.rejected,
                          cfg.max_response_len)                  # rows 0..n-1 chosen, n..2n-1 rejected
-    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     order = torch.Generator().manual_seed(cfg.seed)
     device = next(rm.parameters()).device
     steps_per_epoch = len(data) // cfg.batch_size
@@ -147,7 +162,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
             history.append({"step": step, "loss": loss.item(),
                             "accuracy": (r_chosen > r_rejected).float().mean().item()})
     rm.eval()
-    return rm, {"history": history, "n_pairs": len(data)}
+    return rm, {"history": history, "n_pairs": len(data), "params": models.count_parameters(rm)}
 
 
 def calibration_table(p_first: torch.Tensor, first_preferred: torch.Tensor, bins: int = 10) -> list[dict]:
