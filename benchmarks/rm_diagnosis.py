@@ -1,0 +1,169 @@
+"""Why does the reward model learn less than its labels hold? One table of variants.
+
+Every variant is trained by :func:`rlhf_lab.stages.reward_model.train_reward_model` from the
+pipeline's SFT policy, on the first ``pairs`` of one set of SFT reply pairs (so the variants see
+the same replies), and evaluated on one shared held-out set of Bradley-Terry-labelled pairs
+(``--heldout``, seed ``SCALING_HELDOUT_SEED``): accuracy against those labels next to their Bayes
+ceiling, agreement with the gold order, correlation with r*, and the training accuracy of the
+last epoch (is it under- or overfitting?).
+
+Two rows are bounds rather than reward models a course would train:
+
+- ``labels=deterministic`` relabels the same pairs by the gold order (Gao et al.'s labelling):
+  what the labels' noise costs;
+- ``regress-gold`` fits r*(x, y) itself by least squares on the same replies, with the same trunk,
+  pooling and schedule: what the trunk can learn when every reply carries its exact utility,
+  the most a label could tell.
+
+    python benchmarks/rm_diagnosis.py [--variants NAME ...] [--heldout 5000] [--cache DIR]
+
+Variants are named ``key=value,key=value`` over RewardConfig's fields (``n_pairs``, ``pooling``,
+``lr``, ``epochs``, ``weight_decay``, ``labels``), or ``regress-gold,<fields>``; the default list
+is :data:`DEFAULT_VARIANTS`. It prints the machine and the load, since other work on the machine
+stretches the seconds (never the accuracies).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+DEFAULT_VARIANTS = [
+    "n_pairs=1000", "n_pairs=4000", "n_pairs=16000",
+    "n_pairs=16000,pooling=sum,lr=0.001", "n_pairs=16000,pooling=mean",
+    "n_pairs=16000,lr=0.001,epochs=10",
+    "n_pairs=16000,labels=deterministic,lr=0.001",
+    "regress-gold,n_pairs=16000,pooling=sum,lr=0.001",
+    "regress-gold,n_pairs=16000,pooling=sum,lr=0.002,epochs=8",
+]
+
+
+def parse_variant(text: str):
+    """``"regress-gold,n_pairs=16000,lr=0.001"`` -> (True, {"n_pairs": 16000, "lr": 0.001})."""
+    parts = [p for p in text.split(",") if p]
+    regress = bool(parts) and parts[0] == "regress-gold"
+    fields = {}
+    for part in parts[1:] if regress else parts:
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"variant {text!r}: {part!r} is not key=value")
+        kind = {f.name: f.type for f in dataclasses.fields(_reward_config())}.get(key)
+        if kind is None:
+            raise ValueError(f"variant {text!r}: RewardConfig has no field {key!r}")
+        fields[key] = value if kind == "str" else (int(value) if kind == "int" else float(value))
+    return regress, fields
+
+
+def _reward_config():
+    from rlhf_lab.stages.reward_model import RewardConfig
+    return RewardConfig
+
+
+def relabel(data, annotator: str, seed: int):
+    """The same pairs labelled by another annotator (:data:`rlhf_lab.world.ANNOTATORS`)."""
+    from rlhf_lab import world
+    labels = world.annotate(data.prompts, data.first, data.second, seed=seed, annotator=annotator)
+    return dataclasses.replace(data, first_preferred=labels)
+
+
+def regress_gold(cfg, sft, tok, data):
+    """A reward model fitted to r* itself (least squares on both replies of every pair)."""
+    import torch
+    from rlhf_lab.lm import models
+    from rlhf_lab.lm.sequences import encode_pairs
+    torch.manual_seed(cfg.seed)
+    rm = models.reward_model_from(sft, seed=cfg.seed, pooling=cfg.pooling)
+    rows = encode_pairs(tok, data.prompts * 2, data.first + data.second, cfg.max_response_len)
+    gold = torch.tensor(data.gold_first + data.gold_second, dtype=torch.float32)
+    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order = torch.Generator().manual_seed(cfg.seed)
+    size = 2 * cfg.batch_size
+    steps = len(gold) // size
+    rm.train()
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(len(gold), generator=order)
+        for i in range(steps):
+            idx = perm[i * size:(i + 1) * size]
+            step = epoch * steps + i
+            for group in opt.param_groups:
+                group["lr"] = (cfg.lr * min(1.0, (step + 1) / 20)
+                               * 0.5 * (1.0 + math.cos(math.pi * step / (cfg.epochs * steps))))
+            b = rows.rows(idx)
+            pred = models.reward_scores(rm, b.input_ids, b.attention_mask, b.prompt_len)
+            loss = torch.nn.functional.mse_loss(pred, gold[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            opt.step()
+    rm.eval()
+    return rm, {"history": [], "params": models.count_parameters(rm)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    parser.add_argument("--heldout", type=int, default=5000, help="shared held-out pairs")
+    parser.add_argument("--cache", help="RLHF_LAB_CACHE for the base and SFT stages")
+    args = parser.parse_args(argv)
+    if args.cache:
+        os.environ["RLHF_LAB_CACHE"] = args.cache
+    import torch
+    from report import cores, cpu_model
+    from rlhf_lab.lm import models
+    from rlhf_lab.pipeline.runs import SCALING_HELDOUT_SEED, RunConfig, load_or_train_sft
+    from rlhf_lab.stages.reward_model import evaluate_reward_model, sample_preferences, train_reward_model
+
+    variants = [(text, *parse_variant(text)) for text in args.variants]
+    load = os.getloadavg()
+    run = RunConfig()
+    sft, tok = load_or_train_sft(run).model, models.world_tokenizer()
+    most = max(fields.get("n_pairs", run.rm.n_pairs) for _, _, fields in variants)
+    start = time.perf_counter()
+    pairs = sample_preferences(sft, tok, most, run.rm.seed, run.rm.max_response_len)
+    heldout = sample_preferences(sft, tok, args.heldout, SCALING_HELDOUT_SEED, run.rm.max_response_len)
+    print(f"{time.strftime('%Y-%m-%d %H:%M')} · {cpu_model()} · {cores()} cores · "
+          f"{torch.get_num_threads()} threads · load average at start {load[0]:.2f} / {load[1]:.2f} "
+          f"· {most} training pairs and {args.heldout} held-out pairs sampled in "
+          f"{time.perf_counter() - start:.0f} s")
+    head = (f"{'variant':52s} {'params':>7s} {'acc':>6s} {'ceil':>6s} {'gap':>5s} {'gold-ord':>8s} "
+            f"{'corr':>6s} {'train':>6s} {'s':>5s}")
+    print(head)
+    print("-" * len(head))
+    for text, regress, fields in variants:
+        cfg = dataclasses.replace(run.rm, **fields)
+        data = pairs if cfg.n_pairs == len(pairs) else _first(pairs, cfg.n_pairs)
+        if cfg.labels != "bradley_terry":
+            data = relabel(data, cfg.labels, cfg.seed)
+        start = time.perf_counter()
+        rm, metrics = (regress_gold(cfg, sft, tok, data) if regress
+                       else train_reward_model(cfg, sft, tok, data=data))
+        seconds = time.perf_counter() - start
+        m = evaluate_reward_model(rm, tok, heldout, cfg.max_response_len)
+        last = metrics["history"][-(cfg.n_pairs // cfg.batch_size):]
+        train = sum(h["accuracy"] for h in last) / len(last) if last else float("nan")
+        print(f"{text:52s} {metrics['params']:7d} {m['accuracy']:6.3f} {m['bayes_ceiling']:6.3f} "
+              f"{100 * (m['bayes_ceiling'] - m['accuracy']):5.1f} {m['gold_order_accuracy']:8.3f} "
+              f"{m['gold_correlation']:6.3f} {train:6.3f} {seconds:5.0f}", flush=True)
+    se = math.sqrt(0.25 / args.heldout)
+    print(f"\nAn accuracy on {args.heldout} pairs has a standard error of at most {se:.3f}; 'gap' is "
+          f"the ceiling minus the accuracy in points; 'train' is the last epoch's training "
+          f"accuracy on the labels trained on. Load average at the end {os.getloadavg()[0]:.2f}.")
+    return 0
+
+
+def _first(data, n: int):
+    fields = {f.name: getattr(data, f.name)[:n] for f in dataclasses.fields(data)}
+    return type(data)(**fields)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
