@@ -11,8 +11,12 @@ nbgrader convention)::
 
 Everything else is kept: markdown, the other code, cell ids and tags (``setup``, ``exercise``,
 ``check``). Outputs are stripped, except those of the **check cells** (first line
-``# NBVAL_CHECK_OUTPUT``): they keep the line a correct solution prints, with an execution count,
-so that ``pytest --nbval-lax`` compares a student's run against it and grades the notebook.
+``# NBVAL_CHECK_OUTPUT``): in ``solutions/`` they keep the line a correct solution prints, with an
+execution count, so that ``pytest --nbval-lax`` compares a run against it. In the student
+notebooks the same line reads ``expected when solved: ✓ ...`` with no execution count, so that a
+student who has run nothing yet does not read it as a pass of their own; the grader's
+``--nbval-copy`` (:func:`rlhf_lab.grading.grade.prepare_nbval`) puts the bare line back
+(:func:`expected_outputs`) before nbval compares.
 
 Editing the course: change ``solutions/`` in Jupyter, run it top to bottom, save, then
 ``python -m rlhf_lab release --clean-solutions`` strips the solutions' other outputs in place
@@ -31,13 +35,33 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["BEGIN", "END", "STUB", "CHECK_MARK", "is_check_cell", "strip_solutions",
+__all__ = ["BEGIN", "END", "STUB", "CHECK_MARK", "EXPECTED", "expected_outputs", "is_check_cell", "strip_solutions",
            "clean_notebook", "student_notebook", "release", "write_bundle", "BUNDLE_ITEMS"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 STUB = "raise NotImplementedError  # your code here"
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+EXPECTED = "expected when solved: "
+
+
+def _marked(outputs: list) -> list:
+    """The check cell's stream outputs as the student notebook shows them (see the docstring)."""
+    out = copy.deepcopy(outputs)
+    for o in out:
+        text = "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+        o["text"] = text if text.startswith(EXPECTED) else EXPECTED + text
+    return out
+
+
+def expected_outputs(outputs: list) -> list:
+    """A released check cell's outputs with the ``expected when solved:`` mark taken off: the
+    line a correct solution prints, as nbval must compare it."""
+    out = copy.deepcopy(outputs)
+    for o in out:
+        text = "".join(o["text"]) if isinstance(o.get("text"), list) else o.get("text", "")
+        o["text"] = text[len(EXPECTED):] if text.startswith(EXPECTED) else text
+    return out
 
 
 def is_check_cell(cell) -> bool:
@@ -88,6 +112,8 @@ def clean_notebook(nb: nbformat.NotebookNode, name: str = "notebook",
         if is_check_cell(cell):
             cell.outputs = [o for o in cell.outputs if o.get("output_type") == "stream"]
             cell.execution_count = count if cell.outputs else None
+            if strip_answers:                        # the student's copy: marked, not numbered
+                cell.outputs, cell.execution_count = _marked(cell.outputs), None
         else:
             cell.outputs = []
             cell.execution_count = None

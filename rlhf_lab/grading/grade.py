@@ -236,6 +236,8 @@ def prepare_nbval(submissions_dir, out_dir, reference_dir=None, log=print) -> li
     released notebooks (``reference_dir``, default ``notebooks/``). ``pytest --nbval-lax`` then
     compares a student's run with the expected line, not with whatever the student saved.
     Unreadable notebooks are skipped with a message. Returns the written paths."""
+    from rlhf_lab.course.release import expected_outputs
+
     from .loader import NotebookError, _course_notebook, notebook_cells, read_notebook
 
     reference_dir = Path(reference_dir) if reference_dir else _REPO / "notebooks"
@@ -260,8 +262,8 @@ def prepare_nbval(submissions_dir, out_dir, reference_dir=None, log=print) -> li
                 ref = by_check.get(m.group(1)) if m else None
                 ref = ref or (expected[i] if i < len(expected) else None)
                 if ref is not None:
-                    cell["outputs"] = ref.get("outputs", [])
-                    cell["execution_count"] = ref.get("execution_count")
+                    cell["outputs"] = expected_outputs(ref.get("outputs", []))
+                    cell["execution_count"] = None
             target = Path(out_dir) / student / path.name
             atomic_write(target, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             written.append(target)

@@ -15,7 +15,7 @@ import pytest
 
 from rlhf_lab.core import progress
 from rlhf_lab.core.paths import PACKAGE, REPO
-from rlhf_lab.course.release import BEGIN, END, STUB, is_check_cell, release, strip_solutions
+from rlhf_lab.course.release import BEGIN, END, EXPECTED, STUB, expected_outputs, is_check_cell, release, strip_solutions
 from rlhf_lab.equations import beyond_losses, closed_form, losses, overopt_math, rl_losses
 
 ROOT = REPO
@@ -150,10 +150,14 @@ def test_committed_notebooks_have_no_outputs_but_the_expected_check_lines(path):
     assert "widgets" not in nb.metadata
     for cell in code_cells(nb):
         if is_check_cell(cell):
-            assert cell.execution_count is not None and len(cell.outputs) == 1
+            assert len(cell.outputs) == 1
             out = cell.outputs[0]
             assert out.output_type == "stream" and out.name == "stdout"
-            assert out.text.startswith("✓ ") and out.text.count("\n") == 1
+            if path.parent == STUDENT:           # shown as what to expect, not as a run of theirs
+                assert cell.execution_count is None and out.text.startswith(EXPECTED + "✓ ")
+            else:
+                assert cell.execution_count is not None and out.text.startswith("✓ ")
+            assert out.text.count("\n") == 1
         else:
             assert cell.outputs == [] and cell.execution_count is None, \
                 f"{path} has outputs: run `python -m rlhf_lab release --clean-solutions`"
@@ -176,6 +180,13 @@ def test_exercise_signatures_match_the_package_functions(path):
 
 def _expected_check_lines(path):
     return [c.outputs[0].text.rstrip("\n") for c in code_cells(read(path)) if is_check_cell(c)]
+
+
+def test_the_expected_mark_comes_off_for_nbval_and_only_once():
+    shown = [{"output_type": "stream", "name": "stdout", "text": [EXPECTED, "✓ f: all 2 checks passed\n"]}]
+    assert expected_outputs(shown)[0]["text"] == "✓ f: all 2 checks passed\n"
+    bare = [{"output_type": "stream", "name": "stdout", "text": "✓ expected when solved\n"}]
+    assert expected_outputs(bare) == bare
 
 
 def _run_exercises(path):
@@ -233,13 +244,14 @@ def test_release_cli_strips_every_output_but_the_check_lines(tmp_path):
     nbformat.write(nb, tmp_path / "sol" / "01_sft.ipynb")
     assert main(["release", "--solutions", str(tmp_path / "sol"), "--out",
                  str(tmp_path / "nb"), "--clean-solutions"]) == 0
-    for path in (tmp_path / "sol" / "01_sft.ipynb", tmp_path / "nb" / "01_sft.ipynb"):
+    for path, mark in ((tmp_path / "sol" / "01_sft.ipynb", ""), (tmp_path / "nb" / "01_sft.ipynb", EXPECTED)):
         cleaned = read(path)
         assert "widgets" not in cleaned.metadata
         kept = [c.outputs[0].text for c in code_cells(cleaned) if c.outputs]
-        assert kept == ["✓ sft_loss: all 5 checks passed\n"]
+        assert kept == [mark + "✓ sft_loss: all 5 checks passed\n"]
     student = read(tmp_path / "nb" / "01_sft.ipynb")
     assert BEGIN not in str(student) and STUB in str(student)
+    assert [c.execution_count for c in code_cells(student) if c.outputs] == [None]
     assert BEGIN in read(tmp_path / "sol" / "01_sft.ipynb").cells[4].source
 
 
