@@ -15,7 +15,12 @@ Two rows are bounds rather than reward models a course would train:
   pooling and schedule: what the trunk can learn when every reply carries its exact utility,
   the most a label could tell.
 
-    python benchmarks/rm_diagnosis.py [--variants NAME ...] [--heldout 5000] [--cache DIR]
+    python benchmarks/rm_diagnosis.py [--variants NAME ...] [--heldout 5000] [--cache DIR] [--ppo]
+
+With ``--ppo`` each reward-model variant (not the bounds) is also the proxy of a PPO run at
+β = 0.01 (:func:`ppo_curve`: the pipeline's PPO with checkpoint evaluations every 4 iterations on
+16 replies per prompt), and a second table gives its gold and proxy gains over the first
+checkpoint: at the first checkpoint after it, at the gold peak, and at the end, each with its KL.
 
 Variants are named ``key=value,key=value`` over RewardConfig's fields (``n_pairs``, ``pooling``,
 ``lr``, ``epochs``, ``weight_decay``, ``labels``), or ``regress-gold,<fields>``; the default list
@@ -78,6 +83,7 @@ def relabel(data, annotator: str, seed: int):
 def regress_gold(cfg, sft, tok, data):
     """A reward model fitted to r* itself (least squares on both replies of every pair)."""
     import torch
+
     from rlhf_lab.lm import models
     from rlhf_lab.lm.sequences import encode_pairs
     torch.manual_seed(cfg.seed)
@@ -108,16 +114,43 @@ def regress_gold(cfg, sft, tok, data):
     return rm, {"history": [], "params": models.count_parameters(rm)}
 
 
+def ppo_curve(fields: dict, beta: float = 0.01) -> list[dict]:
+    """PPO at ``beta`` against the pipeline's reward model with ``fields``: the checkpoints'
+    ``iteration``, ``kl``, and gold and proxy gains over the first checkpoint (the SFT policy)."""
+    from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo
+    run = RunConfig().with_rm(**fields).with_ppo(beta=beta, eval_every=4, eval_per_prompt=16)
+    evals = load_or_train_ppo(run).metrics["evals"]
+    return [{"iteration": e["iteration"], "kl": e["kl"], "gold": e["gold"] - evals[0]["gold"],
+             "proxy": e["proxy"] - evals[0]["proxy"]} for e in evals]
+
+
+def print_ppo(variants) -> None:
+    print("\nPPO at β = 0.01 against each proxy (gains over the SFT policy on the checkpoints' "
+          "fixed replies):")
+    print(f"{'variant':52s} {'first: gold @ KL':>17s} {'peak: gold @ KL':>16s} {'end: gold @ KL':>15s} "
+          f"{'end proxy':>9s}")
+    for text, regress, fields in variants:
+        if regress:
+            continue
+        curve = ppo_curve(fields)
+        first, peak, end = curve[1], max(curve[1:], key=lambda c: c["gold"]), curve[-1]
+        cell = lambda c: f"{c['gold']:+.3f} @ {c['kl']:5.2f}"
+        print(f"{text:52s} {cell(first):>17s} {cell(peak):>16s} {cell(end):>15s} {end['proxy']:+9.3f}",
+              flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
     parser.add_argument("--heldout", type=int, default=5000, help="shared held-out pairs")
     parser.add_argument("--cache", help="RLHF_LAB_CACHE for the base and SFT stages")
+    parser.add_argument("--ppo", action="store_true", help="also run PPO against each variant")
     args = parser.parse_args(argv)
     if args.cache:
         os.environ["RLHF_LAB_CACHE"] = args.cache
     import torch
     from report import cores, cpu_model
+
     from rlhf_lab.lm import models
     from rlhf_lab.pipeline.runs import SCALING_HELDOUT_SEED, RunConfig, load_or_train_sft
     from rlhf_lab.stages.reward_model import evaluate_reward_model, sample_preferences, train_reward_model
@@ -156,7 +189,10 @@ def main(argv=None) -> int:
     se = math.sqrt(0.25 / args.heldout)
     print(f"\nAn accuracy on {args.heldout} pairs has a standard error of at most {se:.3f}; 'gap' is "
           f"the ceiling minus the accuracy in points; 'train' is the last epoch's training "
-          f"accuracy on the labels trained on. Load average at the end {os.getloadavg()[0]:.2f}.")
+          f"accuracy on the labels trained on.")
+    if args.ppo:
+        print_ppo(variants)
+    print(f"Load average at the end {os.getloadavg()[0]:.2f}.")
     return 0
 
 
