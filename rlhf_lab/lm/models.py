@@ -305,8 +305,11 @@ def reward_scores(rm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     - ``"sum"``: the head at every reply token, summed (a sum of per-token rewards): a count of
       good or bad tokens is then a plain sum, which a small trunk learns from fewer labels;
     - ``"mean"``: the same, averaged over the reply's tokens.
+
+    A model without a ``config`` (any module that returns ``logits`` of shape (B, 1)) is read at
+    the last token.
     """
-    pooling = getattr(rm.config, "reward_pooling", "last")
+    pooling = getattr(getattr(rm, "config", None), "reward_pooling", "last")   # no config: "last"
     if pooling == "last":
         return forward_logits(rm, input_ids, attention_mask)[:, 0]
     if pooling not in POOLINGS:
