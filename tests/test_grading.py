@@ -395,6 +395,8 @@ def test_student_bundle_leaves_out_solutions_and_hidden_tests(tmp_path):
                    for f in files)
     assert "tests/test_grading.py" not in files and "tests/test_notebooks.py" not in files
     assert "rlhf_lab/grading/sandbox.py" in files
+    assert {"AGENTS.md", "docs/glossary.md"} <= files        # the tutor notice travels with the kit
+    assert "docs/grading.md" not in files
     for nb in (tmp_path / "bundle" / "notebooks").glob("*.ipynb"):
         assert BEGIN not in nb.read_text()
     with pytest.raises(ValueError, match="not empty"):

@@ -23,8 +23,8 @@ Editing the course: change ``solutions/`` in Jupyter, run it top to bottom, save
 and writes ``notebooks/``. Without the flag only ``notebooks/`` is written.
 
 ``python -m rlhf_lab release --bundle DIR`` also writes the **student bundle**: a copy of the kit
-that a student can install and run (README, requirements, the package, data, benchmarks, the
-released notebooks, the public tests), without ``solutions/``, ``tests/hidden/`` or any version
+that a student can install and run (README, AGENTS.md for AI assistants, requirements, the
+package, data, benchmarks, the released notebooks, the public tests, the glossary), without ``solutions/``, ``tests/hidden/`` or any version
 control or cache folder. See :func:`write_bundle`.
 """
 from __future__ import annotations
@@ -150,8 +150,8 @@ def release(solutions_dir="solutions", notebooks_dir="notebooks",
 
 
 # what a student bundle holds (when present in the kit); everything else is left out
-BUNDLE_ITEMS = ("README.md", "requirements.txt", "pyproject.toml", "LICENSE", "rlhf_lab",
-                "data", "benchmarks", "notebooks", "tests")
+BUNDLE_ITEMS = ("README.md", "AGENTS.md", "requirements.txt", "pyproject.toml", "LICENSE", "rlhf_lab",
+                "data", "benchmarks", "notebooks", "tests", "docs/glossary.md")
 _NEVER = ("solutions", "hidden", "mutants", "submissions", ".git", "__pycache__",
           ".pytest_cache", ".ipynb_checkpoints", "*.egg-info", ".venv", "out", "grades")
 
@@ -197,6 +197,7 @@ def write_bundle(kit_dir, bundle_dir, notebooks_dir="notebooks") -> list[Path]:
         if source.is_dir():
             shutil.copytree(source, target, ignore=ignore)
         elif source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)        # docs/glossary.md
             shutil.copy2(source, target)
         else:
             continue
