@@ -28,13 +28,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from . import bwrap
 from .gradebook import MAX_POINTS, ExerciseResult, StudentResult, atomic_write, write_outputs
 
 __all__ = ["GradingError", "StudentResult", "find_hidden_tests", "discover", "grade",
@@ -71,7 +74,9 @@ def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith((".", "_")) or entry.resolve() in skip:
             continue
-        if entry.is_dir():
+        if entry.is_symlink():             # refused when read: a link may point at the kit
+            files, name = [entry], entry.stem if entry.suffix == ".ipynb" else entry.name
+        elif entry.is_dir():
             files = sorted(p for p in entry.glob("*.ipynb") if not p.name.startswith("."))
             name = entry.name
         elif entry.suffix == ".ipynb":
@@ -86,63 +91,161 @@ def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
 
 
 # --------------------------------------------------------------------------- running judges
-def _judge_command(hidden: Path, manifest: Path, results: Path) -> list[str]:
+MAX_RESULTS_BYTES = 64 * 2**20            # the most a judge may report (far above any real run)
+CLEAN_EXITS = (0, 1)                      # pytest: all tests passed / some failed
+
+
+def _judge_command(hidden: Path, manifest: Path, results_fd: int) -> list[str]:
     return [sys.executable, "-m", "pytest", str(hidden), "-q", "-p", "no:cacheprovider",
             "-p", "no:logging", "--tb=no", "--no-header", "-o", "addopts=", "-W", "ignore",
             "--rootdir", str(hidden),
-            "--grade-manifest", str(manifest), "--grade-results", str(results)]
+            "--grade-manifest", str(manifest), "--grade-results-fd", str(results_fd)]
+
+
+class _Judge:
+    """One running judge: its process, deadline, log, and the read end of its results pipe."""
+
+    def __init__(self, proc, deadline: float, fd: int, log_file, name: str):
+        self.proc, self.deadline, self.fd, self.log_file, self.name = \
+            proc, deadline, fd, log_file, name
+        self.data = bytearray()
+        self.overflow = False
+
+    def drain(self) -> bool:
+        """Read what the judge has written so far; False once the pipe is closed."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.data += chunk
+            if len(self.data) > MAX_RESULTS_BYTES:
+                self.overflow = True
+                self.data.clear()
+
+    def rows(self) -> list[dict]:
+        rows = []
+        for line in bytes(self.data).decode("utf-8", "replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+        return rows
+
+    def close(self):
+        os.close(self.fd)
+        self.log_file.close()
+
+
+def _start_judge(index: int, group: dict, hidden: Path, work: Path, settings: dict,
+                 env: dict) -> _Judge:
+    manifest = work / f"manifest_{index}.json"
+    manifest.write_text(json.dumps({"students": {k: [str(p) for p in v] for k, v in group.items()},
+                                    "settings": settings}))
+    tmp = work / f"tmp_{index}"                  # the judge's temp folders: removed with `work`
+    tmp.mkdir(exist_ok=True)
+    read_end, write_end = os.pipe()
+    log_file = open(work / f"judge_{index}.log", "wb")
+    try:
+        proc = subprocess.Popen(_judge_command(hidden, manifest, write_end), cwd=work,
+                                env=dict(env, TMPDIR=str(tmp)), stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=subprocess.STDOUT,
+                                pass_fds=[write_end], start_new_session=True)
+    finally:
+        os.close(write_end)
+    os.set_blocking(read_end, False)
+    limit = 120 + sum(settings["budget"][k] + 30 for k in group)
+    return _Judge(proc, time.monotonic() + limit, read_end, log_file, f"judge {index}")
 
 
 def _run_judges(groups: list[dict[str, list[Path]]], hidden: Path, work: Path, settings: dict,
                 jobs: int, log) -> list[dict]:
-    """Run one judge per group, ``jobs`` at a time; return every result row they wrote."""
+    """Run one judge per group, ``jobs`` at a time. Each reports over a pipe that only it holds
+    (never a file a student process could reach); the rows of a judge count only if it exited
+    cleanly (pytest's exit code 0 or 1) within its time limit."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
         OMP_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1",
         PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     pending = list(enumerate(groups))
-    running: list[tuple[subprocess.Popen, float, Path, object]] = []
+    running: list[_Judge] = []
     rows: list[dict] = []
-    while pending or running:
-        while pending and len(running) < jobs:
-            index, group = pending.pop(0)
-            manifest, results = work / f"manifest_{index}.json", work / f"results_{index}.jsonl"
-            manifest.write_text(json.dumps({"students": {k: [str(p) for p in v]
-                                                         for k, v in group.items()},
-                                            "settings": settings}))
-            out = open(work / f"judge_{index}.log", "wb")
-            proc = subprocess.Popen(_judge_command(hidden, manifest, results), cwd=work,
-                                    env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT)
-            limit = 120 + sum(settings["budget"][k] + 30 for k in group)
-            running.append((proc, time.monotonic() + limit, results, out))
-        time.sleep(0.05)
-        for item in list(running):
-            proc, deadline, results, out = item
-            if proc.poll() is None and time.monotonic() < deadline:
-                continue
-            if proc.poll() is None:
-                log(f"a judge ran past its time limit and was stopped ({results.name})")
-                proc.kill()
-                proc.wait()
-            out.close()
-            running.remove(item)
-            if results.exists():
-                for line in results.read_text(encoding="utf-8").splitlines():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                index, group = pending.pop(0)
+                running.append(_start_judge(index, group, hidden, work, settings, env))
+            select.select([j.fd for j in running], [], [], 0.05)
+            for judge in list(running):
+                judge.drain()
+                if judge.proc.poll() is None and time.monotonic() < judge.deadline:
+                    continue
+                if judge.proc.poll() is None:
+                    log(f"{judge.name} ran past its time limit and was stopped")
+                    _kill_group(judge.proc)
+                for _ in range(50):                     # the rest, up to the end of the pipe
+                    if not judge.drain():
+                        break
+                    select.select([judge.fd], [], [], 0.1)
+                judge.close()
+                running.remove(judge)
+                code = judge.proc.returncode
+                if code in CLEAN_EXITS and not judge.overflow:
+                    rows += judge.rows()
+                else:
+                    log(f"{judge.name} did not exit cleanly (exit code {code}); its results are "
+                        f"not used")
+    finally:
+        for judge in running:
+            _kill_group(judge.proc)
+            judge.close()
     return rows
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill a running judge and its process group (its students' sandboxes die with it:
+    ``bwrap --die-with-parent``); reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait()
+
+
 # --------------------------------------------------------------------------- results
+def _trusted_rows(rows: list[dict]) -> tuple[list[dict], set[str]]:
+    """The test rows to count, and the students whose results are complete: a test row counts
+    only if its test id was collected for that student and is its first row; a student is
+    complete when the judge said "done" after a row for every test collected for them."""
+    collected: dict[str, set[str]] = {}
+    for row in rows:
+        if row.get("event") == "collected" and isinstance(row.get("tests"), list):
+            collected.setdefault(str(row.get("student")), set()).update(map(str, row["tests"]))
+    seen: dict[str, set[str]] = {}
+    kept = []
+    for row in rows:
+        if row.get("event") == "test":
+            student, test = str(row.get("student")), str(row.get("test"))
+            if test not in collected.get(student, ()) or test in seen.setdefault(student, set()):
+                continue                                  # unknown or repeated: not trusted
+            seen[student].add(test)
+        kept.append(row)
+    complete = {str(r.get("student")) for r in kept if r.get("event") == "done"}
+    complete = {s for s in complete if collected.get(s) and seen.get(s) == collected[s]}
+    return kept, complete
+
+
 def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, StudentResult]:
     from .loader import read_submission
 
     results = {name: StudentResult(name, [p.name for p in files])
                for name, files in students.items()}
-    done = {r["student"] for r in rows if r.get("event") == "done"}
+    rows, done = _trusted_rows(rows)
     for row in rows:
         result = results.get(row.get("student"))
         if result is None:
@@ -178,13 +281,37 @@ def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, Stu
 
 
 # --------------------------------------------------------------------------- the command
+NO_SANDBOX_WARNING = (
+    "WARNING: grading WITHOUT the operating-system sandbox (--no-sandbox). Student code runs as "
+    "your user, guarded only by a static scan and a Python audit hook, which native code (torch's "
+    "file API, os.pidfd_open) walks around: a hostile submission can read the hidden tests and "
+    "solutions, write files your user can write (other submissions, the gradebook), signal your "
+    "processes and keep a process running after grading. Use this only for trusted code "
+    "(docs/grading.md, section 3).")
+
+
+def _check_sandbox(sandbox: bool, log) -> None:
+    if not sandbox:
+        log(NO_SANDBOX_WARNING)
+        return
+    try:
+        bwrap.check()
+    except bwrap.SandboxUnavailable as error:
+        raise GradingError(str(error)) from None
+
+
 def grade(submissions_dir, out_dir="grades", *, timeout: float = 10.0, jobs: int | None = None,
           memory_mb: int = 4096, notebook_seconds: float = 60.0, hidden=None,
+          sandbox: bool = True, static_scan: bool = True,
           log=print) -> dict[str, StudentResult]:
     """Grade every submission of ``submissions_dir``; write the outputs into ``out_dir``;
-    return the results by student. Raises GradingError only when grading cannot start."""
+    return the results by student. Raises GradingError only when grading cannot start (no
+    hidden tests, no submissions, or ``sandbox`` asked and bubblewrap unusable).
+    ``static_scan=False`` runs even the cells the static scan refuses: only for showing that
+    the sandbox holds by itself."""
     start = time.monotonic()
     hidden = find_hidden_tests(hidden)
+    _check_sandbox(sandbox, log)
     out_dir = Path(out_dir).resolve()
     students = discover(submissions_dir, skip=[out_dir])
     if jobs is None:
@@ -194,13 +321,14 @@ def grade(submissions_dir, out_dir="grades", *, timeout: float = 10.0, jobs: int
     os.chmod(work, 0o700)
     try:
         settings = {"timeout": float(timeout), "memory_mb": int(memory_mb),
+                    "sandbox": bool(sandbox), "static_scan": bool(static_scan),
                     "budget": {k: notebook_seconds * max(1, len(v)) for k, v in students.items()},
                     "deny": [str(Path(submissions_dir).resolve()), str(out_dir), str(work),
                              str(hidden)]}
         gradable = {k: v for k, v in students.items() if v}
         groups = [dict(list(gradable.items())[i::jobs]) for i in range(min(jobs, len(gradable)))]
         rows = _run_judges(groups, hidden, work, settings, jobs, log) if gradable else []
-        finished = {r["student"] for r in rows if r.get("event") == "done"}
+        finished = _trusted_rows(rows)[1]
         retry = [k for k in gradable if k not in finished]
         if retry:
             log(f"re-running {len(retry)} submission(s) that a judge left unfinished")
@@ -284,6 +412,9 @@ def add_arguments(parser) -> None:
                         help="address-space limit of a student process (default 4096)")
     parser.add_argument("--hidden", default=None,
                         help="folder of the hidden tests (default: tests/hidden of the checkout)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code without the bubblewrap sandbox (trusted code "
+                             "only: see docs/grading.md)")
     parser.add_argument("--nbval-copy", default=None, metavar="DIR",
                         help="instead of grading, write copies of the submissions into DIR whose "
                              "check cells hold the expected lines, for pytest --nbval-lax DIR/...")
@@ -304,7 +435,9 @@ def main(args) -> int:
     try:
         grade(args.submissions, args.out, timeout=args.timeout, jobs=args.jobs,
               memory_mb=args.memory_mb, notebook_seconds=args.notebook_seconds,
-              hidden=args.hidden)
+              hidden=args.hidden, sandbox=not args.no_sandbox,
+              log=lambda line: print(line, file=sys.stderr if line.startswith("WARNING") else
+                                     sys.stdout, flush=True))
     except GradingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
