@@ -239,11 +239,11 @@ def test_feedback_explains_each_failure_without_test_code(graded):
         "missing_function": "no function named response_logprob",
         "invalid_json": "not valid JSON",
         "imports_reference": "imports rlhf_lab",
-        "reference_at_runtime": "cannot be imported while grading",
-        "exit_at_import": "ended the process",
+        "reference_at_runtime": "_import_dotted_name",        # the static scan (was a bypass)
+        "exit_at_import": "calls getattr with a computed attribute name",
         "exit_scanned": "imports os",
-        "exit_in_function": "calls exit()",
-        "crash_in_function": "died",
+        "exit_in_function": "looks up the attribute 'exit' by name",
+        "crash_in_function": "computed attribute name",
         "unsolved": "not written yet",
         "erin": "not a Jupyter notebook",
     }
@@ -266,7 +266,8 @@ def test_every_hidden_test_fails_on_the_stubs(tmp_path):
                            "--grade-results", str(path)], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert path.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    stubs = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    stubs = [r for r in rows if r["event"] == "test"]
     assert len(stubs) >= len(_hidden_test_names()) and proc.returncode == 1
     assert all(r["outcome"] == "failed" for r in stubs), \
         [r["test"] for r in stubs if r["outcome"] != "failed"]
@@ -428,10 +429,34 @@ def test_a_student_the_judges_did_not_finish_is_a_grader_error_with_zero(tmp_pat
     folder = tmp_path / "alice"
     shutil.copytree(SOLUTIONS, folder)
     files = sorted(folder.glob("*.ipynb"))
-    rows = [{"student": "alice", "event": "test", "exercise": "sft_loss", "outcome": "passed"}]
+    rows = [{"student": "alice", "event": "collected", "tests": ["t1", "t2"]},
+            {"student": "alice", "event": "test", "test": "t1", "exercise": "sft_loss",
+             "outcome": "passed"}]
     result = _collect({"alice": files}, rows)["alice"]            # no "done": the judge died
     assert result.status == "grader error" and result.total == 0
     assert "grade it again" in feedback_markdown(result)
     rows.append({"student": "alice", "event": "done"})
+    result = _collect({"alice": files}, rows)["alice"]            # t2 never reported
+    assert result.status == "grader error" and result.total == 0
+    rows.insert(-1, {"student": "alice", "event": "test", "test": "t2", "exercise": "sft_loss",
+                     "outcome": "passed"})
     result = _collect({"alice": files}, rows)["alice"]
     assert result.status == "ok" and result.total == by_name("sft_loss").points
+
+
+def test_results_count_only_collected_test_ids_once_each(tmp_path):
+    """A row for a test id the judge did not collect, or a second row for one, is not counted."""
+    from rlhf_lab.grading.grade import _collect
+    folder = tmp_path / "bob"
+    shutil.copytree(SOLUTIONS, folder)
+    files = sorted(folder.glob("*.ipynb"))
+    row = {"student": "bob", "event": "test", "exercise": "gae"}
+    rows = [{"student": "bob", "event": "collected", "tests": ["gae1"]},
+            dict(row, test="gae1", outcome="failed", message="wrong"),
+            dict(row, test="gae1", outcome="passed"),                  # a repeat: ignored
+            dict(row, test="forged", outcome="passed"),                # unknown: ignored
+            dict(row, exercise="kl_k1", test="forged2", outcome="passed"),
+            {"student": "bob", "event": "done"}]
+    result = _collect({"bob": files}, rows)["bob"]
+    assert result.status == "ok" and result.total == 0
+    assert result.exercises["gae"].failed == 1 and "kl_k1" not in result.exercises

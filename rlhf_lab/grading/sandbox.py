@@ -282,7 +282,7 @@ class StudentProcess:
         self.spent += time.monotonic() - start
         try:
             if answer[0] == "ok":
-                return wire.unpack(answer[1])
+                return wire.unpack(answer[1], deadline=time.monotonic() + self.timeout)
             kind, text = str(answer[1]), str(answer[2])
         except Exception as error:                           # noqa: BLE001 - a forged answer
             raise StudentError("bad_output", f"the result of {name} could not be read: "
