@@ -285,6 +285,7 @@ class StudentProcess:
                 return wire.unpack(answer[1], deadline=time.monotonic() + self.timeout)
             kind, text = str(answer[1]), str(answer[2])
         except Exception as error:                           # noqa: BLE001 - a forged answer
+            self._stop(namespace)                            # its pipe may be out of step
             raise StudentError("bad_output", f"the result of {name} could not be read: "
                                              f"{error}") from None
         raise StudentError(kind, text)
