@@ -24,6 +24,7 @@ from rlhf_lab.grading import wire
 from rlhf_lab.grading.exercises import EXERCISES, by_name
 from rlhf_lab.grading.judge import exercise_of, feedback_message
 from rlhf_lab.grading.loader import NotebookError, notebook_cells, read_notebook, strip_magics
+from rlhf_lab.grading.sandbox import sandbox_available
 from rlhf_lab.grading.scan import scan
 from rlhf_lab.grading.student import StudentError
 
@@ -32,6 +33,10 @@ SOLUTIONS, HIDDEN = ROOT / "solutions", ROOT / "tests" / "hidden"
 HAS_HIDDEN = bool(list(HIDDEN.glob("test_*.py")))
 TIMEOUT = "2"                                # seconds per call in the grading run below
 GET = 'getattr(np, "__builtins__")'          # reaches builtins without a name the scan rejects
+# the class below is graded in the OS sandbox where it works (CI installs bubblewrap); its attacks
+# are all refused by the static scan or the audit hook already (tests/test_grading_hostile.py
+# attacks the sandbox itself)
+SANDBOX = [] if sandbox_available() else ["--no-sandbox"]
 
 
 def _env() -> dict:
@@ -152,7 +157,7 @@ def graded(tmp_path_factory):
     (subs / "dave" / "notes.txt").write_text("I did not finish")
     (subs / "erin.ipynb").write_text('{"cells": "not a list"}')           # JSON, not a notebook
     proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", "submissions", "--out",
-                           "grades", "--timeout", TIMEOUT, "--jobs", "2"],   # relative paths
+                           "grades", "--timeout", TIMEOUT, "--jobs", "2"] + SANDBOX,  # relative
                           cwd=tmp, env=_env(), capture_output=True, text=True, timeout=600)
     rows = {}
     if (tmp / "grades" / "gradebook.csv").exists():

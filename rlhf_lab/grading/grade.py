@@ -8,15 +8,20 @@ How it works:
 
 1. The hidden tests (``tests/hidden``) are found next to the package, or given with
    ``--hidden``; without them the grader refuses to run.
-2. The students are split over ``jobs`` judge processes, each ``python -m pytest tests/hidden
-   --grade-manifest ... --grade-results ...``. A judge runs the hidden tests against one student
-   process at a time (:class:`~.sandbox.StudentProcess`); student code never runs in a judge.
-   Each judge writes its results (one JSON line per test) into a private folder of the grader.
-3. When every judge has exited, the results are turned into points: an exercise earns its points
-   (``exercises.py``) only if all its hidden tests pass. A judge that dies is re-run once per
-   student it left unfinished; a student still without results gets the status "grader error"
-   and zero.
-4. The outputs are written last, each atomically (temp file, then rename): ``gradebook.csv``
+2. Unless ``sandbox=False`` (``--no-sandbox``, which warns loudly), it checks that the
+   bubblewrap sandbox works here (``bwrap.py``), and refuses to run otherwise, naming the
+   package to install.
+3. The students are split over ``jobs`` judge processes (``judges.py``), each ``python -m pytest
+   tests/hidden --grade-manifest ... --grade-results-fd ...``. A judge runs the hidden tests
+   against one student at a time (:class:`~.sandbox.StudentProcess`: all the student's processes
+   in one sandbox of their own); student code never runs in a judge. Each judge reports over a
+   pipe that only it holds.
+4. When every judge has exited, the results it sent are turned into points, if it exited
+   cleanly, counting one row per test id it collected: an exercise earns its points
+   (``exercises.py``) only if all its hidden tests pass. A student that a judge left unfinished
+   is graded again once, alone; a student still without complete results gets the status
+   "grader error" and zero.
+5. The outputs are written last, each atomically (temp file, then rename): ``gradebook.csv``
    (one row per student, one column per exercise, total, max, status) and
    ``feedback/<student>.md`` (per exercise: passed, or the first failure's message — never the
    tests' code); then a summary line is printed.
@@ -28,10 +33,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from . import bwrap
 from .gradebook import MAX_POINTS, ExerciseResult, StudentResult, atomic_write, write_outputs
+from .judges import run_judges, trusted_rows
 
 __all__ = ["GradingError", "StudentResult", "find_hidden_tests", "discover", "grade",
            "write_outputs", "prepare_nbval", "main"]
@@ -90,162 +93,13 @@ def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
     return students
 
 
-# --------------------------------------------------------------------------- running judges
-MAX_RESULTS_BYTES = 64 * 2**20            # the most a judge may report (far above any real run)
-CLEAN_EXITS = (0, 1)                      # pytest: all tests passed / some failed
-
-
-def _judge_command(hidden: Path, manifest: Path, results_fd: int) -> list[str]:
-    return [sys.executable, "-m", "pytest", str(hidden), "-q", "-p", "no:cacheprovider",
-            "-p", "no:logging", "--tb=no", "--no-header", "-o", "addopts=", "-W", "ignore",
-            "--rootdir", str(hidden),
-            "--grade-manifest", str(manifest), "--grade-results-fd", str(results_fd)]
-
-
-class _Judge:
-    """One running judge: its process, deadline, log, and the read end of its results pipe."""
-
-    def __init__(self, proc, deadline: float, fd: int, log_file, name: str):
-        self.proc, self.deadline, self.fd, self.log_file, self.name = \
-            proc, deadline, fd, log_file, name
-        self.data = bytearray()
-        self.overflow = False
-
-    def drain(self) -> bool:
-        """Read what the judge has written so far; False once the pipe is closed."""
-        while True:
-            try:
-                chunk = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                return True
-            if not chunk:
-                return False
-            self.data += chunk
-            if len(self.data) > MAX_RESULTS_BYTES:
-                self.overflow = True
-                self.data.clear()
-
-    def rows(self) -> list[dict]:
-        rows = []
-        for line in bytes(self.data).decode("utf-8", "replace").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
-
-    def close(self):
-        os.close(self.fd)
-        self.log_file.close()
-
-
-def _start_judge(index: int, group: dict, hidden: Path, work: Path, settings: dict,
-                 env: dict) -> _Judge:
-    manifest = work / f"manifest_{index}.json"
-    manifest.write_text(json.dumps({"students": {k: [str(p) for p in v] for k, v in group.items()},
-                                    "settings": settings}))
-    tmp = work / f"tmp_{index}"                  # the judge's temp folders: removed with `work`
-    tmp.mkdir(exist_ok=True)
-    read_end, write_end = os.pipe()
-    log_file = open(work / f"judge_{index}.log", "wb")
-    try:
-        proc = subprocess.Popen(_judge_command(hidden, manifest, write_end), cwd=work,
-                                env=dict(env, TMPDIR=str(tmp)), stdin=subprocess.DEVNULL,
-                                stdout=log_file, stderr=subprocess.STDOUT,
-                                pass_fds=[write_end], start_new_session=True)
-    finally:
-        os.close(write_end)
-    os.set_blocking(read_end, False)
-    limit = 120 + sum(settings["budget"][k] + 30 for k in group)
-    return _Judge(proc, time.monotonic() + limit, read_end, log_file, f"judge {index}")
-
-
-def _run_judges(groups: list[dict[str, list[Path]]], hidden: Path, work: Path, settings: dict,
-                jobs: int, log) -> list[dict]:
-    """Run one judge per group, ``jobs`` at a time. Each reports over a pipe that only it holds
-    (never a file a student process could reach); the rows of a judge count only if it exited
-    cleanly (pytest's exit code 0 or 1) within its time limit."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-        OMP_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1",
-        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-    pending = list(enumerate(groups))
-    running: list[_Judge] = []
-    rows: list[dict] = []
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                index, group = pending.pop(0)
-                running.append(_start_judge(index, group, hidden, work, settings, env))
-            select.select([j.fd for j in running], [], [], 0.05)
-            for judge in list(running):
-                judge.drain()
-                if judge.proc.poll() is None and time.monotonic() < judge.deadline:
-                    continue
-                if judge.proc.poll() is None:
-                    log(f"{judge.name} ran past its time limit and was stopped")
-                    _kill_group(judge.proc)
-                for _ in range(50):                     # the rest, up to the end of the pipe
-                    if not judge.drain():
-                        break
-                    select.select([judge.fd], [], [], 0.1)
-                judge.close()
-                running.remove(judge)
-                code = judge.proc.returncode
-                if code in CLEAN_EXITS and not judge.overflow:
-                    rows += judge.rows()
-                else:
-                    log(f"{judge.name} did not exit cleanly (exit code {code}); its results are "
-                        f"not used")
-    finally:
-        for judge in running:
-            _kill_group(judge.proc)
-            judge.close()
-    return rows
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill a running judge and its process group (its students' sandboxes die with it:
-    ``bwrap --die-with-parent``); reap it."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    proc.wait()
-
-
 # --------------------------------------------------------------------------- results
-def _trusted_rows(rows: list[dict]) -> tuple[list[dict], set[str]]:
-    """The test rows to count, and the students whose results are complete: a test row counts
-    only if its test id was collected for that student and is its first row; a student is
-    complete when the judge said "done" after a row for every test collected for them."""
-    collected: dict[str, set[str]] = {}
-    for row in rows:
-        if row.get("event") == "collected" and isinstance(row.get("tests"), list):
-            collected.setdefault(str(row.get("student")), set()).update(map(str, row["tests"]))
-    seen: dict[str, set[str]] = {}
-    kept = []
-    for row in rows:
-        if row.get("event") == "test":
-            student, test = str(row.get("student")), str(row.get("test"))
-            if test not in collected.get(student, ()) or test in seen.setdefault(student, set()):
-                continue                                  # unknown or repeated: not trusted
-            seen[student].add(test)
-        kept.append(row)
-    complete = {str(r.get("student")) for r in kept if r.get("event") == "done"}
-    complete = {s for s in complete if collected.get(s) and seen.get(s) == collected[s]}
-    return kept, complete
-
-
 def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, StudentResult]:
     from .loader import read_submission
 
     results = {name: StudentResult(name, [p.name for p in files])
                for name, files in students.items()}
-    rows, done = _trusted_rows(rows)
+    rows, done = trusted_rows(rows)
     for row in rows:
         result = results.get(row.get("student"))
         if result is None:
@@ -327,13 +181,13 @@ def grade(submissions_dir, out_dir="grades", *, timeout: float = 10.0, jobs: int
                              str(hidden)]}
         gradable = {k: v for k, v in students.items() if v}
         groups = [dict(list(gradable.items())[i::jobs]) for i in range(min(jobs, len(gradable)))]
-        rows = _run_judges(groups, hidden, work, settings, jobs, log) if gradable else []
-        finished = _trusted_rows(rows)[1]
+        rows = run_judges(groups, hidden, work, settings, jobs, log) if gradable else []
+        finished = trusted_rows(rows)[1]
         retry = [k for k in gradable if k not in finished]
         if retry:
             log(f"re-running {len(retry)} submission(s) that a judge left unfinished")
             rows = [r for r in rows if r.get("student") not in retry]
-            rows += _run_judges([{k: gradable[k]} for k in retry], hidden, work, settings,
+            rows += run_judges([{k: gradable[k]} for k in retry], hidden, work, settings,
                                 jobs, log)
         results = _collect(students, rows)
     finally:

@@ -32,6 +32,7 @@ Python installation only, a private tmpfs. :meth:`StudentProcess.close` kills it
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -58,9 +59,14 @@ def default_deny() -> list[str]:
     return [str(_PACKAGE), str(_REPO / "tests"), str(_REPO / "solutions")]
 
 
+@functools.lru_cache(maxsize=1)
 def sandbox_available() -> bool:
-    """Whether the bubblewrap sandbox can be used (``bwrap`` found on PATH)."""
-    return bwrap.find_bwrap() is not None
+    """Whether the bubblewrap sandbox works here (checked once per process)."""
+    try:
+        bwrap.check()
+    except bwrap.SandboxUnavailable:
+        return False
+    return True
 
 
 class _Child:
