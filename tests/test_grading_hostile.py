@@ -383,3 +383,39 @@ def test_no_sandbox_grades_with_a_loud_warning(tmp_path):
     row = next(csv.DictReader(open(tmp_path / "grades" / "gradebook.csv")))
     assert int(row["total"]) == sum(e.points for e in EXERCISES
                                     if e.notebook == "03_closed_form.ipynb")
+
+
+@pytest.mark.slow
+@needs_bwrap
+@needs_hidden
+def test_a_grader_killed_outright_leaves_no_process(tmp_path):
+    """SIGKILL gives the grader no chance to clean up: its judges die with it
+    (PR_SET_PDEATHSIG), and the sandboxes with their judge (bwrap --die-with-parent)."""
+    subs = tmp_path / "subs"
+    for i in range(3):
+        shutil.copytree(SOLUTIONS, subs / f"s{i}")
+    before, judges = _sandbox_processes(), _judges()
+    grader = subprocess.Popen([sys.executable, "-m", "rlhf_lab", "grade", str(subs), "--out",
+                               str(tmp_path / "grades")], cwd=tmp_path,
+                              env=dict(_env(), TMPDIR=str(tmp_path)),   # its leftovers go here
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not _sandbox_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sandbox_processes() - before, "no sandbox started"
+    grader.kill()
+    grader.wait()
+    time.sleep(2.0)
+    assert _sandbox_processes() - before == set()
+    assert _judges() - judges == set()
+
+
+def _judges() -> set[int]:
+    found = set()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if b"--grade-manifest" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.add(int(pid))
+        except OSError:
+            pass
+    return found

@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -275,7 +276,9 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    """Run the command from parsed arguments; 0 unless grading could not start."""
+    """Run the command from parsed arguments; 0 unless grading could not start. SIGTERM stops
+    the grading as Ctrl-C does: judges and sandboxes killed, temporary folders removed."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.nbval_copy:
         try:
             written = prepare_nbval(args.submissions, args.nbval_copy)

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from .zygote import die_with_parent
+
 __all__ = ["run_judges", "trusted_rows", "MAX_RESULTS_BYTES", "CLEAN_EXITS"]
 
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -86,7 +88,8 @@ def _start_judge(index: int, group: dict, hidden: Path, work: Path, settings: di
         proc = subprocess.Popen(_judge_command(hidden, manifest, write_end), cwd=work,
                                 env=dict(env, TMPDIR=str(tmp)), stdin=subprocess.DEVNULL,
                                 stdout=log_file, stderr=subprocess.STDOUT,
-                                pass_fds=[write_end], start_new_session=True)
+                                pass_fds=[write_end], start_new_session=True,
+                                preexec_fn=die_with_parent)
     finally:
         os.close(write_end)
     os.set_blocking(read_end, False)
