@@ -15,13 +15,15 @@ of that student, runs inside its own bubblewrap sandbox, built by :func:`command
   it runs (``child.py``, ``wire.py``, ``student.py``, under ``/grader``). Not the course
   package, ``tests/``, ``solutions/``, other submissions, the grader's outputs or its results;
   any of those that happens to lie inside the Python installation is hidden under an empty
-  tmpfs. Its working folder ``/tmp`` is a private tmpfs of at most :data:`TMPFS_BYTES`.
+  tmpfs. Its working folder ``/tmp`` is a private tmpfs of at most :data:`TMPFS_BYTES` (where
+  bwrap can cap it: version 0.7 or later).
 
 Where ``bwrap`` is missing (or user namespaces are disabled), :func:`check` raises
 :class:`SandboxUnavailable` with what to install; ``grade --no-sandbox`` runs without it.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import site
@@ -99,6 +101,17 @@ def _system_binds() -> list[str]:
     return args
 
 
+@functools.lru_cache(maxsize=4)
+def _has_size_option(bwrap: str) -> bool:
+    """Whether this bwrap can cap a tmpfs (``--size``, from version 0.7; older ones, e.g. on
+    Ubuntu 22.04, run without the cap: each file is still capped at 1 MiB by ``child.py``)."""
+    try:
+        text = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in text.stdout + text.stderr
+
+
 def command(argv: list[str], *, hide=(), env: dict | None = None) -> list[str]:
     """The ``bwrap`` command line that runs ``argv`` in the sandbox described above.
 
@@ -119,7 +132,8 @@ def command(argv: list[str], *, hide=(), env: dict | None = None) -> list[str]:
             args += ["--tmpfs", secret]
     for name in HELPERS:
         args += ["--ro-bind", str(_HERE / name), f"{INNER}/{name}"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", WORKDIR,
+    size = ["--size", str(TMPFS_BYTES)] if _has_size_option(bwrap) else []   # bwrap >= 0.7
+    args += ["--proc", "/proc", "--dev", "/dev"] + size + ["--tmpfs", WORKDIR,
              "--chdir", WORKDIR, "--clearenv"]
     for key, value in (env or {}).items():
         args += ["--setenv", key, value]
