@@ -196,9 +196,10 @@ def hostile_class(tmp_path_factory):
             "grade(sys.argv[1], sys.argv[2], hidden=sys.argv[3], timeout=2, jobs=2, "
             "static_scan=False)  # HOSTILE_GRADER")
     start = time.monotonic()
+    (tmp / "tmpdir").mkdir()                             # the grader's temporary folders
     proc = subprocess.run([sys.executable, "-c", code, str(subs), str(tmp / "grades"),
-                           str(tmp / "hidden")], cwd=tmp, env=_env(), capture_output=True,
-                          text=True, timeout=900)
+                           str(tmp / "hidden")], cwd=tmp, env=dict(_env(), TMPDIR=str(tmp / "tmpdir")),
+                          capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - start
     time.sleep(2.0)                          # time for anything left behind to act
     rows = {}
@@ -271,10 +272,7 @@ def test_no_file_outside_the_sandbox_changed_and_no_process_is_left(hostile_clas
     assert grades == ["feedback"] + sorted(f"feedback/{s}.md" for s in hostile_class["rows"]) + \
         ["gradebook.csv"]
     assert "HACKED" not in (tmp / "grades" / "gradebook.csv").read_text()
-    leftovers = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("rlhf_lab_*")
-                 if p.stat().st_mtime > time.time() - hostile_class["seconds"] - 10
-                 and "test_cache" not in p.name]
-    assert leftovers == []
+    assert list((tmp / "tmpdir").iterdir()) == [], "temporary folders were left"
 
 
 # --------------------------------------------------------------------------- the pieces, fast
