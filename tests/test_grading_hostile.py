@@ -119,6 +119,7 @@ def _attacks(tmp: Path) -> dict:
             ""),
         "loop_at_import": ("dpo_loss", "while True:\n    pass\n", ""),
         "exit_at_import": ("group_advantages", "import os\nos._exit(0)\n", ""),
+        "deep_nesting": ("aggregate_ensemble", "NEST = " + "-" * 100000 + "1\n", ""),
     }
 
 
@@ -282,6 +283,13 @@ def test_scan_refuses_the_string_lookup_bypass():
                    'x = torch._utils._import_dotted_name("os")', 'x = {}["__builtins__"]'):
         assert scan(source), source
     assert scan('ok = hasattr(result, "alpha")') is None
+
+
+def test_a_cell_nested_too_deeply_is_refused_not_a_crash():
+    source = "x = " + "-" * 100000 + "1\ndef f():\n    return 1\n"
+    assert "nested too deeply" in scan(source)
+    from rlhf_lab.grading.loader import defined_names
+    assert defined_names(source) == ("f",)
 
 
 def test_wire_refuses_a_memoised_answer_quickly():

@@ -126,7 +126,13 @@ def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, Stu
             result.status = "grader error"
             result.notes.append("the grader did not finish this submission (a judge process "
                                 "failed); grade it again")
-        submission = read_submission(students[name])
+        try:
+            submission = read_submission(students[name])
+        except Exception as error:                      # noqa: BLE001 - one student, not all
+            result.status = "grader error"
+            result.notes.append(f"the grader could not read this submission: "
+                                f"{type(error).__name__}")
+            continue
         result.submitted = {course for course in submission.notebooks.values() if course}
         for file, why in submission.errors.items():
             result.notes.append(why)

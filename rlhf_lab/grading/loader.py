@@ -128,7 +128,7 @@ def defined_names(source: str) -> tuple[str, ...]:
     syntax error, a line-based guess (``def name(`` at the start of a line)."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):      # deep nesting too
         return tuple(dict.fromkeys(re.findall(r"^(?:async\s+)?def\s+(\w+)", source, re.M)))
     names = []
     for node in tree.body:
@@ -148,7 +148,7 @@ def _untagged_definitions(source: str, wanted: set[str]) -> str | None:
     """The ``def`` blocks of ``wanted`` functions in an untagged cell (nothing else of it)."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):      # deep nesting too
         return None
     parts = [ast.get_source_segment(source, node) for node in tree.body
              if isinstance(node, ast.FunctionDef) and node.name in wanted
