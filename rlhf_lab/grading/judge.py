@@ -8,7 +8,7 @@
 
 In each case the session-scoped fixture ``student`` is one
 :class:`~rlhf_lab.grading.sandbox.StudentProcess`, reused by every test; it runs in the
-bubblewrap sandbox when ``bwrap`` is installed (``--no-sandbox``: never). The grader
+bubblewrap sandbox where it works (``--no-sandbox``: never). The grader
 (:mod:`.grade`) runs the same tests with ``--grade-manifest`` (many students: the fixture is
 parametrized over them, one student's sandbox alive at a time) and ``--grade-results-fd`` (the
 write end of a pipe that only this process, the judge, holds: one JSON line per collected test,
@@ -77,7 +77,7 @@ def pytest_addoption(parser):
                     help="(used by the grade command) write them to this inherited pipe")
     group.addoption("--no-sandbox", action="store_true", default=False,
                     help="run student code without the bubblewrap sandbox (default: sandboxed "
-                         "when bwrap is installed)")
+                         "where bwrap works)")
 
 
 def pytest_configure(config):

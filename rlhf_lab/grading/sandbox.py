@@ -119,7 +119,7 @@ class StudentProcess:
     per call (and per cell at load time); ``memory_mb``: the child's address-space limit;
     ``budget``: seconds of calls in all (None: no limit); ``deny``: extra folders the child may
     not read (the grader's outputs, other submissions). ``sandbox``: run in bubblewrap (None:
-    when ``bwrap`` is installed). ``static_scan=False`` runs even the cells the static scan
+    where it works). ``static_scan=False`` runs even the cells the static scan
     refuses (only to show that the sandbox holds by itself)."""
 
     def __init__(self, source=None, *, functions=None, timeout: float = 10.0,

@@ -62,12 +62,6 @@ class ForkServer:
         self.sock = None
         self.tmp = None
 
-    def start(self) -> None:
-        with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                self._stop_locked()
-                self._start()
-
     def _start(self):
         self.tmp = tempfile.mkdtemp(prefix="rlhf_lab_forkserver_")
         os.chmod(self.tmp, 0o700)
