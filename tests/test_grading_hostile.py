@@ -280,9 +280,13 @@ def test_no_file_outside_the_sandbox_changed_and_no_process_is_left(hostile_clas
 def test_scan_refuses_the_string_lookup_bypass():
     for source in ('x = getattr(np, "__builtins__")["open"]("f").read()',
                    'x = getattr(torch, "_utils")', 'x = getattr(np, "o" + "s")',
-                   'x = torch._utils._import_dotted_name("os")', 'x = {}["__builtins__"]'):
+                   'x = torch._utils._import_dotted_name("os")', 'x = {}["__builtins__"]',
+                   'g = getattr\nx = g(np, "o" + "s")', 'from operator import attrgetter',
+                   'import string\nx = string.Formatter().get_field("0.a", (f,), {})',
+                   'import typing\nx = typing.get_type_hints(f)', 's = "{0.__globals__}"'):
         assert scan(source), source
     assert scan('ok = hasattr(result, "alpha")') is None
+    assert scan('def f(x):\n    """Not __globals__: a docstring."""\n    return x') is None
 
 
 def test_a_cell_nested_too_deeply_is_refused_not_a_crash():

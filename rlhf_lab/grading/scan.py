@@ -32,12 +32,14 @@ FORBIDDEN_NAMES = frozenset({
 FORBIDDEN_ATTRIBUTES = frozenset({
     "os", "sys", "subprocess", "system", "popen", "_exit", "builtins", "importlib", "f_globals",
     "f_locals", "f_back", "gi_frame", "tb_frame", "_getframe", "ctypes", "multiprocessing",
+    # attribute lookups by string, or evaluation of strings, in the allowed modules
+    "attrgetter", "methodcaller", "get_field", "Formatter", "get_type_hints", "ForwardRef",
 })
 LIBRARIES = frozenset({"torch", "np", "numpy", "F", "math", "functools", "itertools",
                        "collections"})
 ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__doc__", "__call__", "__len__"})
 ATTRIBUTE_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
-_DUNDER = re.compile(r"^__\w+__$")
+_DUNDER = re.compile(r"__\w+__")
 _REFERENCE = ("it imports rlhf_lab, the course package, which holds the reference solutions: "
               "write the function yourself")
 
@@ -70,10 +72,11 @@ def _string_lookup(node) -> str | None:
         if _forbidden_attribute(name.value):
             return (f"line {node.lineno}: it looks up the attribute {name.value!r} by name, "
                     f"which an exercise may not use (no interpreter internals)")
-    if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-            _DUNDER.match(node.value) and node.value not in ALLOWED_DUNDERS:
-        return (f"line {node.lineno}: it names {node.value!r}, an interpreter internal an "
-                f"exercise may not use")
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        for dunder in _DUNDER.findall(node.value):
+            if dunder not in ALLOWED_DUNDERS:
+                return (f"line {node.lineno}: it names {dunder!r}, an interpreter internal an "
+                        f"exercise may not use")
     return None
 
 
@@ -86,10 +89,24 @@ def scan(source: str) -> str | None:
         return None
     except (MemoryError, RecursionError):
         return "the cell is nested too deeply for the grader to read it"
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef,
+                                       ast.ClassDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
-        why = _string_lookup(node)
+        why = None if id(node) in docstrings else _string_lookup(node)
         if why:
             return why
+        if isinstance(node, ast.Name) and node.id in ATTRIBUTE_BUILTINS and \
+                id(node) not in called:
+            return (f"line {node.lineno}: it passes {node.id} around, which an exercise may "
+                    f"not do (attribute lookups by string)")
+        if isinstance(node, ast.ImportFrom) and any(
+                a.name in FORBIDDEN_ATTRIBUTES or a.name in FORBIDDEN_NAMES for a in node.names):
+            return (f"line {node.lineno}: it imports "
+                    f"{', '.join(a.name for a in node.names)}, which an exercise may not use")
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             if isinstance(node, ast.ImportFrom) and node.level:
                 return f"line {node.lineno}: a relative import is not allowed in an exercise"
