@@ -136,7 +136,7 @@ class ForkServer:
             self.sock = None
         if self.proc is not None:
             end = time.monotonic() + grace
-            while time.monotonic() < end and not _exited(self.proc.pid):
+            while time.monotonic() < end and not _exited(self.proc):
                 time.sleep(0.01)
             try:                             # the group, while its leader is not yet reaped
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -154,9 +154,12 @@ class ForkServer:
             self._stop_locked()
 
 
-def _exited(pid: int) -> bool:
-    """Whether child ``pid`` has exited, without reaping it (its pid stays reserved)."""
+def _exited(proc: subprocess.Popen) -> bool:
+    """Whether ``proc`` has exited, without reaping it where the system allows (its pid then
+    stays reserved for the ``killpg`` that follows)."""
+    if not hasattr(os, "waitid"):                       # macOS
+        return proc.poll() is not None
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
