@@ -370,7 +370,9 @@ def test_judge_messages_are_feedback_not_code():
         "(RuntimeError: size mismatch)")
 
 
-def test_student_process_keeps_serving_after_crashes_and_time_outs(tmp_path):
+@pytest.mark.parametrize("sandbox", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not sandbox_available(), reason="the bubblewrap sandbox does not work here"))])
+def test_student_process_keeps_serving_after_crashes_and_time_outs(tmp_path, sandbox):
     from rlhf_lab.grading.sandbox import StudentProcess
     module = tmp_path / "functions.py"
     module.write_text("import os\nimport torch\n"
@@ -379,7 +381,7 @@ def test_student_process_keeps_serving_after_crashes_and_time_outs(tmp_path):
                       "def spin():\n    while True:\n        pass\n"
                       "def sneaky():\n    return open(__file__).read()\n"
                       "def weird():\n    return object()\n")
-    with StudentProcess(functions=module, timeout=1.5) as student:
+    with StudentProcess(functions=module, timeout=1.5, sandbox=sandbox) as student:
         assert torch.equal(student.call("double", torch.ones(2)), torch.full((2,), 2.0))
         for name, kind in (("die", "crash"), ("spin", "timeout"), ("spin", "timeout"),
                            ("sneaky", "exception"), ("weird", "bad_output"),
