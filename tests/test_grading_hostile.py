@@ -358,6 +358,9 @@ def test_student_process_sees_only_its_sandbox(tmp_path):
         "import os, torch\n"
         "def pids():\n    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
         "def uid():\n    return os.getuid()\n"
+        "def interfaces():\n"
+        "    lines = open('/proc/net/dev').read().splitlines()[2:]\n"
+        "    return sorted(line.split(':')[0].strip() for line in lines)\n"
         "def read(path):\n"
         "    return torch.from_file(path, shared=False, size=1, dtype=torch.uint8)\n"
         "def write(path):\n    torch.save(torch.zeros(1), path)\n    return True\n")
@@ -365,6 +368,7 @@ def test_student_process_sees_only_its_sandbox(tmp_path):
     target = ROOT / f"HACKED_probe_{TAG}.pt"
     with StudentProcess(functions=module, timeout=20, sandbox=True) as student:
         assert student.call("uid") == 65534
+        assert student.call("interfaces") == ["lo"]                  # no network
         assert os.getpid() not in student.call("pids") and max(student.call("pids")) < 100
         assert student.call("read", torch.__file__).numel() == 1     # the installation: yes
         for secret in (SOLUTIONS / "01_sft.ipynb", HIDDEN / "conftest.py", module,
