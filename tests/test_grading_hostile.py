@@ -433,3 +433,22 @@ def _judges() -> set[int]:
         except OSError:
             pass
     return found
+
+
+@pytest.mark.slow
+@needs_bwrap
+@needs_hidden
+def test_each_attack_failed_for_the_reason_it_should(hostile_class):
+    """The feedback shows why each armed exercise failed: the attack ran and did not get
+    through (not, say, a time-out that would hide a hung judge)."""
+    feedback = hostile_class["tmp"] / "grades" / "feedback"
+    reasons = {"string_lookup": "the attack failed", "torch_write": "the attack failed",
+               "torch_read": "the attack failed", "signal_judge": "the attack failed",
+               "outlive": "the attack failed", "memo_bomb": "could not be read",
+               "memory_30gb": "can't allocate memory", "loop_at_import": "infinite loop",
+               "exit_at_import": "ended the process", "deep_nesting": "could not be defined"}
+    for name, reason in reasons.items():
+        exercise = hostile_class["attacks"][name][0]
+        line = next(line for line in (feedback / f"{name}.md").read_text().splitlines()
+                    if line.startswith(f"- **{exercise}**"))
+        assert reason in line, (name, line)
