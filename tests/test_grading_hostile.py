@@ -120,6 +120,9 @@ def _attacks(tmp: Path) -> dict:
         "loop_at_import": ("dpo_loss", "while True:\n    pass\n", ""),
         "exit_at_import": ("group_advantages", "import os\nos._exit(0)\n", ""),
         "deep_nesting": ("aggregate_ensemble", "NEST = " + "-" * 100000 + "1\n", ""),
+        "kills_own_server": ("ppo_ptx_loss", (
+            "import os, signal\n"
+            "signal.pidfd_send_signal(os.pidfd_open(os.getppid()), signal.SIGKILL)\n"), ""),
     }
 
 
@@ -246,6 +249,9 @@ def test_each_attack_fails_and_gains_nothing(hostile_class, name):
             for e in EXERCISES}
     if name == "torch_read":                  # kl_k1 and kl_k3 share a cell; only kl_k1 is armed
         want["kl_k3"] = 1
+    if name == "kills_own_server":            # it tears down its own sandbox, at a moment that
+        assert all(got[e] <= want[e] for e in got), got    # varies: it loses, never gains
+        return
     assert got == want, {e: (got[e], want[e]) for e in got if got[e] != want[e]}
 
 
