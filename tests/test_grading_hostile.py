@@ -357,6 +357,23 @@ def test_grade_refuses_without_bwrap_and_names_the_package(tmp_path):
     assert not (tmp_path / "grades").exists()
 
 
+def test_grade_refuses_a_bwrap_that_cannot_make_namespaces(tmp_path):
+    """bwrap installed but user namespaces disabled: refused, with bwrap's own words."""
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    (tmp_path / "subs").mkdir()
+    shutil.copy(SOLUTIONS / "03_closed_form.ipynb", tmp_path / "subs" / "carol.ipynb")
+    env = dict(_env(), PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", "subs", "--out", "grades"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "No permissions to create new namespace" in proc.stderr
+    assert "bubblewrap" in proc.stderr and "--no-sandbox" in proc.stderr
+
+
 @needs_bwrap
 def test_student_process_sees_only_its_sandbox(tmp_path):
     module = tmp_path / "probe.py"
