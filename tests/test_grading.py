@@ -24,6 +24,7 @@ from rlhf_lab.grading import wire
 from rlhf_lab.grading.exercises import EXERCISES, by_name
 from rlhf_lab.grading.judge import exercise_of, feedback_message
 from rlhf_lab.grading.loader import NotebookError, notebook_cells, read_notebook, strip_magics
+from rlhf_lab.grading.sandbox import sandbox_available
 from rlhf_lab.grading.scan import scan
 from rlhf_lab.grading.student import StudentError
 
@@ -32,6 +33,10 @@ SOLUTIONS, HIDDEN = ROOT / "solutions", ROOT / "tests" / "hidden"
 HAS_HIDDEN = bool(list(HIDDEN.glob("test_*.py")))
 TIMEOUT = "2"                                # seconds per call in the grading run below
 GET = 'getattr(np, "__builtins__")'          # reaches builtins without a name the scan rejects
+# the class below is graded in the OS sandbox where it works (CI installs bubblewrap); its attacks
+# are all refused by the static scan or the audit hook already (tests/test_grading_hostile.py
+# attacks the sandbox itself)
+SANDBOX = [] if sandbox_available() else ["--no-sandbox"]
 
 
 def _env() -> dict:
@@ -152,7 +157,7 @@ def graded(tmp_path_factory):
     (subs / "dave" / "notes.txt").write_text("I did not finish")
     (subs / "erin.ipynb").write_text('{"cells": "not a list"}')           # JSON, not a notebook
     proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", "submissions", "--out",
-                           "grades", "--timeout", TIMEOUT, "--jobs", "2"],   # relative paths
+                           "grades", "--timeout", TIMEOUT, "--jobs", "2"] + SANDBOX,  # relative
                           cwd=tmp, env=_env(), capture_output=True, text=True, timeout=600)
     rows = {}
     if (tmp / "grades" / "gradebook.csv").exists():
@@ -239,11 +244,11 @@ def test_feedback_explains_each_failure_without_test_code(graded):
         "missing_function": "no function named response_logprob",
         "invalid_json": "not valid JSON",
         "imports_reference": "imports rlhf_lab",
-        "reference_at_runtime": "cannot be imported while grading",
-        "exit_at_import": "ended the process",
+        "reference_at_runtime": "_import_dotted_name",        # the static scan (was a bypass)
+        "exit_at_import": "calls getattr with a computed attribute name",
         "exit_scanned": "imports os",
-        "exit_in_function": "calls exit()",
-        "crash_in_function": "died",
+        "exit_in_function": "looks up the attribute 'exit' by name",
+        "crash_in_function": "computed attribute name",
         "unsolved": "not written yet",
         "erin": "not a Jupyter notebook",
     }
@@ -266,7 +271,8 @@ def test_every_hidden_test_fails_on_the_stubs(tmp_path):
                            "--grade-results", str(path)], cwd=ROOT, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert path.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    stubs = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    stubs = [r for r in rows if r["event"] == "test"]
     assert len(stubs) >= len(_hidden_test_names()) and proc.returncode == 1
     assert all(r["outcome"] == "failed" for r in stubs), \
         [r["test"] for r in stubs if r["outcome"] != "failed"]
@@ -364,7 +370,9 @@ def test_judge_messages_are_feedback_not_code():
         "(RuntimeError: size mismatch)")
 
 
-def test_student_process_keeps_serving_after_crashes_and_time_outs(tmp_path):
+@pytest.mark.parametrize("sandbox", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not sandbox_available(), reason="the bubblewrap sandbox does not work here"))])
+def test_student_process_keeps_serving_after_crashes_and_time_outs(tmp_path, sandbox):
     from rlhf_lab.grading.sandbox import StudentProcess
     module = tmp_path / "functions.py"
     module.write_text("import os\nimport torch\n"
@@ -373,7 +381,7 @@ def test_student_process_keeps_serving_after_crashes_and_time_outs(tmp_path):
                       "def spin():\n    while True:\n        pass\n"
                       "def sneaky():\n    return open(__file__).read()\n"
                       "def weird():\n    return object()\n")
-    with StudentProcess(functions=module, timeout=1.5) as student:
+    with StudentProcess(functions=module, timeout=1.5, sandbox=sandbox) as student:
         assert torch.equal(student.call("double", torch.ones(2)), torch.full((2,), 2.0))
         for name, kind in (("die", "crash"), ("spin", "timeout"), ("spin", "timeout"),
                            ("sneaky", "exception"), ("weird", "bad_output"),
@@ -430,10 +438,34 @@ def test_a_student_the_judges_did_not_finish_is_a_grader_error_with_zero(tmp_pat
     folder = tmp_path / "alice"
     shutil.copytree(SOLUTIONS, folder)
     files = sorted(folder.glob("*.ipynb"))
-    rows = [{"student": "alice", "event": "test", "exercise": "sft_loss", "outcome": "passed"}]
+    rows = [{"student": "alice", "event": "collected", "tests": ["t1", "t2"]},
+            {"student": "alice", "event": "test", "test": "t1", "exercise": "sft_loss",
+             "outcome": "passed"}]
     result = _collect({"alice": files}, rows)["alice"]            # no "done": the judge died
     assert result.status == "grader error" and result.total == 0
     assert "grade it again" in feedback_markdown(result)
     rows.append({"student": "alice", "event": "done"})
+    result = _collect({"alice": files}, rows)["alice"]            # t2 never reported
+    assert result.status == "grader error" and result.total == 0
+    rows.insert(-1, {"student": "alice", "event": "test", "test": "t2", "exercise": "sft_loss",
+                     "outcome": "passed"})
     result = _collect({"alice": files}, rows)["alice"]
     assert result.status == "ok" and result.total == by_name("sft_loss").points
+
+
+def test_results_count_only_collected_test_ids_once_each(tmp_path):
+    """A row for a test id the judge did not collect, or a second row for one, is not counted."""
+    from rlhf_lab.grading.grade import _collect
+    folder = tmp_path / "bob"
+    shutil.copytree(SOLUTIONS, folder)
+    files = sorted(folder.glob("*.ipynb"))
+    row = {"student": "bob", "event": "test", "exercise": "gae"}
+    rows = [{"student": "bob", "event": "collected", "tests": ["gae1"]},
+            dict(row, test="gae1", outcome="failed", message="wrong"),
+            dict(row, test="gae1", outcome="passed"),                  # a repeat: ignored
+            dict(row, test="forged", outcome="passed"),                # unknown: ignored
+            dict(row, exercise="kl_k1", test="forged2", outcome="passed"),
+            {"student": "bob", "event": "done"}]
+    result = _collect({"bob": files}, rows)["bob"]
+    assert result.status == "ok" and result.total == 0
+    assert result.exercises["gae"].failed == 1 and "kl_k1" not in result.exercises

@@ -1,12 +1,12 @@
 """The program that runs inside a student process: it runs the exercise cells and answers calls.
 
-It is started by :mod:`rlhf_lab.grading.sandbox` as ``python -I child.py MODE ...`` (``-I``:
-no user site, no ``PYTHONPATH``, not even the script's folder on ``sys.path``), so ``rlhf_lab``,
-which holds the reference solutions, is not importable here; the two helper files it needs
-(``wire.py``, ``student.py``) are loaded by file path. Two modes:
+It is started by :mod:`rlhf_lab.grading.zygote` as ``python -I child.py MODE ...`` (``-I``:
+no user site, no ``PYTHONPATH``, not even the script's folder on ``sys.path``), a fresh
+interpreter, usually inside a bubblewrap sandbox (``bwrap.py``) where only this file and the two
+helper files it needs (``wire.py``, ``student.py``, loaded by file path) are visible of the
+course; so ``rlhf_lab``, which holds the reference solutions, is not importable here.
 
-* ``serve CONFIG_JSON IN_FD OUT_FD`` — one student process.
-* ``zygote SOCKET_FD`` — a fork server: it imports torch once (seconds), then forks a fresh
+``python -I child.py zygote SOCKET_FD`` is a fork server: it imports torch once (seconds), then forks a fresh
   student process for each request that arrives on the socket (milliseconds). Each request
   carries the config and the two pipe ends (``SCM_RIGHTS``); the answer is the child's pid.
   A child exits by itself when its pipes close; the zygote reaps it later. A busy child (a
@@ -15,6 +15,7 @@ which holds the reference solutions, is not importable here; the two helper file
 
 A student process, before it runs any student code:
 
+0. asks the kernel to kill it when its fork server dies (``PR_SET_PDEATHSIG``);
 1. sets resource limits: address space (``memory_mb``), CPU seconds, file size (1 MiB: it can
    write no file of any size that matters), no core dumps;
 2. runs in its own empty temporary folder, stdout and stderr sent to a log file there;
@@ -189,8 +190,21 @@ def _functions(namespace: dict) -> dict:
             and not isinstance(v, (type, types.ModuleType))}
 
 
-def serve(config: dict, fd_in: int, fd_out: int, wire, api) -> None:
+def die_with_parent(parent: int) -> None:
+    """Be killed (SIGKILL) when the process that forked this one dies; exit now if it has."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)    # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def serve(config: dict, fd_in: int, fd_out: int, wire, api, parent: int | None = None) -> None:
     """The student process's loop (never returns)."""
+    if parent is not None:
+        die_with_parent(parent)
     memory_mb = int(config["memory_mb"])
     set_limits(memory_mb, int(config["cpu_seconds"]))
     log = os.open(config["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -253,11 +267,6 @@ def serve(config: dict, fd_in: int, fd_out: int, wire, api) -> None:
                                          f"({type(error).__name__})"))
 
 
-def serve_main(config_json: str, fd_in: int, fd_out: int) -> None:
-    wire, api = warm_up()
-    serve(json.loads(config_json), fd_in, fd_out, wire, api)
-
-
 # --------------------------------------------------------------------------- the fork server
 def _recv_request(sock: socket.socket):
     """One request: 4-byte length + JSON, with up to two file descriptors attached."""
@@ -288,11 +297,12 @@ def zygote_main(sock_fd: int) -> None:
             except ChildProcessError:
                 children.discard(pid)
         if request["op"] == "fork":
+            me = os.getpid()
             pid = os.fork()
             if pid == 0:                                # the student process
                 try:
                     sock.close()
-                    serve(request["config"], fds[0], fds[1], wire, api)
+                    serve(request["config"], fds[0], fds[1], wire, api, parent=me)
                 finally:
                     os._exit(1)
             for fd in fds:
@@ -318,7 +328,6 @@ def zygote_main(sock_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "zygote":
-        zygote_main(int(sys.argv[2]))
-    else:
-        serve_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    if sys.argv[1:2] != ["zygote"]:
+        sys.exit("usage: python -I child.py zygote SOCKET_FD")
+    zygote_main(int(sys.argv[2]))

@@ -8,15 +8,20 @@ How it works:
 
 1. The hidden tests (``tests/hidden``) are found next to the package, or given with
    ``--hidden``; without them the grader refuses to run.
-2. The students are split over ``jobs`` judge processes, each ``python -m pytest tests/hidden
-   --grade-manifest ... --grade-results ...``. A judge runs the hidden tests against one student
-   process at a time (:class:`~.sandbox.StudentProcess`); student code never runs in a judge.
-   Each judge writes its results (one JSON line per test) into a private folder of the grader.
-3. When every judge has exited, the results are turned into points: an exercise earns its points
-   (``exercises.py``) only if all its hidden tests pass. A judge that dies is re-run once per
-   student it left unfinished; a student still without results gets the status "grader error"
-   and zero.
-4. The outputs are written last, each atomically (temp file, then rename): ``gradebook.csv``
+2. Unless ``sandbox=False`` (``--no-sandbox``, which warns loudly), it checks that the
+   bubblewrap sandbox works here (``bwrap.py``), and refuses to run otherwise, naming the
+   package to install.
+3. The students are split over ``jobs`` judge processes (``judges.py``), each ``python -m pytest
+   tests/hidden --grade-manifest ... --grade-results-fd ...``. A judge runs the hidden tests
+   against one student at a time (:class:`~.sandbox.StudentProcess`: all the student's processes
+   in one sandbox of their own); student code never runs in a judge. Each judge reports over a
+   pipe that only it holds.
+4. When every judge has exited, the results it sent are turned into points, if it exited
+   cleanly, counting one row per test id it collected: an exercise earns its points
+   (``exercises.py``) only if all its hidden tests pass. A student that a judge left unfinished
+   is graded again once, alone; a student still without complete results gets the status
+   "grader error" and zero.
+5. The outputs are written last, each atomically (temp file, then rename): ``gradebook.csv``
    (one row per student, one column per exercise, total, max, status) and
    ``feedback/<student>.md`` (per exercise: passed, or the first failure's message — never the
    tests' code); then a summary line is printed.
@@ -29,13 +34,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from . import bwrap
 from .gradebook import MAX_POINTS, ExerciseResult, StudentResult, atomic_write, write_outputs
+from .judges import run_judges, trusted_rows
 
 __all__ = ["GradingError", "StudentResult", "find_hidden_tests", "discover", "grade",
            "write_outputs", "prepare_nbval", "main"]
@@ -71,7 +78,9 @@ def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith((".", "_")) or entry.resolve() in skip:
             continue
-        if entry.is_dir():
+        if entry.is_symlink():             # refused when read: a link may point at the kit
+            files, name = [entry], entry.stem if entry.suffix == ".ipynb" else entry.name
+        elif entry.is_dir():
             files = sorted(p for p in entry.glob("*.ipynb") if not p.name.startswith("."))
             name = entry.name
         elif entry.suffix == ".ipynb":
@@ -85,64 +94,13 @@ def discover(submissions_dir, skip=()) -> dict[str, list[Path]]:
     return students
 
 
-# --------------------------------------------------------------------------- running judges
-def _judge_command(hidden: Path, manifest: Path, results: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", str(hidden), "-q", "-p", "no:cacheprovider",
-            "-p", "no:logging", "--tb=no", "--no-header", "-o", "addopts=", "-W", "ignore",
-            "--rootdir", str(hidden),
-            "--grade-manifest", str(manifest), "--grade-results", str(results)]
-
-
-def _run_judges(groups: list[dict[str, list[Path]]], hidden: Path, work: Path, settings: dict,
-                jobs: int, log) -> list[dict]:
-    """Run one judge per group, ``jobs`` at a time; return every result row they wrote."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(_REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-        OMP_NUM_THREADS="1", TQDM_DISABLE="1", PYTHONDONTWRITEBYTECODE="1",
-        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-    pending = list(enumerate(groups))
-    running: list[tuple[subprocess.Popen, float, Path, object]] = []
-    rows: list[dict] = []
-    while pending or running:
-        while pending and len(running) < jobs:
-            index, group = pending.pop(0)
-            manifest, results = work / f"manifest_{index}.json", work / f"results_{index}.jsonl"
-            manifest.write_text(json.dumps({"students": {k: [str(p) for p in v]
-                                                         for k, v in group.items()},
-                                            "settings": settings}))
-            out = open(work / f"judge_{index}.log", "wb")
-            proc = subprocess.Popen(_judge_command(hidden, manifest, results), cwd=work,
-                                    env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT)
-            limit = 120 + sum(settings["budget"][k] + 30 for k in group)
-            running.append((proc, time.monotonic() + limit, results, out))
-        time.sleep(0.05)
-        for item in list(running):
-            proc, deadline, results, out = item
-            if proc.poll() is None and time.monotonic() < deadline:
-                continue
-            if proc.poll() is None:
-                log(f"a judge ran past its time limit and was stopped ({results.name})")
-                proc.kill()
-                proc.wait()
-            out.close()
-            running.remove(item)
-            if results.exists():
-                for line in results.read_text(encoding="utf-8").splitlines():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        pass
-    return rows
-
-
 # --------------------------------------------------------------------------- results
 def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, StudentResult]:
     from .loader import read_submission
 
     results = {name: StudentResult(name, [p.name for p in files])
                for name, files in students.items()}
-    done = {r["student"] for r in rows if r.get("event") == "done"}
+    rows, done = trusted_rows(rows)
     for row in rows:
         result = results.get(row.get("student"))
         if result is None:
@@ -168,7 +126,13 @@ def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, Stu
             result.status = "grader error"
             result.notes.append("the grader did not finish this submission (a judge process "
                                 "failed); grade it again")
-        submission = read_submission(students[name])
+        try:
+            submission = read_submission(students[name])
+        except Exception as error:                      # noqa: BLE001 - one student, not all
+            result.status = "grader error"
+            result.notes.append(f"the grader could not read this submission: "
+                                f"{type(error).__name__}")
+            continue
         result.submitted = {course for course in submission.notebooks.values() if course}
         for file, why in submission.errors.items():
             result.notes.append(why)
@@ -178,13 +142,37 @@ def _collect(students: dict[str, list[Path]], rows: list[dict]) -> dict[str, Stu
 
 
 # --------------------------------------------------------------------------- the command
+NO_SANDBOX_WARNING = (
+    "WARNING: grading WITHOUT the operating-system sandbox (--no-sandbox). Student code runs as "
+    "your user, guarded only by a static scan and a Python audit hook, which native code (torch's "
+    "file API, os.pidfd_open) walks around: a hostile submission can read the hidden tests and "
+    "solutions, write files your user can write (other submissions, the gradebook), signal your "
+    "processes and keep a process running after grading. Use this only for trusted code "
+    "(docs/grading.md, section 3).")
+
+
+def _check_sandbox(sandbox: bool, log) -> None:
+    if not sandbox:
+        log(NO_SANDBOX_WARNING)
+        return
+    try:
+        bwrap.check()
+    except bwrap.SandboxUnavailable as error:
+        raise GradingError(str(error)) from None
+
+
 def grade(submissions_dir, out_dir="grades", *, timeout: float = 10.0, jobs: int | None = None,
           memory_mb: int = 4096, notebook_seconds: float = 60.0, hidden=None,
+          sandbox: bool = True, static_scan: bool = True,
           log=print) -> dict[str, StudentResult]:
     """Grade every submission of ``submissions_dir``; write the outputs into ``out_dir``;
-    return the results by student. Raises GradingError only when grading cannot start."""
+    return the results by student. Raises GradingError only when grading cannot start (no
+    hidden tests, no submissions, or ``sandbox`` asked and bubblewrap unusable).
+    ``static_scan=False`` runs even the cells the static scan refuses: only for showing that
+    the sandbox holds by itself."""
     start = time.monotonic()
     hidden = find_hidden_tests(hidden)
+    _check_sandbox(sandbox, log)
     out_dir = Path(out_dir).resolve()
     students = discover(submissions_dir, skip=[out_dir])
     if jobs is None:
@@ -194,18 +182,19 @@ def grade(submissions_dir, out_dir="grades", *, timeout: float = 10.0, jobs: int
     os.chmod(work, 0o700)
     try:
         settings = {"timeout": float(timeout), "memory_mb": int(memory_mb),
+                    "sandbox": bool(sandbox), "static_scan": bool(static_scan),
                     "budget": {k: notebook_seconds * max(1, len(v)) for k, v in students.items()},
                     "deny": [str(Path(submissions_dir).resolve()), str(out_dir), str(work),
                              str(hidden)]}
         gradable = {k: v for k, v in students.items() if v}
         groups = [dict(list(gradable.items())[i::jobs]) for i in range(min(jobs, len(gradable)))]
-        rows = _run_judges(groups, hidden, work, settings, jobs, log) if gradable else []
-        finished = {r["student"] for r in rows if r.get("event") == "done"}
+        rows = run_judges(groups, hidden, work, settings, jobs, log) if gradable else []
+        finished = trusted_rows(rows)[1]
         retry = [k for k in gradable if k not in finished]
         if retry:
             log(f"re-running {len(retry)} submission(s) that a judge left unfinished")
             rows = [r for r in rows if r.get("student") not in retry]
-            rows += _run_judges([{k: gradable[k]} for k in retry], hidden, work, settings,
+            rows += run_judges([{k: gradable[k]} for k in retry], hidden, work, settings,
                                 jobs, log)
         results = _collect(students, rows)
     finally:
@@ -284,13 +273,18 @@ def add_arguments(parser) -> None:
                         help="address-space limit of a student process (default 4096)")
     parser.add_argument("--hidden", default=None,
                         help="folder of the hidden tests (default: tests/hidden of the checkout)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code without the bubblewrap sandbox (trusted code "
+                             "only: see docs/grading.md)")
     parser.add_argument("--nbval-copy", default=None, metavar="DIR",
                         help="instead of grading, write copies of the submissions into DIR whose "
                              "check cells hold the expected lines, for pytest --nbval-lax DIR/...")
 
 
 def main(args) -> int:
-    """Run the command from parsed arguments; 0 unless grading could not start."""
+    """Run the command from parsed arguments; 0 unless grading could not start. SIGTERM stops
+    the grading as Ctrl-C does: judges and sandboxes killed, temporary folders removed."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.nbval_copy:
         try:
             written = prepare_nbval(args.submissions, args.nbval_copy)
@@ -304,7 +298,9 @@ def main(args) -> int:
     try:
         grade(args.submissions, args.out, timeout=args.timeout, jobs=args.jobs,
               memory_mb=args.memory_mb, notebook_seconds=args.notebook_seconds,
-              hidden=args.hidden)
+              hidden=args.hidden, sandbox=not args.no_sandbox,
+              log=lambda line: print(line, file=sys.stderr if line.startswith("WARNING") else
+                                     sys.stdout, flush=True))
     except GradingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

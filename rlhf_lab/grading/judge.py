@@ -7,10 +7,12 @@
     pytest tests/hidden --functions mutant.py             # plain functions in a .py file
 
 In each case the session-scoped fixture ``student`` is one
-:class:`~rlhf_lab.grading.sandbox.StudentProcess`, reused by every test. The grader
+:class:`~rlhf_lab.grading.sandbox.StudentProcess`, reused by every test; it runs in the
+bubblewrap sandbox where it works (``--no-sandbox``: never). The grader
 (:mod:`.grade`) runs the same tests with ``--grade-manifest`` (many students: the fixture is
-parametrized over them, one process alive at a time) and ``--grade-results`` (one JSON line per
-test outcome, written by this process — the judge — never by a student's process).
+parametrized over them, one student's sandbox alive at a time) and ``--grade-results-fd`` (the
+write end of a pipe that only this process, the judge, holds: one JSON line per collected test,
+per test outcome, and per finished student; ``--grade-results FILE`` writes the same to a file).
 
 Convention: a hidden test's function name is ``test_<exercise>__<what it checks>``; the part
 before the double underscore names the exercise (see ``exercises.py``) the test belongs to.
@@ -24,11 +26,12 @@ from pathlib import Path
 import pytest
 
 from .exercises import EXERCISES
-from .sandbox import StudentProcess, prefork_zygote
+from .sandbox import StudentProcess
 from .student import StudentError
 
 __all__ = ["pytest_addoption", "pytest_configure", "pytest_generate_tests",
-           "pytest_runtest_makereport", "student", "exercise_of", "feedback_message"]
+           "pytest_collection_modifyitems", "pytest_runtest_makereport", "student",
+           "exercise_of", "feedback_message"]
 
 _NAMES = {e.name for e in EXERCISES}
 _REPO = Path(__file__).resolve().parent.parent.parent
@@ -70,14 +73,21 @@ def pytest_addoption(parser):
                     help="(used by the grade command) JSON file listing the students to grade")
     group.addoption("--grade-results", default=None,
                     help="write one JSON line per test outcome to this file")
+    group.addoption("--grade-results-fd", type=int, default=None,
+                    help="(used by the grade command) write them to this inherited pipe")
+    group.addoption("--no-sandbox", action="store_true", default=False,
+                    help="run student code without the bubblewrap sandbox (default: sandboxed "
+                         "where bwrap works)")
 
 
 def pytest_configure(config):
-    """When grading many students, start the fork server now, by forking this process before
-    the hidden tests are imported (so their code is not in its memory): it saves a torch
-    import per judge."""
-    if config.getoption("grade_manifest", default=None):
-        prefork_zygote()
+    """Open the results channel: the inherited pipe (line-buffered), or the results file."""
+    fd = config.getoption("grade_results_fd", default=None)
+    path = config.getoption("grade_results", default=None)
+    if fd is not None:
+        config._rlhf_results = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
+    elif path:
+        config._rlhf_results = open(path, "a", encoding="utf-8", buffering=1)
 
 
 def _manifest(config):
@@ -90,10 +100,25 @@ def _manifest(config):
 
 
 def _record(config, row: dict) -> None:
-    path = config.getoption("grade_results", default=None)
-    if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+    results = getattr(config, "_rlhf_results", None)
+    if results is not None:
+        results.write(json.dumps(row) + "\n")
+
+
+def _student_of(item):
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("student") if callspec and _manifest(item.config) else None
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Report, per student, the test ids collected: the grader counts no other."""
+    if getattr(config, "_rlhf_results", None) is None:
+        return
+    tests: dict = {}
+    for item in items:
+        tests.setdefault(_student_of(item), []).append(item.nodeid)
+    for name, ids in tests.items():
+        _record(config, {"student": name, "event": "collected", "tests": ids})
 
 
 def pytest_generate_tests(metafunc):
@@ -131,7 +156,8 @@ def student(request):
         try:
             proc = StudentProcess(manifest["students"][name], timeout=settings["timeout"],
                                   memory_mb=settings["memory_mb"], budget=settings["budget"][name],
-                                  deny=settings["deny"])
+                                  deny=settings["deny"], sandbox=settings["sandbox"],
+                                  static_scan=settings.get("static_scan", True))
         except Exception as error:                      # noqa: BLE001 - graded as zero
             _record(config, {"student": name, "event": "student_error",
                              "message": f"{type(error).__name__}: {error}"})
@@ -142,11 +168,12 @@ def student(request):
         return
     timeout = config.getoption("student_timeout", default=10.0)
     functions = config.getoption("functions", default=None)
+    sandbox = False if config.getoption("no_sandbox", default=False) else None
     if functions:
-        proc = StudentProcess(functions=functions, timeout=timeout)
+        proc = StudentProcess(functions=functions, timeout=timeout, sandbox=sandbox)
     else:
         notebooks = config.getoption("notebooks", default=None) or str(_REPO / "solutions")
-        proc = StudentProcess(notebooks, timeout=timeout)
+        proc = StudentProcess(notebooks, timeout=timeout, sandbox=sandbox)
     yield proc
     proc.close()
 
@@ -155,18 +182,17 @@ def student(request):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if not item.config.getoption("grade_results", default=None):
+    if getattr(item.config, "_rlhf_results", None) is None:
         return
     if report.when != "call" and report.passed:
         return
     if report.when == "teardown":
         return
-    callspec = getattr(item, "callspec", None)
-    name = callspec.params.get("student") if callspec and _manifest(item.config) else None
+    name = _student_of(item)
     message = None
     if report.failed and call.excinfo is not None:
         message = feedback_message(call.excinfo.value)
     test = getattr(item, "originalname", None) or item.name
-    _record(item.config, {"student": name, "event": "test", "test": item.name,
+    _record(item.config, {"student": name, "event": "test", "test": item.nodeid,
                           "exercise": exercise_of(test), "outcome": report.outcome,
                           "when": report.when, "message": message, "pid": os.getpid()})

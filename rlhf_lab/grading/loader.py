@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,13 +59,30 @@ class Submission:
         return sorted(cells, key=lambda c: self.notebooks.get(c.namespace) != home)
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, refusing a symbolic link (even as the last part of the path), a
+    FIFO or device (which could block the grader), and anything over :data:`MAX_BYTES`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if path.is_symlink():
+            raise NotebookError(f"{path.name} is a symbolic link; hand in the notebook itself, "
+                                f"not a link to it") from None
+        raise NotebookError(f"{path.name} cannot be read: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotebookError(f"{path.name} is not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise NotebookError(f"{path.name} is larger than {MAX_BYTES // 2**20} MB")
+        return f.read(MAX_BYTES + 1)
+
+
 def read_notebook(path) -> dict:
     """The JSON of a notebook file, checked to have the shape of an nbformat-4 notebook."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise NotebookError(f"{path.name} is larger than {MAX_BYTES // 2**20} MB")
-        nb = json.loads(path.read_bytes().decode("utf-8"))
+        nb = json.loads(_read_regular_file(path).decode("utf-8"))
     except NotebookError:
         raise
     except UnicodeDecodeError:
@@ -71,8 +90,8 @@ def read_notebook(path) -> dict:
     except json.JSONDecodeError as error:
         raise NotebookError(f"{path.name} is not valid JSON (line {error.lineno}: {error.msg}); "
                             f"was it saved by Jupyter?") from None
-    except OSError as error:
-        raise NotebookError(f"{path.name} cannot be read: {error.strerror}") from None
+    except (OSError, RecursionError) as error:
+        raise NotebookError(f"{path.name} cannot be read: {error}") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{path.name} is JSON but not a Jupyter notebook (no list of cells)")
     return nb
@@ -109,7 +128,7 @@ def defined_names(source: str) -> tuple[str, ...]:
     syntax error, a line-based guess (``def name(`` at the start of a line)."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):      # deep nesting too
         return tuple(dict.fromkeys(re.findall(r"^(?:async\s+)?def\s+(\w+)", source, re.M)))
     names = []
     for node in tree.body:
@@ -129,7 +148,7 @@ def _untagged_definitions(source: str, wanted: set[str]) -> str | None:
     """The ``def`` blocks of ``wanted`` functions in an untagged cell (nothing else of it)."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError):      # deep nesting too
         return None
     parts = [ast.get_source_segment(source, node) for node in tree.body
              if isinstance(node, ast.FunctionDef) and node.name in wanted
@@ -137,8 +156,10 @@ def _untagged_definitions(source: str, wanted: set[str]) -> str | None:
     return "\n\n".join(p for p in parts if p) or None
 
 
-def notebook_cells(nb: dict, file_name: str) -> list[Cell]:
-    """The cells the grader runs from one notebook (see the module docstring)."""
+def notebook_cells(nb: dict, file_name: str, static_scan: bool = True) -> list[Cell]:
+    """The cells the grader runs from one notebook (see the module docstring);
+    ``static_scan=False`` leaves every cell runnable (to test the run-time guards alone)."""
+    scan_ = scan if static_scan else (lambda source: None)
     cells, found = [], set()
     code = [(i, c) for i, c in enumerate(nb["cells"])
             if isinstance(c, dict) and c.get("cell_type") == "code"]
@@ -149,7 +170,7 @@ def notebook_cells(nb: dict, file_name: str) -> list[Cell]:
         names = defined_names(source)
         found.update(names)
         cells.append(Cell(f"{file_name}#{index}", file_name, f"{file_name}, cell {index}",
-                          source, names, scan(source)))
+                          source, names, scan_(source)))
     for index, cell in code:
         if "exercise" in _tags(cell):
             continue
@@ -161,7 +182,7 @@ def notebook_cells(nb: dict, file_name: str) -> list[Cell]:
             found.update(names)
             cells.append(Cell(f"{file_name}#{index}", file_name,
                               f"{file_name}, cell {index} (not tagged 'exercise')", extract,
-                              names, scan(extract)))
+                              names, scan_(extract)))
     return cells
 
 
@@ -183,19 +204,20 @@ def _course_notebook(file_name: str, cells: list[Cell]) -> str | None:
     return max(votes, key=votes.get) if votes else None
 
 
-def read_submission(paths) -> Submission:
+def read_submission(paths, static_scan: bool = True) -> Submission:
     """Read every notebook in ``paths`` (files, or folders whose ``*.ipynb`` are read). An
-    unreadable notebook is noted in ``errors``; it never stops the others."""
+    unreadable notebook (a symbolic link included) is noted in ``errors``; it never stops the
+    others."""
     files: list[Path] = []
     for path in [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]:
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             files += sorted(p for p in path.glob("*.ipynb") if not p.name.startswith("."))
         else:
             files.append(path)
     submission = Submission()
     for path in files:
         try:
-            cells = notebook_cells(read_notebook(path), path.name)
+            cells = notebook_cells(read_notebook(path), path.name, static_scan)
         except NotebookError as error:
             submission.errors[path.name] = str(error)
             submission.notebooks[path.name] = _course_notebook(path.name, [])

@@ -24,29 +24,30 @@ Lifecycle. The children of a student serve all the tests of a session:
    allocation beyond ``memory_mb`` raises ``StudentError("memory")``. After ``budget`` seconds
    of calls in all, every call raises ``StudentError("timeout")``.
 
-Children are forked from a *zygote* (a fork server that has imported torch once per judging
-process), so starting or restarting one costs milliseconds, not the seconds of a torch import.
+Children are forked from a fork server (``zygote.py``) that this object starts fresh (never a
+fork of the judge) and that imports torch once, so restarting a child costs milliseconds. With
+``sandbox=True`` (what ``grade`` uses) the fork server and every child run in one bubblewrap
+sandbox of their own (``bwrap.py``): no network, their own PID namespace, a read-only view of the
+Python installation only, a private tmpfs. :meth:`StudentProcess.close` kills it all.
 """
 from __future__ import annotations
 
-import json
+import functools
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from . import wire
+from . import bwrap, wire
 from .exercises import EXERCISES
 from .loader import Submission, read_module, read_submission
 from .student import StudentError
-from .zygote import CHILD, ZYGOTE, child_env, prefork_zygote, shutdown_zygote
+from .zygote import CHILD, ForkServer
 
-__all__ = ["StudentProcess", "default_deny", "CHILD", "shutdown_zygote", "prefork_zygote"]
+__all__ = ["StudentProcess", "default_deny", "sandbox_available", "CHILD"]
 
 _PACKAGE = Path(__file__).resolve().parent.parent            # rlhf_lab/
 _REPO = _PACKAGE.parent
@@ -58,30 +59,35 @@ def default_deny() -> list[str]:
     return [str(_PACKAGE), str(_REPO / "tests"), str(_REPO / "solutions")]
 
 
+@functools.lru_cache(maxsize=1)
+def sandbox_available() -> bool:
+    """Whether the bubblewrap sandbox works here (checked once per process)."""
+    try:
+        bwrap.check()
+    except bwrap.SandboxUnavailable:
+        return False
+    return True
+
+
 class _Child:
     """One running student process: its pipes and how to stop it."""
 
-    def __init__(self, to_child: int, from_child: int, pid: int, popen=None):
-        self.to_child, self.from_child, self.pid, self.popen = to_child, from_child, pid, popen
+    def __init__(self, to_child: int, from_child: int, pid: int, server: ForkServer):
+        self.to_child, self.from_child, self.pid, self.server = to_child, from_child, pid, server
 
     @classmethod
-    def start(cls, config: dict, fork_server: bool, n: int) -> list["_Child"]:
+    def start(cls, config: dict, server: ForkServer, n: int) -> list["_Child"]:
         """Start ``n`` student processes with the same config."""
         pipes = [(os.pipe(), os.pipe()) for _ in range(n)]       # ((r, w) to, (r, w) from)
         theirs = [(to[0], back[1]) for to, back in pipes]
         try:
-            if fork_server:
-                return [cls(to[1], back[0], pid) for (to, back), pid in
-                        zip(pipes, ZYGOTE.fork(config, theirs))]
-            children = []
-            for (to, back), fds in zip(pipes, theirs):
-                popen = subprocess.Popen(
-                    [sys.executable, "-I", str(CHILD), "serve", json.dumps(config),
-                     str(fds[0]), str(fds[1])], pass_fds=list(fds), cwd=config["cwd"],
-                    env=child_env(config["cwd"]), stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                children.append(cls(to[1], back[0], popen.pid, popen))
-            return children
+            return [cls(to[1], back[0], pid, server) for (to, back), pid in
+                    zip(pipes, server.fork(config, theirs))]
+        except BaseException:
+            for to, back in pipes:
+                os.close(to[1])
+                os.close(back[0])
+            raise
         finally:
             for fd in (fd for pair in theirs for fd in pair):
                 os.close(fd)
@@ -100,17 +106,8 @@ class _Child:
                 os.close(fd)
             except OSError:
                 pass
-        if self.popen is not None:
-            if not kill:
-                try:
-                    self.popen.wait(timeout=2)
-                    return
-                except subprocess.TimeoutExpired:
-                    pass
-            self.popen.kill()
-            self.popen.wait()
-        elif kill:
-            ZYGOTE.kill(self.pid)
+        if kill:
+            self.server.kill(self.pid)
 
 
 # --------------------------------------------------------------------------- the student object
@@ -121,19 +118,21 @@ class StudentProcess:
     are run); or ``functions=path.py``: a plain Python module of functions. ``timeout``: seconds
     per call (and per cell at load time); ``memory_mb``: the child's address-space limit;
     ``budget``: seconds of calls in all (None: no limit); ``deny``: extra folders the child may
-    not read (the grader's outputs, other submissions)."""
+    not read (the grader's outputs, other submissions). ``sandbox``: run in bubblewrap (None:
+    where it works). ``static_scan=False`` runs even the cells the static scan
+    refuses (only to show that the sandbox holds by itself)."""
 
     def __init__(self, source=None, *, functions=None, timeout: float = 10.0,
                  memory_mb: int = 4096, budget: float | None = None, deny=(),
-                 fork_server: bool | None = None, cpu_seconds: int = 600):
+                 sandbox: bool | None = None, static_scan: bool = True, cpu_seconds: int = 600):
         if (source is None) == (functions is None):
             raise ValueError("give either source (notebooks) or functions (a .py file)")
         if timeout <= 0 or memory_mb < 512:
             raise ValueError("timeout must be > 0 and memory_mb >= 512")
         self.submission: Submission = (read_module(functions) if functions is not None
-                                       else read_submission(source))
+                                       else read_submission(source, static_scan=static_scan))
         self.timeout, self.memory_mb, self.budget = float(timeout), int(memory_mb), budget
-        self.fork_server = sys.platform.startswith("linux") if fork_server is None else fork_server
+        self.sandbox = sandbox_available() if sandbox is None else bool(sandbox)
         self.spent = 0.0                                    # seconds of calls so far
         self.restarts = 0
         self.cell_errors: dict[str, tuple[str, str]] = {}   # cell key -> (kind, message)
@@ -141,13 +140,15 @@ class StudentProcess:
         self._crashes: dict[str, int] = {}
         self._tmp = tempfile.mkdtemp(prefix="rlhf_lab_student_")
         os.chmod(self._tmp, 0o700)
+        cwd = bwrap.WORKDIR if self.sandbox else self._tmp
+        deny = default_deny() + [str(Path(d).resolve()) for d in deny] + \
+            [str(Path(p).resolve()) for p in (_as_list(source) if source else [functions])]
         self._config = {
             "memory_mb": self.memory_mb, "cpu_seconds": int(cpu_seconds),
-            "cwd": self._tmp, "log": os.path.join(self._tmp, "child.log"),
-            "deny": default_deny() + [str(Path(d).resolve()) for d in deny] +
-                    ([str(Path(p).resolve()) for p in _as_list(source)] if source else []),
+            "cwd": cwd, "log": os.path.join(cwd, "child.log"), "deny": deny,
             "allow_read": [str(Path(torch.__file__).parent.parent)],
         }
+        self._server = ForkServer(self.sandbox, hide=deny + [self._tmp])
         for cell in self.submission.cells:
             if cell.forbidden:
                 self.cell_errors[cell.key] = ("forbidden", cell.forbidden)
@@ -164,7 +165,7 @@ class StudentProcess:
         """Start one process per notebook and send each its cells (they load in parallel)."""
         if not namespaces:
             return
-        for namespace, child in zip(namespaces, _Child.start(self._config, self.fork_server,
+        for namespace, child in zip(namespaces, _Child.start(self._config, self._server,
                                                              len(namespaces))):
             self._children[namespace] = child
             cells = [(c.key, c.namespace, c.filename, c.source) for c in self.submission.cells
@@ -287,9 +288,10 @@ class StudentProcess:
         self.spent += time.monotonic() - start
         try:
             if answer[0] == "ok":
-                return wire.unpack(answer[1])
+                return wire.unpack(answer[1], deadline=time.monotonic() + self.timeout)
             kind, text = str(answer[1]), str(answer[2])
         except Exception as error:                           # noqa: BLE001 - a forged answer
+            self._stop(namespace)                            # its pipe may be out of step
             raise StudentError("bad_output", f"the result of {name} could not be read: "
                                              f"{error}") from None
         raise StudentError(kind, text)
@@ -311,10 +313,13 @@ class StudentProcess:
         return result
 
     def close(self) -> None:
-        """Stop the child and remove its folder."""
+        """Stop every process of this student (the sandbox with them) and remove its folder."""
         for namespace in list(getattr(self, "_children", {})):
             self._stop(namespace, kill=False)
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        if getattr(self, "_server", None) is not None:
+            self._server.close()
+        if getattr(self, "_tmp", None):
+            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self):
         return self

@@ -31,10 +31,12 @@ import time
 import numpy as np
 import torch
 
-__all__ = ["WireError", "MAX_FRAME", "pack", "unpack", "encode", "decode", "write_frame",
+__all__ = ["WireError", "MAX_FRAME", "MAX_NODES", "MAX_DEPTH", "pack", "unpack", "encode", "decode", "write_frame",
            "read_frame"]
 
 MAX_FRAME = 256 * 2**20          # the largest frame a reader accepts (256 MiB)
+MAX_NODES = 2**20                # the most items (containers, scalars, arrays) one value holds
+MAX_DEPTH = 32                   # the deepest nesting one value may have
 _HEADER = struct.Struct(">Q")
 _DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64,
@@ -94,20 +96,56 @@ def _shape(shape, itemsize: int, data) -> tuple:
     return shape
 
 
-def unpack(value):
-    """The inverse of :func:`pack`; raises ValueError on anything malformed."""
+class _Budget:
+    """What one :func:`unpack` may still build: a pickle's memo lets a frame of a kilobyte
+    refer to the same list twice at each of 60 levels, a tree of 2**60 nodes; so every node,
+    every byte of array data and of strings, the depth and the time are counted."""
+
+    def __init__(self, nodes: int, data: int, deadline: float | None):
+        self.nodes, self.data, self.deadline = nodes, data, deadline
+
+    def spend(self, depth: int, size: int = 0) -> None:
+        self.nodes -= 1
+        self.data -= size
+        if depth > MAX_DEPTH:
+            raise ValueError(f"a value nested more than {MAX_DEPTH} levels deep")
+        if self.nodes < 0 or self.data < 0:
+            raise ValueError("a value larger than the grader accepts (too many items or bytes)")
+        if self.deadline is not None and self.nodes % 4096 == 0 and \
+                time.monotonic() > self.deadline:
+            raise ValueError("a value that takes too long to read")
+
+
+def unpack(value, *, max_nodes: int = MAX_NODES, max_bytes: int = MAX_FRAME,
+           deadline: float | None = None):
+    """The inverse of :func:`pack`; raises ValueError on anything malformed, nested deeper than
+    ``MAX_DEPTH``, with more than ``max_nodes`` items or ``max_bytes`` of data, or not read by
+    ``deadline`` (a ``time.monotonic()`` value)."""
+    return _unpack(value, 0, _Budget(max_nodes, max_bytes, deadline))
+
+
+def _unpack(value, depth: int, budget: _Budget):
     if isinstance(value, tuple):
         tag = value[0] if value else None
+        budget.spend(depth)
+        if tag in ("t", "l", "d") and not (len(value) == 2 and isinstance(value[1], list)):
+            raise ValueError("a malformed container in a frame")
         if tag == "t":
-            return tuple(unpack(v) for v in value[1])
+            return tuple(_unpack(v, depth + 1, budget) for v in value[1])
         if tag == "l":
-            return [unpack(v) for v in value[1]]
+            return [_unpack(v, depth + 1, budget) for v in value[1]]
         if tag == "d":
-            return {unpack(k): unpack(v) for k, v in value[1]}
+            out = {}
+            for item in value[1]:
+                if not (isinstance(item, tuple) and len(item) == 2):
+                    raise ValueError("a malformed dict in a frame")
+                out[_unpack(item[0], depth + 1, budget)] = _unpack(item[1], depth + 1, budget)
+            return out
         if tag == "T":
             _, name, shape, data = value
             dtype = _DTYPES[name]
             shape = _shape(shape, torch.empty((), dtype=dtype).element_size(), data)
+            budget.spend(depth, len(data))
             if not data:
                 return torch.empty(shape, dtype=dtype)
             flat = torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -118,13 +156,18 @@ def unpack(value):
             if dtype.kind not in "biufc":
                 raise ValueError("a numpy array of objects in a frame")
             shape = _shape(shape, dtype.itemsize, data)
+            budget.spend(depth, len(data))
             return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
         if tag == "c":
             return complex(value[1], value[2])
         if tag == "D":
             return _DTYPES[value[1]]
         raise ValueError(f"unknown tag {tag!r} in a frame")
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if value is None or isinstance(value, (bool, int, float)):
+        budget.spend(depth)
+        return value
+    if isinstance(value, str):
+        budget.spend(depth, len(value))
         return value
     raise ValueError(f"a {type(value).__name__} in a frame")
 

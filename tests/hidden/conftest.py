@@ -11,6 +11,7 @@ in a separate, resource-limited process. Test functions only call ``student.call
 """
 from rlhf_lab.grading.judge import (  # noqa: F401 - pytest finds hooks and fixtures by name
     pytest_addoption,
+    pytest_collection_modifyitems,
     pytest_configure,
     pytest_generate_tests,
     pytest_runtest_makereport,
