@@ -24,7 +24,20 @@ checkpoint: at the first checkpoint after it, at the gold peak, and at the end, 
 
 Variants are named ``key=value,key=value`` over RewardConfig's fields (``n_pairs``, ``pooling``,
 ``lr``, ``epochs``, ``weight_decay``, ``labels``), or ``regress-gold,<fields>``; the default list
-is :data:`DEFAULT_VARIANTS`. It prints the machine and the load, since other work on the machine
+is :data:`DEFAULT_VARIANTS`. Four more keys (:data:`PROBE_KEYS`) change what the reward model
+learns from, not how:
+
+- ``sharpness=s``: the annotator labels with ``P(y1 ≻ y2) = σ(s · (r*(y1) − r*(y2)))``: ``s > 1``
+  is a less noisy annotator (the held-out labels stay those of ``s = 1``, so accuracies compare);
+- ``pair_temperature=T``: the training pairs are sampled from the SFT policy at temperature ``T``
+  (broader replies: more of the faults that r* penalises);
+- ``k=K``: K-wise comparisons (InstructGPT): ``n_pairs / C(K, 2)`` prompts, ``K`` replies each,
+  every one of the ``C(K, 2)`` pairs labelled by the annotator; each step scores each reply once
+  (:func:`train_kwise`), so ``n_pairs`` comparisons cost ``K / (C(K, 2) · 2)`` of the pairwise
+  passes;
+- ``trunk=PRESET``: the reward model starts from a GPT-2 of another preset (e.g. ``medium``),
+  pretrained and fine-tuned by the pipeline like the policy (cached), then trained on the same
+  pairs from the tiny SFT policy. It prints the machine and the load, since other work on the machine
 stretches the seconds (never the accuracies).
 """
 from __future__ import annotations
@@ -52,8 +65,13 @@ DEFAULT_VARIANTS = [
 ]
 
 
+PROBE_KEYS = {"sharpness": float, "pair_temperature": float, "k": int, "trunk": str}
+"""Variant keys that are not RewardConfig fields (see the module docstring)."""
+
+
 def parse_variant(text: str):
-    """``"regress-gold,n_pairs=16000,lr=0.001"`` -> (True, {"n_pairs": 16000, "lr": 0.001})."""
+    """``"regress-gold,n_pairs=16000,lr=0.001"`` -> (True, {"n_pairs": 16000, "lr": 0.001}).
+    Probe keys (:data:`PROBE_KEYS`) come back in the same dict; :func:`split_probe` separates them."""
     parts = [p for p in text.split(",") if p]
     regress = bool(parts) and parts[0] == "regress-gold"
     fields = {}
@@ -61,11 +79,106 @@ def parse_variant(text: str):
         key, sep, value = part.partition("=")
         if not sep:
             raise ValueError(f"variant {text!r}: {part!r} is not key=value")
+        if key in PROBE_KEYS:
+            fields[key] = PROBE_KEYS[key](value)
+            continue
         kind = {f.name: f.type for f in dataclasses.fields(_reward_config())}.get(key)
         if kind is None:
             raise ValueError(f"variant {text!r}: RewardConfig has no field {key!r}")
         fields[key] = value if kind == "str" else (int(value) if kind == "int" else float(value))
     return regress, fields
+
+
+def split_probe(fields: dict) -> tuple[dict, dict]:
+    """(RewardConfig fields, probe settings with their defaults)."""
+    probe = {"sharpness": 1.0, "pair_temperature": 1.0, "k": 2, "trunk": "tiny"}
+    probe.update({k: v for k, v in fields.items() if k in PROBE_KEYS})
+    if probe["k"] < 2:
+        raise ValueError(f"k must be >= 2, got {probe['k']}")
+    return {k: v for k, v in fields.items() if k not in PROBE_KEYS}, probe
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z > -60 else 0.0
+
+
+def sharpened_labels(gold_first, gold_second, sharpness: float, seed: int) -> list[int]:
+    """Labels of an annotator with ``P(first ≻ second) = σ(sharpness · Δr*)`` (``1`` = the
+    kit's Bradley-Terry annotator, large = deterministic)."""
+    import random
+    rng = random.Random(f"sharpness-{seed}")
+    return [int(rng.random() < _sigmoid(sharpness * (a - b))) for a, b in zip(gold_first, gold_second)]
+
+
+def probe_pairs(sft, tok, n: int, temperature: float, seed: int, max_len: int):
+    """``n`` pairs of SFT replies sampled at ``temperature``, Bradley-Terry labelled."""
+    import random
+
+    from rlhf_lab import world
+    from rlhf_lab.lm.generation import sample_texts
+    from rlhf_lab.stages.reward_model import PreferenceData
+    rng = random.Random(f"probe-pairs-{seed}")
+    prompts = [rng.choice(world.all_prompts()) for _ in range(n)]
+    texts = sample_texts(sft, tok, prompts + prompts, max_len, seed, temperature=temperature)
+    first, second = texts[:n], texts[n:]
+    g1, g2 = world.gold_utilities(prompts, first), world.gold_utilities(prompts, second)
+    return PreferenceData(prompts, first, second, sharpened_labels(g1, g2, 1.0, seed), g1, g2)
+
+
+def train_kwise(cfg, trunk, sft, tok, k: int, sharpness: float = 1.0):
+    """A reward model on ``cfg.n_pairs`` K-wise comparisons: ``n_pairs // C(k, 2)`` prompts, ``k``
+    SFT replies each, all pairs labelled; the loss is the mean Bradley-Terry loss over a step's
+    pairs, and each reply is scored once per step. About 64 comparisons per step."""
+    import itertools
+    import random
+
+    import torch
+
+    from rlhf_lab import world
+    from rlhf_lab.core.plug import as_loss_and_stats
+    from rlhf_lab.equations.losses import bradley_terry_loss
+    from rlhf_lab.lm import models
+    from rlhf_lab.lm.generation import sample_texts
+    from rlhf_lab.lm.sequences import encode_pairs
+    per = k * (k - 1) // 2
+    groups = cfg.n_pairs // per
+    rng = random.Random(f"kwise-{cfg.seed}")
+    prompts = [p for p in (rng.choice(world.all_prompts()) for _ in range(groups)) for _ in range(k)]
+    texts = sample_texts(sft, tok, prompts, cfg.max_response_len, cfg.seed)
+    gold = world.gold_utilities(prompts, texts)
+    i, j = (torch.tensor(c) for c in zip(*itertools.combinations(range(k), 2)))
+    g = torch.tensor(gold).view(groups, k)
+    flat = sharpened_labels(g[:, i].flatten().tolist(), g[:, j].flatten().tolist(), sharpness, cfg.seed)
+    i_wins = torch.tensor(flat, dtype=torch.bool).view(groups, per)
+    rows = encode_pairs(tok, prompts, texts, cfg.max_response_len)
+    torch.manual_seed(cfg.seed)
+    rm = models.reward_model_from(trunk, seed=cfg.seed, pooling=cfg.pooling)
+    opt = torch.optim.AdamW(rm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order = torch.Generator().manual_seed(cfg.seed)
+    per_step = max(1, cfg.batch_size // per)
+    steps = groups // per_step
+    total = cfg.epochs * steps
+    rm.train()
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(groups, generator=order)
+        for s in range(steps):
+            idx = perm[s * per_step:(s + 1) * per_step]
+            step = epoch * steps + s
+            for group in opt.param_groups:
+                group["lr"] = (cfg.lr * min(1.0, (step + 1) / 20)
+                               * 0.5 * (1.0 + math.cos(math.pi * step / total)))
+            b = rows.rows((idx[:, None] * k + torch.arange(k)).reshape(-1))
+            r = models.reward_scores(rm, b.input_ids, b.attention_mask, b.prompt_len).view(len(idx), k)
+            wins = i_wins[idx]
+            r_i, r_j = r[:, i], r[:, j]
+            loss, _ = as_loss_and_stats(bradley_terry_loss(torch.where(wins, r_i, r_j).flatten(),
+                                                           torch.where(wins, r_j, r_i).flatten()))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(rm.parameters(), 1.0)
+            opt.step()
+    rm.eval()
+    return rm, {"history": [], "params": models.count_parameters(rm), "replies": groups * k}
 
 
 def _reward_config():
@@ -130,8 +243,8 @@ def print_ppo(variants) -> None:
     print(f"{'variant':52s} {'first: gold @ KL':>17s} {'peak: gold @ KL':>16s} {'end: gold @ KL':>15s} "
           f"{'end proxy':>9s}")
     for text, regress, fields in variants:
-        if regress:
-            continue
+        if regress or any(key in PROBE_KEYS for key in fields):
+            continue                                  # the pipeline trains RewardConfig variants only
         curve = ppo_curve(fields)
         first, peak, end = curve[1], max(curve[1:], key=lambda c: c["gold"]), curve[-1]
         cell = lambda c: f"{c['gold']:+.3f} @ {c['kl']:5.2f}"
@@ -159,7 +272,9 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     run = RunConfig()
     sft, tok = load_or_train_sft(run).model, models.world_tokenizer()
-    most = max(fields.get("n_pairs", run.rm.n_pairs) for _, _, fields in variants)
+    most = max((fields.get("n_pairs", run.rm.n_pairs) for _, _, fields in variants
+               if split_probe(fields)[1]["k"] == 2 and split_probe(fields)[1]["pair_temperature"] == 1.0), default=0)
+    most = most if most else run.rm.n_pairs
     start = time.perf_counter()
     pairs = sample_preferences(sft, tok, most, run.rm.seed, run.rm.max_response_len)
     heldout = sample_preferences(sft, tok, args.heldout, SCALING_HELDOUT_SEED, run.rm.max_response_len)
@@ -171,14 +286,28 @@ def main(argv=None) -> int:
             f"{'corr':>6s} {'train':>6s} {'s':>5s}")
     print(head)
     print("-" * len(head))
-    for text, regress, fields in variants:
+    for text, regress, all_fields in variants:
+        fields, probe = split_probe(all_fields)
         cfg = dataclasses.replace(run.rm, **fields)
-        data = pairs if cfg.n_pairs == len(pairs) else _first(pairs, cfg.n_pairs)
+        trunk = sft if probe["trunk"] == "tiny" else load_or_train_sft(
+            RunConfig.for_preset(probe["trunk"])).model
+        if probe["pair_temperature"] != 1.0:
+            data = probe_pairs(sft, tok, cfg.n_pairs, probe["pair_temperature"], cfg.seed,
+                               cfg.max_response_len)
+        else:
+            data = pairs if cfg.n_pairs == len(pairs) else _first(pairs, cfg.n_pairs)
         if cfg.labels != "bradley_terry":
             data = relabel(data, cfg.labels, cfg.seed)
+        if probe["sharpness"] != 1.0 and probe["k"] == 2:
+            data = dataclasses.replace(data, first_preferred=sharpened_labels(
+                data.gold_first, data.gold_second, probe["sharpness"], cfg.seed))
         start = time.perf_counter()
-        rm, metrics = (regress_gold(cfg, sft, tok, data) if regress
-                       else train_reward_model(cfg, sft, tok, data=data))
+        if regress:
+            rm, metrics = regress_gold(cfg, trunk, tok, data)
+        elif probe["k"] > 2:
+            rm, metrics = train_kwise(cfg, trunk, sft, tok, probe["k"], probe["sharpness"])
+        else:
+            rm, metrics = train_reward_model(cfg, trunk, tok, data=data)
         seconds = time.perf_counter() - start
         m = evaluate_reward_model(rm, tok, heldout, cfg.max_response_len)
         last = metrics["history"][-(cfg.n_pairs // cfg.batch_size):]

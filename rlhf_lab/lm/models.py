@@ -46,6 +46,7 @@ __all__ = ["PRESETS", "PRESET_BATCH_SIZES", "world_tokenizer", "bpe_tokenizer", 
 # exact GELU (one fused op, faster on a CPU than GPT-2's tanh approximation).
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_layer=2, n_embd=64, n_head=4, n_positions=64),       # ~0.1M params, seconds
+    "medium": dict(n_layer=4, n_embd=128, n_head=4, n_positions=64),    # ~0.8M params
     "small": dict(n_layer=4, n_embd=256, n_head=8, n_positions=64),     # ~3M params, minutes
     "gpt2": dict(n_layer=12, n_embd=768, n_head=12, n_positions=1024),  # the 124M shape
 }
@@ -54,6 +55,7 @@ PRESETS: dict[str, dict] = {
 # short. The tiny values are the course defaults; the larger presets trade batch for model size.
 PRESET_BATCH_SIZES: dict[str, dict[str, int]] = {
     "tiny": dict(pretrain=128, sft=64, rm=64, ppo_rollouts=256, ppo_minibatch=64),
+    "medium": dict(pretrain=128, sft=64, rm=64, ppo_rollouts=256, ppo_minibatch=64),
     "small": dict(pretrain=64, sft=32, rm=32, ppo_rollouts=128, ppo_minibatch=32),
     "gpt2": dict(pretrain=16, sft=8, rm=8, ppo_rollouts=64, ppo_minibatch=8),
 }
