@@ -124,17 +124,30 @@ def command(argv: list[str], *, hide=(), env: dict | None = None) -> list[str]:
     roots = python_roots()
     args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session",
             "--uid", NOBODY, "--gid", NOBODY, "--hostname", "sandbox"]
+    # the working tmpfs first, so that an installation inside it (a venv under /tmp) is bound
+    # over it rather than hidden by it
+    size = ["--size", str(TMPFS_BYTES)] if _has_size_option(bwrap) else []   # bwrap >= 0.7
+    args += size + ["--tmpfs", WORKDIR]
+    # an installation inside WORKDIR gets a tmpfs of its own at its top folder there, read-only
+    # once bound: the student cannot write beside it (say, into a checkout under /tmp)
+    tops = sorted({os.path.join(WORKDIR, os.path.relpath(root, WORKDIR).split(os.sep)[0])
+                   for root in roots if _under(root, WORKDIR)})
+    for top in tops:
+        args += ["--tmpfs", top]
     args += _system_binds()
     for root in roots:
         args += ["--ro-bind", root, root]
+    for top in tops:
+        args += ["--remount-ro", top]
     for secret in sorted({os.path.realpath(p) for p in hide}):
         if os.path.isdir(secret) and any(_under(secret, root) for root in roots + list(_SYSTEM)):
             args += ["--tmpfs", secret]
     for name in HELPERS:
         args += ["--ro-bind", str(_HERE / name), f"{INNER}/{name}"]
-    size = ["--size", str(TMPFS_BYTES)] if _has_size_option(bwrap) else []   # bwrap >= 0.7
-    args += ["--proc", "/proc", "--dev", "/dev"] + size + ["--tmpfs", WORKDIR,
-             "--chdir", WORKDIR, "--clearenv"]
+    # the sandbox's own root (where bwrap made the mount points) read-only: a student writes
+    # in WORKDIR alone, also where the installation lies inside the checkout
+    args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", WORKDIR,
+             "--clearenv"]
     for key, value in (env or {}).items():
         args += ["--setenv", key, value]
     return args + ["--"] + list(argv)
