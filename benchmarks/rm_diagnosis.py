@@ -227,25 +227,27 @@ def regress_gold(cfg, sft, tok, data):
     return rm, {"history": [], "params": models.count_parameters(rm)}
 
 
-def ppo_curve(fields: dict, beta: float = 0.01) -> list[dict]:
-    """PPO at ``beta`` against the pipeline's reward model with ``fields``: the checkpoints'
-    ``iteration``, ``kl``, and gold and proxy gains over the first checkpoint (the SFT policy)."""
+def ppo_curve(fields: dict, beta: float = 0.01, iterations: int = 60) -> list[dict]:
+    """PPO at ``beta`` for ``iterations`` against the pipeline's reward model with ``fields``: the
+    checkpoints' ``iteration``, ``kl``, and gold and proxy gains over the first checkpoint (the
+    SFT policy)."""
     from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo
-    run = RunConfig().with_rm(**fields).with_ppo(beta=beta, eval_every=4, eval_per_prompt=16)
+    run = RunConfig().with_rm(**fields).with_ppo(beta=beta, iterations=iterations, eval_every=4,
+                                                 eval_per_prompt=16)
     evals = load_or_train_ppo(run).metrics["evals"]
     return [{"iteration": e["iteration"], "kl": e["kl"], "gold": e["gold"] - evals[0]["gold"],
              "proxy": e["proxy"] - evals[0]["proxy"]} for e in evals]
 
 
-def print_ppo(variants) -> None:
-    print("\nPPO at β = 0.01 against each proxy (gains over the SFT policy on the checkpoints' "
-          "fixed replies):")
+def print_ppo(variants, iterations: int = 60) -> None:
+    print(f"\nPPO at β = 0.01, {iterations} iterations, against each proxy (gains over the SFT "
+          f"policy on the checkpoints' fixed replies):")
     print(f"{'variant':52s} {'first: gold @ KL':>17s} {'peak: gold @ KL':>16s} {'end: gold @ KL':>15s} "
           f"{'end proxy':>9s}")
     for text, regress, fields in variants:
         if regress or any(key in PROBE_KEYS for key in fields):
             continue                                  # the pipeline trains RewardConfig variants only
-        curve = ppo_curve(fields)
+        curve = ppo_curve(fields, iterations=iterations)
         first, peak, end = curve[1], max(curve[1:], key=lambda c: c["gold"]), curve[-1]
         cell = lambda c: f"{c['gold']:+.3f} @ {c['kl']:5.2f}"
         print(f"{text:52s} {cell(first):>17s} {cell(peak):>16s} {cell(end):>15s} {end['proxy']:+9.3f}",
@@ -258,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--heldout", type=int, default=5000, help="shared held-out pairs")
     parser.add_argument("--cache", help="RLHF_LAB_CACHE for the base and SFT stages")
     parser.add_argument("--ppo", action="store_true", help="also run PPO against each variant")
+    parser.add_argument("--ppo-iterations", type=int, default=60, help="PPO iterations (--ppo)")
+    parser.add_argument("--ppo-only", action="store_true",
+                        help="skip the reward-model table (the PPO runs train their own, cached)")
     args = parser.parse_args(argv)
     if args.cache:
         os.environ["RLHF_LAB_CACHE"] = args.cache
@@ -269,6 +274,10 @@ def main(argv=None) -> int:
     from rlhf_lab.stages.reward_model import evaluate_reward_model, sample_preferences, train_reward_model
 
     variants = [(text, *parse_variant(text)) for text in args.variants]
+    if args.ppo_only:
+        print(f"{time.strftime('%Y-%m-%d %H:%M')} · {cpu_model()} · {cores()} cores")
+        print_ppo(variants, args.ppo_iterations)
+        return 0
     load = os.getloadavg()
     run = RunConfig()
     sft, tok = load_or_train_sft(run).model, models.world_tokenizer()
@@ -319,8 +328,8 @@ def main(argv=None) -> int:
     print(f"\nAn accuracy on {args.heldout} pairs has a standard error of at most {se:.3f}; 'gap' is "
           f"the ceiling minus the accuracy in points; 'train' is the last epoch's training "
           f"accuracy on the labels trained on.")
-    if args.ppo:
-        print_ppo(variants)
+    if args.ppo or args.ppo_only:
+        print_ppo(variants, args.ppo_iterations)
     print(f"Load average at the end {os.getloadavg()[0]:.2f}.")
     return 0
 
