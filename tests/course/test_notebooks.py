@@ -280,3 +280,64 @@ def test_a_bar_redraws_at_most_once_a_second():
         time.sleep(0.0005)
     seconds, redraws = time.perf_counter() - start, out.getvalue().count("\r")
     assert 2 <= redraws <= seconds / progress.MIN_INTERVAL_S + 3, (redraws, seconds)
+
+
+def _notebook_tree(nb) -> ast.Module:
+    """Every code cell of a notebook as one module (IPython magics and shell lines dropped)."""
+    lines = [line for cell in code_cells(nb) for line in cell.source.splitlines()
+             if not line.lstrip().startswith(("%", "!"))]
+    return ast.parse("\n".join(lines))
+
+
+def undefined_names_and_attributes(nb) -> list[str]:
+    """Names a notebook reads but never binds, and ``module.attr`` reads of an imported rlhf_lab
+    module that lacks ``attr``: what a package refactor leaves behind in the notebooks."""
+    import builtins
+    import importlib
+    tree = _notebook_tree(nb)
+    bound = set(dir(builtins)) | {"display", "get_ipython"}
+    modules = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                name = alias.asname or alias.name.split(".")[0]
+                bound.add(name)
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rlhf_lab"):
+                    parent = importlib.import_module(node.module)
+                    value = getattr(parent, alias.name, None)
+                    if value is None:
+                        value = importlib.import_module(f"{node.module}.{alias.name}")
+                    if inspect.ismodule(value):
+                        modules[name] = value
+    problems = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+            problems.add(f"undefined name {node.id!r}")
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id in modules and not hasattr(modules[node.value.id], node.attr)):
+            problems.add(f"{node.value.id}.{node.attr} does not exist")
+    return sorted(problems)
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_notebooks_name_only_what_exists(path):
+    """Every name a solution notebook reads is bound in it, and every attribute it reads from an
+    imported rlhf_lab module exists (a refactor of the package once left ``theory.`` behind)."""
+    assert undefined_names_and_attributes(read(path)) == []
+
+
+def test_the_name_check_finds_a_stale_module_and_a_missing_attribute():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("%matplotlib inline\nfrom rlhf_lab.equations import closed_form\n"
+                                  "x = theory.enumerable_space(3)\ny = closed_form.no_such_thing\n"
+                                  "z = closed_form.boltzmann_policy")])
+    assert undefined_names_and_attributes(nb) == ["closed_form.no_such_thing does not exist",
+                                                  "undefined name 'theory'"]
