@@ -246,8 +246,13 @@ def test_each_attack_fails_and_gains_nothing(hostile_class, name):
             for e in EXERCISES}
     if name == "torch_read":                  # kl_k1 and kl_k3 share a cell; only kl_k1 is armed
         want["kl_k3"] = 1
-    if name == "kills_own_server":            # it tears down its own sandbox, at a moment that
-        assert all(got[e] <= want[e] for e in got), got    # varies: it loses, never gains
+    if name == "kills_own_server":
+        # Its function is the reference solution and it harms only its own sandbox. The kernel
+        # kills the student process a moment after its fork server (PR_SET_PDEATHSIG), and on a
+        # busy machine the hidden tests may already have been answered: it may keep the points
+        # its correct code earns, never more, and the rest of its notebook may lose them.
+        want[exercise] = next(e.points for e in EXERCISES if e.name == exercise)
+        assert all(got[e] <= want[e] for e in got), {e: (got[e], want[e]) for e in got}
         return
     assert got == want, {e: (got[e], want[e]) for e in got if got[e] != want[e]}
 
