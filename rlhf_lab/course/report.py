@@ -269,6 +269,14 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | N
                          f"{c['peak']['gold_gain']:+.3f} at KL {c['peak']['kl']:.2f} (after "
                          f"{c['peak']['iteration']} iterations), final {c['final']['gold_gain']:+.3f} "
                          f"at KL {c['final']['kl']:.2f}; {_rl_shape(c['fit'])}")
+        mean = p.get("seed_mean")
+        if mean and mean["seeds"] > 1:
+            lines.append(f"  - mean of {mean['seeds']} PPO seeds (± one standard error across seeds): "
+                         f"gold peak {mean['peak']['gold_gain']:+.3f} ± {mean['peak']['gold_se']:.3f} at "
+                         f"KL {mean['peak']['kl']:.2f} (after {mean['peak']['iteration']} iterations), "
+                         f"final {mean['final']['gold_gain']:+.3f} ± {mean['final']['gold_se']:.3f} at KL "
+                         f"{mean['final']['kl']:.2f}, fall {mean['fall']:+.3f} ± {mean['fall_se']:.3f}; "
+                         f"{_rl_shape(mean['fit'])}")
     return lines
 
 

@@ -68,16 +68,22 @@ def ensemble_summary(ensemble: dict) -> dict:
 
 
 def ppo_gao_rows(gao: dict, params: dict[int, int]) -> list[dict]:
-    """PPO against each proxy size: the checkpoint evaluations' peak and final gain where the runs
-    have them, else the rollout batches' (one PPO seed: no standard error)."""
+    """PPO against each proxy size: the seed-mean checkpoint curve's peak and final gain with
+    standard errors across PPO seeds where the study ran several, else one run's checkpoint
+    evaluations, else its rollout batches' (one seed: no standard error)."""
     out = []
     for p in gao["proxies"]:
-        src = p.get("checkpoints") or p
-        out.append({"pairs": p["n_pairs"], "params": params.get(p["n_pairs"]), "seeds": 1,
+        mean = p.get("seed_mean")
+        src = mean or p.get("checkpoints") or p
+        se = lambda key: None if not mean else mean[key]
+        out.append({"pairs": p["n_pairs"], "params": params.get(p["n_pairs"]),
+                    "seeds": mean["seeds"] if mean else 1,
                     "source": "checkpoints" if p.get("checkpoints") else "batches",
-                    "peak_gain": float(src["peak"]["gold_gain"]), "peak_gain_se": None,
+                    "peak_gain": float(src["peak"]["gold_gain"]),
+                    "peak_gain_se": src["peak"].get("gold_se") if mean else None,
                     "peak_kl": float(src["peak"]["kl"]), "final_gain": float(src["final"]["gold_gain"]),
-                    "final_kl": float(src["final"]["kl"])})
+                    "final_kl": float(src["final"]["kl"]), "fall": float(src["fall"]),
+                    "fall_se": se("fall_se")})
     return out
 
 

@@ -52,7 +52,7 @@ from rlhf_lab.pipeline.pool import load_or_sample_pool, score_pool
 from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
 
 __all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "smoothed_peak", "proxy_summary",
-           "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
+           "seed_mean_curve", "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,11 @@ class PPOGaoConfig:
     and then the run on ``run.rm.n_pairs`` pairs is the pipeline's own β run)."""
     eval_per_prompt: int = 16
     """Replies per prompt at each checkpoint (48 prompts: 768 replies)."""
+    seeds: tuple = (0,)
+    """PPO seeds (the value head's initialisation, the rollouts and the minibatch order) run
+    against every proxy; with two or more, ``seed_mean`` gives the mean checkpoint curve with its
+    standard error across seeds (Gao et al. report each run; one seed cannot tell a peak from
+    luck)."""
 
     def __post_init__(self):
         grid = self.pairs_grid
@@ -85,6 +90,10 @@ class PPOGaoConfig:
                 and list(grid) == sorted(set(grid)), "pairs_grid",
                 f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
         positive(self, "beta")
+        seeds = self.seeds
+        require(isinstance(seeds, tuple) and len(seeds) > 0 and len(set(seeds)) == len(seeds)
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds),
+                "seeds", f"must be a non-empty tuple of distinct ints >= 0, got {seeds!r}")
         for name, low in (("baseline_per_prompt", 1), ("baseline_seed", 0), ("smooth", 1),
                           ("eval_every", 0), ("eval_per_prompt", 1)):
             value = getattr(self, name)
@@ -197,6 +206,43 @@ def proxy_summary(n_pairs: int, history: list[dict], rm_metrics: dict,
             "baseline": None if baseline is None else dict(baseline)}
 
 
+def seed_mean_curve(curves: list[dict]) -> dict:
+    """The mean of several runs' checkpoint curves (:func:`gain_curve` over the same iterations,
+    one per PPO seed), with standard errors across seeds, and its peak and fall.
+
+        gold_gain_t = mean_s g_{s,t},  gold_se_t = std_s(g_{s,t}) / sqrt(S)   (ddof 1),
+
+    and the same for the proxy gain and the KL; d_t = sqrt(max(mean KL_t, 0)). The peak is the
+    checkpoint of the highest mean gold gain; ``fall`` = final − peak of the mean curve, and
+    ``fall_se`` the standard error of the per-seed differences g_{s,T} − g_{s,peak} (paired: the
+    same seed at both checkpoints). Standard errors are None for a single seed.
+
+    Example: gold gains [0, 0.4, 0.1] and [0, 0.2, −0.1] give the mean [0, 0.3, 0.0], the peak
+    at index 1 with standard error 0.1, and a fall of −0.3 with standard error 0 (both seeds
+    lose 0.3).
+    """
+    require(len(curves) > 0, "curves", "must hold at least one curve")
+    iterations = curves[0]["iteration"]
+    require(all(c["iteration"] == iterations for c in curves), "curves",
+            "must share their checkpoints' iterations (the same eval_every and iterations)")
+    n = len(curves)
+    stack = {k: np.array([c[k] for c in curves], dtype=float) for k in ("kl", "gold_gain", "proxy_gain")}
+    se = (lambda a: a.std(axis=0, ddof=1) / math.sqrt(n)) if n > 1 else (lambda a: None)
+    mean = {k: v.mean(axis=0) for k, v in stack.items()}
+    curve = {"iteration": list(iterations), "kl": mean["kl"].tolist(),
+             "d": np.sqrt(np.maximum(mean["kl"], 0.0)).tolist(),
+             "gold_gain": mean["gold_gain"].tolist(), "proxy_gain": mean["proxy_gain"].tolist(),
+             "gold_se": None if n == 1 else se(stack["gold_gain"]).tolist(),
+             "proxy_se": None if n == 1 else se(stack["proxy_gain"]).tolist()}
+    i = int(np.argmax(mean["gold_gain"]))
+    falls = stack["gold_gain"][:, -1] - stack["gold_gain"][:, i]
+    peak = {**_point(curve, i), "gold_se": None if n == 1 else curve["gold_se"][i]}
+    final = {**_point(curve, -1), "gold_se": None if n == 1 else curve["gold_se"][-1]}
+    return {"seeds": n, "curve": curve, "fit": fit_curve(curve), "peak": peak, "final": final,
+            "fall": float(falls.mean()),
+            "fall_se": None if n == 1 else float(falls.std(ddof=1) / math.sqrt(n))}
+
+
 def sft_baseline(run: RunConfig, reward_models: list, n_per_prompt: int, seed: int,
                  max_new_tokens: int = 24, root=None) -> dict:
     """The SFT policy of ``run``: its mean gold utility and mean score under each reward model,
@@ -217,11 +263,12 @@ def sft_baseline(run: RunConfig, reward_models: list, n_per_prompt: int, seed: i
 
 
 def ppo_gao_runs(run: RunConfig, cfg: PPOGaoConfig) -> list[RunConfig]:
-    """One PPO run per proxy size: ``run`` with the RM on ``p`` pairs and PPO at ``cfg.beta``,
-    evaluated at checkpoints every ``cfg.eval_every`` iterations."""
+    """One PPO run per proxy size and PPO seed (sizes outer, seeds inner): ``run`` with the RM on
+    ``p`` pairs and PPO at ``cfg.beta`` with that seed, evaluated at checkpoints every
+    ``cfg.eval_every`` iterations."""
     return [run.with_rm(n_pairs=p).with_ppo(beta=cfg.beta, eval_every=cfg.eval_every,
-                                            eval_per_prompt=cfg.eval_per_prompt)
-            for p in cfg.pairs_grid]
+                                            eval_per_prompt=cfg.eval_per_prompt, seed=seed)
+            for p in cfg.pairs_grid for seed in cfg.seeds]
 
 
 def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
@@ -246,7 +293,7 @@ def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), b
     integer(jobs, "jobs", 1)
     runs = ppo_gao_runs(run, cfg)
     # 1. reward models here, once, before any worker could train them twice
-    for r in runs:
+    for r in runs[::len(cfg.seeds)]:
         load_or_train_rm(r, root)
     # 2. the PPO runs that are not cached yet, `jobs` at a time
     seconds = train_runs([("ppo", r) for r in runs], root, jobs)
@@ -255,21 +302,27 @@ def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), b
     result = cached("ppo_gao", key, lambda: _summarise(cfg, runs, key, root),
                     lambda out, folder: write_json(folder / "results.json", out),
                     lambda folder: read_json(folder / "results.json"), root)
-    for row, s in zip(result["proxies"], seconds):
-        row["seconds"] = s
+    k = len(cfg.seeds)
+    for i, row in enumerate(result["proxies"]):
+        row["seconds"] = sum(seconds[i * k:(i + 1) * k])
     return result
 
 
 def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict:
-    rms = [load_or_train_rm(r, root) for r in runs]
+    k = len(cfg.seeds)
+    rms = [load_or_train_rm(r, root) for r in runs[::k]]
     base = sft_baseline(runs[0], [rm.model for rm in rms], cfg.baseline_per_prompt,
                         cfg.baseline_seed, runs[0].ppo.max_new_tokens, root)
     proxies = []
-    for p, r, rm, proxy0 in zip(cfg.pairs_grid, runs, rms, base["proxy"]):
-        ppo = load_or_train_ppo(r, root)
+    for i, (p, rm, proxy0) in enumerate(zip(cfg.pairs_grid, rms, base["proxy"])):
+        ppos = [load_or_train_ppo(r, root) for r in runs[i * k:(i + 1) * k]]
         baseline = {"gold": base["gold"], "proxy": proxy0}
-        proxies.append({**proxy_summary(p, ppo.metrics["history"], rm.metrics, baseline, cfg.smooth,
-                                        ppo.metrics.get("evals")),
-                        "ppo_key": ppo.key, "rm_key": rm.key})
+        first = ppos[0]                     # the first seed's run, in full
+        evals = [ppo.metrics.get("evals") for ppo in ppos]
+        proxies.append({**proxy_summary(p, first.metrics["history"], rm.metrics, baseline, cfg.smooth,
+                                        evals[0]),
+                        "seed_mean": seed_mean_curve([gain_curve(e) for e in evals])
+                        if all(evals) else None,
+                        "ppo_key": first.key, "ppo_keys": [ppo.key for ppo in ppos], "rm_key": rm.key})
     return {"config": config_dict(cfg), "key": key, "baseline": base,
             "proxies": proxies}

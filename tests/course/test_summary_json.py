@@ -39,12 +39,19 @@ def test_ensemble_summary_sets_aggregates_beside_the_members_mean():
 
 def test_ppo_gao_rows_prefer_checkpoints_and_sweep_rows_keep_trust():
     point = lambda g, kl: {"gold_gain": g, "kl": kl}
-    gao = {"proxies": [{"n_pairs": 4000, "peak": point(0.1, 1.0), "final": point(-0.2, 5.0),
-                        "checkpoints": {"peak": point(0.05, 0.5), "final": point(-0.3, 6.0)}},
-                       {"n_pairs": 16000, "peak": point(0.2, 2.0), "final": point(0.0, 4.0)}]}
+    gao = {"proxies": [{"n_pairs": 4000, "peak": point(0.1, 1.0), "final": point(-0.2, 5.0), "fall": -0.3,
+                        "checkpoints": {"peak": point(0.05, 0.5), "final": point(-0.3, 6.0), "fall": -0.35}},
+                       {"n_pairs": 16000, "peak": point(0.2, 2.0), "final": point(0.0, 4.0), "fall": -0.2}]}
     a, b = summary_json.ppo_gao_rows(gao, {4000: 10})
     assert (a["source"], a["peak_gain"], a["final_kl"], a["params"]) == ("checkpoints", 0.05, 6.0, 10)
+    assert (a["fall"], a["fall_se"], a["seeds"]) == (-0.35, None, 1)
     assert (b["source"], b["peak_gain"], b["params"], b["peak_gain_se"]) == ("batches", 0.2, None, None)
+    seeded = {**gao["proxies"][0], "seed_mean": {
+        "seeds": 3, "peak": {**point(0.3, 2.0), "gold_se": 0.04}, "final": {**point(-0.1, 9.0), "gold_se": 0.05},
+        "fall": -0.4, "fall_se": 0.06}}
+    c, = summary_json.ppo_gao_rows({"proxies": [seeded]}, {4000: 10})
+    assert (c["seeds"], c["peak_gain"], c["peak_gain_se"], c["peak_kl"]) == (3, 0.3, 0.04, 2.0)
+    assert (c["final_gain"], c["fall"], c["fall_se"], c["source"]) == (-0.1, -0.4, 0.06, "checkpoints")
     rows = summary_json.sweep_rows({"rows": [{"beta": 1, "ratio": 0.98, "gain_fraction": 0.7,
                                               "trustworthy": True, "kl": 0.03}]})
     assert rows == [{"beta": 1.0, "ratio": 0.98, "share": 0.7, "trusted": True, "kl": 0.03}]

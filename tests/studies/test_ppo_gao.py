@@ -21,6 +21,7 @@ from rlhf_lab.studies.ppo_gao import (  # noqa: E402
     observed_peak,
     ppo_gao_study,
     proxy_summary,
+    seed_mean_curve,
     sft_baseline,
     smoothed_peak,
     study_key,
@@ -99,6 +100,40 @@ def test_smoothed_peak_exact_values():
         smoothed_peak(curve, 0)
 
 
+def test_seed_mean_curve_docstring_example():
+    one = gain_curve(_history(kl=[0.0, 1.0, 4.0], gold=[1.0, 1.4, 1.1], proxy=[0.0, 0.5, 1.0]))
+    two = gain_curve(_history(kl=[0.0, 3.0, 4.0], gold=[2.0, 2.2, 1.9], proxy=[0.0, 0.3, 0.6]))
+    out = seed_mean_curve([one, two])
+    assert out["seeds"] == 2
+    assert out["curve"]["gold_gain"] == pytest.approx([0.0, 0.3, 0.0])
+    assert out["curve"]["kl"] == pytest.approx([0.0, 2.0, 4.0])
+    assert out["curve"]["d"] == pytest.approx([0.0, math.sqrt(2.0), 2.0])
+    assert out["curve"]["gold_se"] == pytest.approx([0.0, 0.1, 0.1])     # std(ddof 1) / sqrt(2)
+    assert out["curve"]["proxy_gain"] == pytest.approx([0.0, 0.4, 0.8])
+    assert out["peak"]["iteration"] == 1 and out["peak"]["gold_gain"] == pytest.approx(0.3)
+    assert out["peak"]["gold_se"] == pytest.approx(0.1)
+    assert out["final"]["gold_gain"] == pytest.approx(0.0)
+    assert out["fall"] == pytest.approx(-0.3) and out["fall_se"] == pytest.approx(0.0)
+
+
+def test_seed_mean_curve_of_one_seed_is_that_curve_without_errors():
+    curve = gain_curve(_history(kl=[0.0, 1.0, 4.0], gold=[1.0, 1.4, 1.1], proxy=[0.0, 0.5, 1.0]))
+    out = seed_mean_curve([curve])
+    assert out["curve"]["gold_gain"] == pytest.approx(curve["gold_gain"])
+    assert out["peak"] == {**observed_peak(curve), "gold_se": None}
+    assert out["curve"]["gold_se"] is None and out["fall_se"] is None
+    assert out["fall"] == pytest.approx(0.1 - 0.4)
+
+
+def test_seed_mean_curve_refuses_misaligned_or_no_curves():
+    a = gain_curve(_history(kl=[0.0, 1.0], gold=[1.0, 1.4], proxy=[0.0, 0.5]))
+    b = gain_curve(_history(kl=[0.0, 1.0, 2.0], gold=[1.0, 1.4, 1.2], proxy=[0.0, 0.5, 0.6]))
+    with pytest.raises(ValueError, match="curves"):
+        seed_mean_curve([a, b])
+    with pytest.raises(ValueError, match="curves"):
+        seed_mean_curve([])
+
+
 @pytest.mark.parametrize("kwargs,name", [(dict(pairs_grid=(2000, 500)), "pairs_grid"),
                                          (dict(pairs_grid=(500, 500)), "pairs_grid"),
                                          (dict(pairs_grid=()), "pairs_grid"),
@@ -110,7 +145,9 @@ def test_smoothed_peak_exact_values():
                                          (dict(baseline_seed=-1), "baseline_seed"),
                                          (dict(smooth=0), "smooth"),
                                          (dict(eval_every=-1), "eval_every"),
-                                         (dict(eval_per_prompt=0), "eval_per_prompt")])
+                                         (dict(eval_per_prompt=0), "eval_per_prompt"),
+                                         (dict(seeds=()), "seeds"), (dict(seeds=(0, 0)), "seeds"),
+                                         (dict(seeds=(-1,)), "seeds"), (dict(seeds=[0, 1]), "seeds")])
 def test_bad_config_names_the_field(small_config, kwargs, name):
     with pytest.raises(ValueError, match=name):
         PPOGaoConfig(**kwargs)
@@ -132,6 +169,7 @@ def test_cache_key_follows_beta_the_grid_and_the_runs(small_config):
     assert study_key(small_config, PPOGaoConfig(pairs_grid=(128, 256), beta=0.02)) != key
     assert study_key(small_config, PPOGaoConfig(pairs_grid=(128, 512), beta=0.01)) != key
     assert study_key(small_config.with_ppo(lr=1e-4), cfg) != key
+    assert study_key(small_config, PPOGaoConfig(pairs_grid=(128, 256), beta=0.01, seeds=(0, 1))) != key
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +177,7 @@ def tiny_study(fast_ppo, small_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo_gao")
     run = small_config.with_ppo(**{**fast_ppo, "iterations": 4})
     return run, root, ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
-                                    baseline_per_prompt=8, eval_per_prompt=2)
+                                    baseline_per_prompt=8, eval_per_prompt=2, seeds=(0, 1))
 
 
 @pytest.mark.slow
@@ -147,7 +185,7 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     run, root, study = tiny_study
     assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
                                "baseline_per_prompt": 8, "baseline_seed": 31_000, "smooth": 5,
-                               "eval_every": 2, "eval_per_prompt": 2}
+                               "eval_every": 2, "eval_per_prompt": 2, "seeds": [0, 1]}
     assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
     # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β,
@@ -177,6 +215,15 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     assert points["curve"]["gold_gain"][0] == 0 and points["curve"]["kl"][0] == 0
     assert points["peak"]["gold_gain"] == max(points["curve"]["gold_gain"])
     assert points["fall"] == points["final"]["gold_gain"] - points["peak"]["gold_gain"] <= 0
+    # the second PPO seed against the same proxy, and the mean of the two checkpoint curves
+    other = runs.load_or_train_ppo(run.with_ppo(beta=0.05, eval_every=2, eval_per_prompt=2, seed=1),
+                                   root)
+    assert p256["ppo_keys"] == [own.key, other.key] and other.key != own.key
+    gains = np.array([[e["gold"] - r.metrics["evals"][0]["gold"] for e in r.metrics["evals"]]
+                      for r in (own, other)])
+    mean = p256["seed_mean"]
+    assert mean["seeds"] == 2 and mean["curve"]["gold_gain"] == pytest.approx(gains.mean(0).tolist())
+    assert mean["curve"]["gold_se"] == pytest.approx((gains.std(0, ddof=1) / math.sqrt(2)).tolist())
     for p in study["proxies"]:
         curve = p["curve"]
         assert len(curve["iteration"]) == 4 and all(d >= 0 for d in curve["d"])
@@ -185,7 +232,7 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
         assert 0 <= p["reward_model"]["accuracy"] <= 1
     assert is_cached("ppo_gao", study["key"], root)
     again = ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
-                          baseline_per_prompt=8, eval_per_prompt=2)
+                          baseline_per_prompt=8, eval_per_prompt=2, seeds=(0, 1))
     assert [p["seconds"] for p in again["proxies"]] == [0.0, 0.0]        # nothing retrained
     assert [p["curve"] for p in again["proxies"]] == [p["curve"] for p in study["proxies"]]
 

@@ -154,10 +154,13 @@ def ppo_gao_curves(study: dict):
     (solid), its fit d(α − β log d) (dotted) and proxy gain (dashed, lighter); a star marks each
     run's gold peak. Where the runs have checkpoint evaluations these curves are drawn through
     them, each rollout batch's gold gain is a faint dot behind, and a second panel enlarges the
-    checkpoints' gold gain over the first nat of KL (d <= 1), where the rise is."""
+    checkpoints' gold gain over the first nat of KL (d <= 1), where the rise is. Where each proxy
+    was run with several PPO seeds (``seed_mean``), the curves are the seeds' mean checkpoint
+    curves with a band of ±2 standard errors across seeds around the gold gain."""
     from matplotlib.lines import Line2D
     proxies = study["proxies"]
     checkpoints = all(p.get("checkpoints") for p in proxies)
+    seeded = checkpoints and all((p.get("seed_mean") or {}).get("seeds", 1) > 1 for p in proxies)
     if checkpoints:
         fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13.2, 4.4), gridspec_kw={"width_ratios": [2.1, 1]})
     else:
@@ -165,11 +168,14 @@ def ppo_gao_curves(study: dict):
     for p, color in zip(proxies, _size_colors(len(proxies))):
         acc = p["reward_model"].get("accuracy")
         label = f"RM on {p['n_pairs']} pairs" + ("" if acc is None else f" (acc. {acc:.2f})")
-        shown = p["checkpoints"] if checkpoints else p
-        if checkpoints:
+        shown = p["seed_mean"] if seeded else p["checkpoints"] if checkpoints else p
+        if checkpoints and not seeded:
             ax.plot(p["curve"]["d"], p["curve"]["gold_gain"], "o", color=color, ms=2, alpha=0.3)
         curve = shown["curve"]
         ax.plot(curve["d"], curve["gold_gain"], color=color, lw=1.4, marker="o", ms=2.5, label=label)
+        if seeded:
+            low, high = (np.array(curve["gold_gain"]) + k * np.array(curve["gold_se"]) for k in (-2, 2))
+            ax.fill_between(curve["d"], low, high, color=color, alpha=0.18, lw=0)
         ax.plot(curve["d"], curve["proxy_gain"], color=color, lw=1.1, ls="--", alpha=0.45)
         if shown["fit"] is not None:
             grid = np.linspace(1e-3, max(curve["d"]), 200)
@@ -180,13 +186,22 @@ def ppo_gao_curves(study: dict):
         if checkpoints:                             # the first nat: d = sqrt(KL) <= 1
             d, gold = np.array(curve["d"]), np.array(curve["gold_gain"])
             zoom.plot(d[d <= 1.0], gold[d <= 1.0], color=color, lw=1.4, marker="o", ms=4)
+            if seeded:
+                se = 2 * np.array(curve["gold_se"])[d <= 1.0]
+                zoom.fill_between(d[d <= 1.0], gold[d <= 1.0] - se, gold[d <= 1.0] + se,
+                                  color=color, alpha=0.18, lw=0)
     ax.axhline(0, color="#999999", lw=0.8)
     styles = [Line2D([], [], color="k", lw=1.4, label="gold gain" + (" (checkpoints)" if checkpoints else "")),
               Line2D([], [], color="k", lw=2, ls=":", label="fit d(α − β log d)"),
               Line2D([], [], color="k", lw=1.1, ls="--", alpha=0.45, label="proxy gain"),
               Line2D([], [], color="w", marker="*", ms=12, mfc="#777777", mec="k",
                      label="gold peak (checkpoints)" if checkpoints else "observed gold peak")]
-    if checkpoints:
+    if seeded:
+        from matplotlib.patches import Patch
+        n = proxies[0]["seed_mean"]["seeds"]
+        styles[0].set_label(f"gold gain, mean of {n} PPO seeds (checkpoints)")
+        styles.append(Patch(color="k", alpha=0.18, label="±2 standard errors across seeds"))
+    elif checkpoints:
         styles.append(Line2D([], [], color="k", marker="o", ms=2, alpha=0.3, lw=0,
                              label="gold, each rollout batch"))
     beside = zoom if checkpoints else ax                          # beside the curves, not on them
