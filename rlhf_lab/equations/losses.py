@@ -25,7 +25,9 @@ def response_logprob(logits: torch.Tensor, input_ids: torch.Tensor,
     """``log pi(y|x) = sum_t log pi(y_t | x, y_<t)`` over the response tokens of each row.
 
     Args: logits (B, T, V) of the model on ``input_ids`` (B, T); response_mask (B, T) bool over
-    ``input_ids``, True on response tokens. Returns (B,).
+    ``input_ids``, True on response tokens. Returns (B,), float64 for float64 logits. Logits that
+    score no response token (prompt, padding) may hold anything, even NaN or inf: they change
+    neither the result nor its gradient on the logits that do.
 
     Example: uniform logits over V = 4 and a 3-token response give ``3 log(1/4) = -4.159``.
     """
@@ -39,8 +41,8 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor,
     """Response-only negative log-likelihood, ``L_SFT = -mean_t log pi(y_t | x, y_<t)``.
 
     The mean runs over every response token of the batch (prompt and padding are masked out, so
-    changing them changes nothing). Returns ``(loss, stats)`` with ``stats["nll"]`` and
-    ``stats["tokens"]``.
+    changing them changes nothing, even to NaN or inf logits). Returns ``(loss, stats)`` with
+    ``stats["nll"]`` and ``stats["tokens"]``; the loss is float64 for float64 logits.
 
     Example: uniform logits over V = 4 give ``loss = log 4 = 1.386`` whatever the mask.
     """

@@ -1,7 +1,11 @@
 """Correct solutions written differently from the references: every hidden test must pass on
 them (tests/test_hidden_strength.py). They guard against hidden tests that are stricter than the
-notebooks' spec: bare loss instead of (loss, stats), float32 arithmetic, loops instead of
-vectorised code, other but equivalent formulas, numpy results, (alpha, beta) pairs.
+notebooks' spec: bare loss instead of (loss, stats), loops instead of vectorised code, other but
+equivalent formulas, numpy results, (alpha, beta) pairs.
+
+Since issue #25 the spec says more: a float64 input gives a float64 result, and padding that
+holds NaN or ±inf reaches neither a result nor a gradient. The variants that returned float32 or
+multiplied by the mask moved to the wrong answers (``*_mutants.py``, marked "was honest").
 """
 import math
 
@@ -23,11 +27,10 @@ def response_logprob__row_loop(logits, input_ids, response_mask):
     return torch.stack(rows)
 
 
-def response_logprob__logsumexp_float32(logits, input_ids, response_mask):
-    x = logits.float()
-    picked = x[:, :-1].gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    logp = picked - torch.logsumexp(x[:, :-1], -1)
-    return (logp * response_mask[:, 1:].float()).sum(-1)
+def response_logprob__logsumexp_masked_fill(logits, input_ids, response_mask):
+    picked = logits[:, :-1].gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    logp = picked - torch.logsumexp(logits[:, :-1], -1)
+    return logp.masked_fill(~response_mask[:, 1:], 0.0).sum(-1)
 
 # ---------------------------------------------------------------------------- notebook 01
 
@@ -38,12 +41,12 @@ def sft_loss__cross_entropy_ignore_index(logits, input_ids, response_mask):
                            ignore_index=-100)
 
 
-def sft_loss__float32_with_stats(logits, input_ids, response_mask):
-    logp = F.log_softmax(logits[:, :-1].float(), -1)
+def sft_loss__boolean_index_with_stats(logits, input_ids, response_mask):
+    logp = F.log_softmax(logits[:, :-1], -1)
     token = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    mask = response_mask[:, 1:].float()
-    loss = -(token * mask).sum() / mask.sum()
-    return loss, {"nll": loss.item(), "tokens": int(mask.sum())}
+    kept = token[response_mask[:, 1:]]                       # (N,) the response tokens only
+    loss = -kept.mean()
+    return loss, {"nll": loss.item(), "tokens": kept.numel()}
 
 # ---------------------------------------------------------------------------- notebook 02
 
