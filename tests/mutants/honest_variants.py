@@ -309,10 +309,6 @@ def shaped_rewards__float32_buffer(scores, logp, logp_ref, response_mask, beta):
     return out
 
 
-def bt_probability__float32_result(r_chosen, r_rejected):
-    return torch.sigmoid(r_chosen - r_rejected).float()
-
-
 def kl_k3__float32_result(logp, logp_ref):
     log_rho = logp_ref - logp
     return (torch.expm1(log_rho) - log_rho).float()
