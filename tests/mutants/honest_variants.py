@@ -144,15 +144,30 @@ def shaped_rewards__row_loop(scores, logp, logp_ref, response_mask, beta):
     return out
 
 
-def shaped_rewards__float32_scatter(scores, logp, logp_ref, response_mask, beta):
-    kl = torch.where(response_mask, logp - logp_ref, torch.zeros_like(logp)).float()
-    out = -beta * kl
+def shaped_rewards__cumsum_scatter(scores, logp, logp_ref, response_mask, beta):
+    kl = torch.where(response_mask, logp - logp_ref, torch.zeros_like(logp))
     last = (response_mask.long().cumsum(1) == response_mask.sum(1, keepdim=True)) & response_mask
-    return out + last.float() * scores.float()[:, None]
+    return -beta * kl + last.to(logp.dtype) * scores[:, None]
 
 
-def gae__cleanrl_style(rewards, values, response_mask, gamma, lam):
-    """CleanRL's loop with 'next non-terminal' flags; masks at the end."""
+def gae__per_row_python(rewards, values, response_mask, gamma, lam):
+    adv = torch.zeros_like(rewards)
+    for b in range(rewards.shape[0]):
+        n = int(response_mask[b].sum())
+        running, next_v = 0.0, 0.0
+        for t in reversed(range(n)):
+            delta = float(rewards[b, t]) + gamma * next_v - float(values[b, t])
+            running = delta + gamma * lam * running
+            adv[b, t], next_v = running, float(values[b, t])
+    returns = torch.where(response_mask, adv + values, torch.zeros_like(adv))
+    return adv, returns
+
+
+def gae__cleanrl_style_inputs_selected(rewards, values, response_mask, gamma, lam):
+    """CleanRL's loop with 'next non-terminal' flags, on inputs whose padding is selected out
+    first (so junk, even NaN, never meets a 0 flag)."""
+    rewards = torch.where(response_mask, rewards, torch.zeros_like(rewards))
+    values = torch.where(response_mask, values, torch.zeros_like(values))
     B, R = rewards.shape
     adv = torch.zeros_like(rewards)
     last_gae = torch.zeros(B, dtype=rewards.dtype)
@@ -170,27 +185,6 @@ def gae__cleanrl_style(rewards, values, response_mask, gamma, lam):
     return adv * keep, (adv + values) * keep
 
 
-def gae__per_row_python(rewards, values, response_mask, gamma, lam):
-    adv = torch.zeros_like(rewards)
-    for b in range(rewards.shape[0]):
-        n = int(response_mask[b].sum())
-        running, next_v = 0.0, 0.0
-        for t in reversed(range(n)):
-            delta = float(rewards[b, t]) + gamma * next_v - float(values[b, t])
-            running = delta + gamma * lam * running
-            adv[b, t], next_v = running, float(values[b, t])
-    returns = torch.where(response_mask, adv + values, torch.zeros_like(adv))
-    return adv, returns
-
-
-def ppo_clip_loss__where_form(logp, logp_old, adv, response_mask, clip_eps):
-    ratio = torch.exp(logp - logp_old)
-    capped = torch.where(adv >= 0, torch.clamp(ratio, max=1 + clip_eps),
-                         torch.clamp(ratio, min=1 - clip_eps))
-    per_token = capped * adv
-    return -(per_token * response_mask).sum() / response_mask.sum()
-
-
 def ppo_clip_loss__log_space_clip_with_stats(logp, logp_old, adv, response_mask, clip_eps):
     log_ratio = torch.where(response_mask, logp - logp_old, torch.zeros_like(logp))
     a = torch.where(response_mask, adv, torch.zeros_like(adv))
@@ -201,15 +195,13 @@ def ppo_clip_loss__log_space_clip_with_stats(logp, logp_old, adv, response_mask,
                                     .float().mean())}
 
 
-def value_loss__float_mask_with_stats(values, values_old, returns, response_mask,
-                                      clip_eps_value):
-    keep = response_mask.float().to(values.dtype)
-    error = (values - returns) ** 2
-    if clip_eps_value is not None:
-        clipped = torch.clamp(values, values_old - clip_eps_value, values_old + clip_eps_value)
-        error = torch.max(error, (clipped - returns) ** 2)
-    loss = 0.5 * (error * keep).sum() / keep.sum()
-    return loss, {"vf_loss": loss.item()}
+def ppo_clip_loss__where_form_selected(logp, logp_old, adv, response_mask, clip_eps):
+    log_ratio = torch.where(response_mask, logp - logp_old, torch.zeros_like(logp))
+    adv = torch.where(response_mask, adv, torch.zeros_like(adv))
+    ratio = torch.exp(log_ratio)
+    capped = torch.where(adv >= 0, torch.clamp(ratio, max=1 + clip_eps),
+                         torch.clamp(ratio, min=1 - clip_eps))
+    return -(capped * adv).sum() / response_mask.sum()
 
 
 def value_loss__kept_tokens_only(values, values_old, returns, response_mask, clip_eps_value):
@@ -219,6 +211,19 @@ def value_loss__kept_tokens_only(values, values_old, returns, response_mask, cli
         error = torch.maximum(error, (vo + (v - vo).clamp(-clip_eps_value, clip_eps_value)
                                       - r).pow(2))
     return error.mean() / 2
+
+
+def value_loss__float_mask_on_selected_inputs(values, values_old, returns, response_mask,
+                                              clip_eps_value):
+    values, values_old, returns = (x.masked_fill(~response_mask, 0.0)
+                                   for x in (values, values_old, returns))
+    keep = response_mask.to(values.dtype)
+    error = (values - returns) ** 2
+    if clip_eps_value is not None:
+        clipped = torch.clamp(values, values_old - clip_eps_value, values_old + clip_eps_value)
+        error = torch.max(error, (clipped - returns) ** 2)
+    loss = 0.5 * (error * keep).sum() / keep.sum()
+    return loss, {"vf_loss": loss.item()}
 
 # ---------------------------------------------------------------------------- notebook 06
 
@@ -282,36 +287,6 @@ def aggregate_ensemble__amin_and_var(scores, how, k=1.0):
              "mean_minus_std": lambda: scores.mean(0) - k * scores.var(0, unbiased=False).sqrt()}
     return table[how]()
 
-
-def gae__float32_buffer(rewards, values, response_mask, gamma, lam):
-    """The common `torch.zeros(B, R)` buffer: float32 results for float64 inputs."""
-    B, R = rewards.shape
-    adv, returns = torch.zeros(B, R), torch.zeros(B, R)
-    next_v, next_a = torch.zeros(B, dtype=rewards.dtype), torch.zeros(B, dtype=rewards.dtype)
-    for t in reversed(range(R)):
-        keep = response_mask[:, t]
-        v = torch.where(keep, values[:, t], torch.zeros_like(values[:, t]))
-        r = torch.where(keep, rewards[:, t], torch.zeros_like(rewards[:, t]))
-        a = torch.where(keep, r + gamma * next_v - v + gamma * lam * next_a, torch.zeros_like(v))
-        adv[:, t], returns[:, t] = a, torch.where(keep, a + v, torch.zeros_like(v))
-        next_v, next_a = v, a
-    return adv, returns
-
-
-def shaped_rewards__float32_buffer(scores, logp, logp_ref, response_mask, beta):
-    B, R = logp.shape
-    out = torch.zeros(B, R)
-    lengths = response_mask.sum(1)
-    for b in range(B):
-        n = int(lengths[b])
-        out[b, :n] = -beta * (logp[b, :n] - logp_ref[b, :n])
-        out[b, n - 1] += scores[b]
-    return out
-
-
-def kl_k3__float32_result(logp, logp_ref):
-    log_rho = logp_ref - logp
-    return (torch.expm1(log_rho) - log_rho).float()
 
 # ---------------------------------------------------------------------------- notebook 07
 
