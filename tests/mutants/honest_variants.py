@@ -277,6 +277,8 @@ def aggregate_ensemble__loop_over_models(scores, how, k=1.0):
         for m in range(1, M):
             out = torch.minimum(out, scores[m])
         return out
+    if how != "mean_minus_std":
+        raise ValueError(f"unknown how={how!r}: use 'mean', 'min' or 'mean_minus_std'")
     var = sum((scores[m] - mean) ** 2 for m in range(M)) / M
     return mean - k * var.sqrt()
 
@@ -285,6 +287,8 @@ def aggregate_ensemble__amin_and_var(scores, how, k=1.0):
     table = {"mean": lambda: scores.mean(dim=0),
              "min": lambda: torch.amin(scores, dim=0),
              "mean_minus_std": lambda: scores.mean(0) - k * scores.var(0, unbiased=False).sqrt()}
+    if how not in table:
+        raise ValueError(f"how must be one of {sorted(table)}, got {how!r}")
     return table[how]()
 
 
