@@ -302,12 +302,6 @@ def dpo_loss__softplus_with_stats(logp_chosen, logp_rejected, logp_ref_chosen, l
     return loss, {"accuracy": (margin > 0).float().mean().item()}
 
 
-def dpo_loss__bce_float32(logp_chosen, logp_rejected, logp_ref_chosen, logp_ref_rejected, beta):
-    r_c = beta * (logp_chosen.float() - logp_ref_chosen.float())
-    r_r = beta * (logp_rejected.float() - logp_ref_rejected.float())
-    return F.binary_cross_entropy_with_logits(r_c - r_r, torch.ones_like(r_c))
-
-
 def group_advantages__loop_over_groups(scores, group_size, eps=1e-6):
     out = torch.empty_like(scores)
     for start in range(0, len(scores), group_size):
@@ -330,7 +324,16 @@ def ppo_ptx_loss__cross_entropy(pg_loss, logits_ptx, input_ids_ptx, attention_ma
     return pg_loss + ptx_coef * nll, {"ptx_nll": nll.item()}
 
 
-def ppo_ptx_loss__float_mask(pg_loss, logits_ptx, input_ids_ptx, attention_mask_ptx, ptx_coef):
+def dpo_loss__bce_with_logits(logp_chosen, logp_rejected, logp_ref_chosen, logp_ref_rejected,
+                              beta):
+    r_c = beta * (logp_chosen - logp_ref_chosen)
+    r_r = beta * (logp_rejected - logp_ref_rejected)
+    return F.binary_cross_entropy_with_logits(r_c - r_r, torch.ones_like(r_c))
+
+
+def ppo_ptx_loss__float_mask_on_selected_logp(pg_loss, logits_ptx, input_ids_ptx,
+                                              attention_mask_ptx, ptx_coef):
     m = (attention_mask_ptx[:, 1:] * attention_mask_ptx[:, :-1]).to(logits_ptx.dtype)
     lp = torch.log_softmax(logits_ptx[:, :-1], -1).gather(-1, input_ids_ptx[:, 1:, None])[..., 0]
+    lp = lp.masked_fill(m == 0, 0.0)                 # select first: 0 * NaN would be NaN
     return pg_loss - ptx_coef * (lp * m).sum() / m.sum()
