@@ -1,8 +1,9 @@
 """Hidden tests of notebook 00: ``response_logprob(logits, input_ids, response_mask) -> (B,)``.
 
 log π(y|x) = Σ_t log π(y_t | x, y_<t) over the response tokens; the logits at position t-1 score
-the token at t, so the labels are ``input_ids[:, 1:]`` and their mask ``response_mask[:, 1:]``. Logits that score
-no response token may hold anything, NaN and ±inf included; float64 logits give a float64 result.
+the token at t, so the labels are ``input_ids[:, 1:]`` and their mask ``response_mask[:, 1:]``.
+Logits that score no response token may hold anything, NaN and ±inf included; float64 logits give
+a float64 result.
 """
 import math
 
