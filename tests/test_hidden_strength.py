@@ -6,7 +6,8 @@ wrong answer of the bank.
   correct but differently written solutions (tests/mutants/honest_variants.py), so the tests are
   not stricter than the spec;
 * every wrong answer in tests/mutants/*_mutants.py fails at least one hidden test of its exercise;
-* every exercise of the registry has several hidden tests.
+* every exercise of the registry has several hidden tests;
+* an edge-case failure's feedback line names the case in words and shows no test code.
 
 Hidden tests are called directly with a :class:`LocalStudent`: no sandbox, no notebook run.
 """
@@ -20,6 +21,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from rlhf_lab.equations import beyond_losses, closed_form, losses, overopt_math, rl_losses
 from rlhf_lab.grading.exercises import EXERCISES
@@ -151,6 +153,67 @@ def test_every_mutant_is_caught():
     assert not survivors, f"wrong answers that pass every hidden test: {survivors}"
     few = {name: n for name, n in per_exercise.items() if n < 4}
     assert not few, f"exercises with fewer than 4 wrong answers in the bank: {few}"
+
+
+def _reference_unless_nan(name: str):
+    """The reference, except that it raises as soon as an input holds NaN (a student's own
+    check gone wrong): the feedback must still say which case was tried."""
+    def fn(*args, **kwargs):
+        if any(isinstance(a, torch.Tensor) and a.is_floating_point() and bool(a.isnan().any())
+               for a in args):
+            raise RuntimeError("found NaN in an input")
+        return REFERENCES[name](*args, **kwargs)
+    return fn
+
+
+# hidden test -> (a wrong answer it must catch, words its feedback line must hold)
+EDGE_FEEDBACK = {
+    "test_value_loss__padding_holding_nan_and_inf":
+        ("ppo_mutants.value_loss__masks_after_squaring", "padded positions holding NaN"),
+    "test_gae__padding_holding_nan_and_inf":
+        ("ppo_mutants.gae__cleanrl_style", "padded positions holding NaN"),
+    "test_shaped_rewards__padding_holding_nan_and_inf":
+        (_reference_unless_nan("shaped_rewards"), "padded positions holding NaN"),
+    "test_ppo_clip_loss__log_probs_near_minus_200_and_1000":
+        ("ppo_mutants.ppo_clip_loss__ratio_of_probabilities", "log-probabilities near -200"),
+    "test_aggregate_ensemble__unknown_how_raises":
+        ("overopt_mutants.aggregate_ensemble__dict_lookup_key_error", "how='max'"),
+    "test_group_advantages__eps_is_used":
+        ("beyond_mutants.group_advantages__ignores_eps", "eps = 0.5"),
+    "test_ppo_ptx_loss__float64_stays_float64":
+        ("beyond_mutants.ppo_ptx_loss__float32_and_mask_product", "float64"),
+    "test_ppo_ptx_loss__all_padding_row_and_batch_of_one":
+        ("beyond_mutants.ppo_ptx_loss__mean_of_row_means", "all padding"),
+    "test_response_logprob__padding_holding_nan_and_inf":
+        ("logprob_mutants.response_logprob__multiplies_by_the_mask", "logits hold NaN"),
+}
+
+
+@pytest.mark.parametrize("test_name", list(EDGE_FEEDBACK))
+def test_edge_case_feedback_names_the_case_without_test_code(test_name):
+    from rlhf_lab.grading.exercises import by_name
+    from rlhf_lab.grading.gradebook import ExerciseResult, StudentResult, feedback_markdown
+    from rlhf_lab.grading.judge import feedback_message
+
+    wrong, words = EDGE_FEEDBACK[test_name]
+    exercise = _exercise_of(test_name, "test_")
+    if isinstance(wrong, str):
+        wrong = dict(_functions("*_mutants.py"))[wrong]
+    test = next(t for t in TESTS[exercise] if t.__name__ == test_name)
+    with pytest.raises(Exception) as caught:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            test(LocalStudent({exercise: wrong}))
+    message = feedback_message(caught.value)
+    result = StudentResult("alice", submitted={by_name(exercise).notebook},
+                           exercises={exercise: ExerciseResult(failed=1, message=message)})
+    line = next(x for x in feedback_markdown(result).splitlines() if f"**{exercise}**" in x)
+    assert words in line, line
+    for code in ("def ", "student.", "assert ", "Traceback", "_helpers", test_name, "poison(",
+                 "expect(", "check_grad(", "requires_grad_", ".backward()"):
+        assert code not in line, (code, line)
+    source = [x.strip() for x in inspect.getsource(test).splitlines() if len(x.strip()) > 12]
+    assert not [x for x in source if x in line], line
 
 
 if __name__ == "__main__":                  # a report: python tests/test_hidden_strength.py

@@ -9,7 +9,7 @@
   next-token loss, the InstructGPT fix for the alignment tax.
 
 Notation as in :mod:`rlhf_lab.equations.rl_losses` (DESIGN section 3). Sequence log-probabilities such as
-``logp_chosen`` are sums over a response's tokens, shape (B,).
+``logp_chosen`` are sums over a response's tokens, shape (B,). Results keep the inputs' dtype.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def pretraining_nll(logits: torch.Tensor, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token negative log-likelihood of pretraining text: ``-log pi(x_{t+1} | x_<=t)``
     averaged over the positions where both x_t and x_{t+1} are real tokens (``attention_mask``
-    is 1), so padding on either side never counts.
+    is 1), so padding on either side never counts, even when its logits hold NaN or inf.
 
     Args: logits (B, T, V) of the policy on ``input_ids`` (B, T); attention_mask (B, T) of 0/1.
     Returns: a scalar. Uniform logits over V give ``log V``.

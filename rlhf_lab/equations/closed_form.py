@@ -26,7 +26,8 @@ Two ways to use it:
   responses cannot be listed.
 
 Everything is computed in log space (``logsumexp``), so β = 1e-3 with rewards of size ~10
-(r/β ~ 1e4) neither overflows nor produces NaN. Use float64 for comparisons to 1e-6.
+(r/β ~ 1e4) neither overflows nor produces NaN. Results keep the inputs' dtype (float64 in,
+float64 out); use float64 for comparisons to 1e-6.
 """
 from __future__ import annotations
 

@@ -25,7 +25,9 @@ def response_logprob(logits: torch.Tensor, input_ids: torch.Tensor,
     """``log pi(y|x) = sum_t log pi(y_t | x, y_<t)`` over the response tokens of each row.
 
     Args: logits (B, T, V) of the model on ``input_ids`` (B, T); response_mask (B, T) bool over
-    ``input_ids``, True on response tokens. Returns (B,).
+    ``input_ids``, True on response tokens. Returns (B,), float64 for float64 logits. Logits that
+    score no response token (prompt, padding) may hold anything, even NaN or inf: they change
+    neither the result nor its gradient on the logits that do.
 
     Example: uniform logits over V = 4 and a 3-token response give ``3 log(1/4) = -4.159``.
     """
@@ -39,8 +41,8 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor,
     """Response-only negative log-likelihood, ``L_SFT = -mean_t log pi(y_t | x, y_<t)``.
 
     The mean runs over every response token of the batch (prompt and padding are masked out, so
-    changing them changes nothing). Returns ``(loss, stats)`` with ``stats["nll"]`` and
-    ``stats["tokens"]``.
+    changing them changes nothing, even to NaN or inf logits). Returns ``(loss, stats)`` with
+    ``stats["nll"]`` and ``stats["tokens"]``; the loss is float64 for float64 logits.
 
     Example: uniform logits over V = 4 give ``loss = log 4 = 1.386`` whatever the mask.
     """
@@ -55,8 +57,8 @@ def sft_loss(logits: torch.Tensor, input_ids: torch.Tensor,
 def bt_probability(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
     """Bradley-Terry: ``P(y_w > y_l | x) = sigmoid(r(x, y_w) - r(x, y_l))``, elementwise.
 
-    Only the difference counts, so adding any c(x) to both rewards changes nothing.
-    Example: r_chosen = [1.0], r_rejected = [0.0] -> [0.7311].
+    Only the difference counts, so adding any c(x) to both rewards changes nothing. The result
+    has the rewards' dtype. Example: r_chosen = [1.0], r_rejected = [0.0] -> [0.7311].
     """
     if r_chosen.shape != r_rejected.shape:
         raise ValueError(f"r_chosen {tuple(r_chosen.shape)} and r_rejected "
@@ -69,7 +71,7 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> tupl
 
     ``logsigmoid`` stays finite and exact for huge gaps, where ``log(sigmoid(.))`` gives -inf at
     a gap of -1e4 (sigmoid underflows to 0). Returns ``(loss, stats)`` with the pairwise accuracy
-    and the mean reward margin.
+    and the mean reward margin; the loss has the rewards' dtype.
 
     Example: equal rewards give ``log 2 = 0.6931``; a gap of -1e4 gives 1e4.
     """
@@ -97,7 +99,8 @@ def fit_bradley_terry(wins: torch.Tensor, steps: int = 50) -> torch.Tensor:
     change when a constant is added to every strength, so the result is centred (mean 0). The
     maximum exists when no group of teams beat every team outside it.
 
-    Args: wins (K, K) non-negative counts. Returns (K,) float64 strengths, mean 0.
+    Args: wins (K, K) non-negative counts; steps: Newton iterations from s = 0 (one step is
+    not yet the maximum; 50 are plenty). Returns (K,) float64 strengths, mean 0.
 
     Example: wins [[0, 3], [1, 0]] gives s = [0.549, -0.549] (s_0 - s_1 = log 3).
     """

@@ -36,14 +36,17 @@ def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         returns  :  lp(x1|x0) lp(x2|x<2) lp(x3|x<3)   (B, T-1)
 
     so ``out[:, t] = log softmax(logits[:, t])[tokens[:, t+1]]``. A mask over ``tokens`` lines up
-    with the result as ``mask[:, 1:]``.
+    with the result as ``mask[:, 1:]``. Half-precision logits are scored in float32; float32 and
+    float64 logits keep their dtype.
 
     Example: with uniform logits over V = 4 words every entry is ``log(1/4) = -1.386``.
     """
     if logits.dim() != 3 or tokens.dim() != 2 or logits.shape[:2] != tokens.shape:
         raise ValueError(f"logits must be (B, T, V) and tokens (B, T); got logits "
                          f"{tuple(logits.shape)} and tokens {tuple(tokens.shape)}")
-    logp_all = F.log_softmax(logits[:, :-1].float(), dim=-1)             # (B, T-1, V)
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()                                          # bf16 / fp16 -> fp32
+    logp_all = F.log_softmax(logits[:, :-1], dim=-1)                     # (B, T-1, V)
     return logp_all.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
 
 

@@ -294,11 +294,12 @@ def aggregate_ensemble(scores, how: str, k: float = 1.0):
 
     Args:
         scores: (M, ...) tensor (or array) of M models' scores of the same responses.
-        how: "mean", "min" or "mean_minus_std".
+        how: "mean", "min" or "mean_minus_std"; any other value raises ValueError.
         k: the std weight, >= 0 (only for "mean_minus_std").
 
     Returns:
-        (...) aggregated scores; a tensor for a tensor input, else a numpy array.
+        (...) aggregated scores; a tensor of the input's dtype for a tensor input, else a numpy
+        array.
 
     Example: scores [[1, 3], [3, 3]] -> mean [2, 3], min [1, 3], mean_minus_std (k=1) [1, 3].
     """

@@ -14,7 +14,11 @@ is True where a token counts and False on padding and after the end-of-sequence 
 
 Masked positions may hold anything, even NaN or inf: every function first replaces them with
 zeros through ``torch.where`` (see :func:`_zero_masked`), so they change neither a result nor a
-gradient. The order of the PPO loop that uses these functions::
+gradient. Probability ratios come from log-ratios, ``exp(logp - logp_old)``, never from
+``exp(logp) / exp(logp_old)``, which is 0/0 once exp underflows (log-probabilities near -200 in
+float32, -1000 in float64). Results keep the inputs' dtype.
+
+The order of the PPO loop that uses these functions::
 
     kl_k1 / sequence_kl -> shaped_rewards -> gae -> ppo_clip_loss + value_loss
 """

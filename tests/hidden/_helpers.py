@@ -6,18 +6,24 @@ a float64 tensor, check it, and raise ``AssertionError`` with a message written 
 (it is shown as feedback, so it describes the case in words and never dumps big tensors).
 
 A correct solution may differ from the reference in ways that do not matter, so the helpers
-accept: a bare loss or a ``(loss, stats)`` tuple; float32 or float64 results; tensors, numpy
-arrays or Python numbers; a fit as a GaoFit (a dict here) or an ``(alpha, beta)`` pair.
+accept: a bare loss or a ``(loss, stats)`` tuple; tensors, numpy arrays or Python numbers; a fit
+as a GaoFit (a dict here) or an ``(alpha, beta)`` pair. What does matter: a float64 input gives a
+float64 result (:func:`check_float64`), and padding may hold NaN or ±inf (:func:`poison`).
+
+Edge-case tests run inside ``with case("in plain words"):`` so that whatever fails there (a
+wrong value, or the student's function raising) names the case in the feedback.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 __all__ = ["as_tensor", "result", "loss_of", "pair", "alpha_beta", "close", "expect", "fmt",
-           "check_grad", "rng", "garbage_fill"]
+           "check_grad", "rng", "garbage_fill", "case", "poison", "check_float64",
+           "raises_value_error"]
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -157,3 +163,94 @@ def rng(seed: int) -> torch.Generator:
 def garbage_fill(x: torch.Tensor, mask: torch.Tensor, value: float) -> torch.Tensor:
     """``x`` with ``value`` at the masked positions (a correct solution ignores them)."""
     return torch.where(mask, x, torch.full_like(x, value))
+
+
+# ---------------------------------------------------------------------------- edge cases
+
+_NAMED_KINDS = ("exception", "bad_output", "timeout")   # StudentError kinds worth a case name
+
+
+@contextmanager
+def case(words: str):
+    """Name the case in the feedback of whatever fails inside the block.
+
+    A failed check becomes ``"<words>: <its message>"``; so does the student's function raising,
+    returning something that is not data, or running out of time (``StudentError`` of kind
+    "exception", "bad_output" or "timeout"). A function that is missing or not written yet keeps
+    its own message."""
+    try:
+        yield
+    except AssertionError as error:
+        text = str(error)
+        raise AssertionError(text if text.startswith(words) else f"{words}: {text}") from None
+    except Exception as error:                      # noqa: BLE001 - StudentError, by its kind
+        if getattr(error, "kind", None) not in _NAMED_KINDS:
+            raise
+        raise AssertionError(f"{words}: {error.message}") from None
+
+
+_JUNK = (math.nan, math.inf, -math.inf)
+
+
+def poison(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``x`` with NaN, +inf and -inf in turn wherever ``keep`` (broadcast to ``x``) is False."""
+    turn = torch.arange(x.numel()).reshape(x.shape) % len(_JUNK)
+    junk = torch.tensor(_JUNK, dtype=x.dtype)[turn]
+    return torch.where(keep, x, junk)
+
+
+def _first_tensors(out, what: str) -> tuple:
+    """The tensors of a result: itself, the loss of ``(loss, stats)``, or both of a pair."""
+    if isinstance(out, (tuple, list)) and len(out) == 2 and all(
+            isinstance(t, torch.Tensor) for t in out):
+        return tuple(out)
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise AssertionError(f"{what} is a {type(out).__name__}, not a tensor")
+    return (out,)
+
+
+def check_float64(student, name: str, args: tuple, words: str, want=None, kwargs=None,
+                  atol: float = 1e-9, rtol: float = 1e-9) -> None:
+    """Run ``name`` with its floating tensors in float32, then in float64: each result keeps
+    its inputs' dtype, the two agree to float32 precision, and the float64 one equals ``want``
+    (a tensor or a tuple of them) to float64 precision."""
+    got = {}
+    with case(words):
+        for dtype in (torch.float32, torch.float64):
+            cast = tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                         else a for a in args)
+            tensors = _first_tensors(student.call(name, *cast, **(kwargs or {})), "your result")
+            for t in tensors:
+                if t.dtype != dtype:
+                    raise AssertionError(f"{str(dtype)[6:]} inputs gave a {str(t.dtype)[6:]} "
+                                         f"result: the result keeps the inputs' dtype (no "
+                                         f".float(), no torch.zeros(...) without dtype=)")
+            got[dtype] = tensors
+        for t32, t64 in zip(got[torch.float32], got[torch.float64]):
+            expect(t64, t32.double(), "the float64 and float32 results differ by more than "
+                   "float32 rounding", atol=1e-4, rtol=1e-4)
+        if want is not None:
+            want = want if isinstance(want, tuple) else (want,)
+            for t64, w in zip(got[torch.float64], want):
+                expect(t64, w, "your float64 result is not exact to float64 precision (part of "
+                       "it was computed in float32)", atol=atol, rtol=rtol)
+
+
+def raises_value_error(student, name: str, args: tuple, words: str, kwargs=None) -> None:
+    """``name(*args)`` must raise ValueError (an invalid option is refused, not ignored)."""
+    try:
+        out = student.call(name, *args, **(kwargs or {}))
+    except Exception as error:                      # noqa: BLE001 - StudentError, by its kind
+        if getattr(error, "kind", None) != "exception":
+            raise
+        if "raised ValueError" not in error.message:
+            raised = error.message.split(" raised ", 1)[-1].split(":", 1)[0]
+            raise AssertionError(f"{words}: your function raised {raised}; an invalid option "
+                                 f"raises ValueError, with a message that lists the valid "
+                                 f"ones") from None
+        return
+    raise AssertionError(f"{words}: your function returned a result ({type(out).__name__}) "
+                         f"instead of raising ValueError: an invalid option must not be "
+                         f"silently accepted")

@@ -2,12 +2,14 @@
 
 log π(y|x) = Σ_t log π(y_t | x, y_<t) over the response tokens; the logits at position t-1 score
 the token at t, so the labels are ``input_ids[:, 1:]`` and their mask ``response_mask[:, 1:]``.
+Logits that score no response token may hold anything, NaN and ±inf included; float64 logits give
+a float64 result.
 """
 import math
 
 import torch
 import torch.nn.functional as F
-from _helpers import check_grad, expect, result, rng
+from _helpers import case, check_float64, check_grad, expect, poison, result, rng
 
 NAME = "response_logprob"
 
@@ -168,3 +170,45 @@ def test_response_logprob__uniform_logits_count_tokens(student):
            "(n·log(1/6))", [(torch.tensor([(n - 1) * math.log(1 / V) for n in lengths]),
                              "you dropped one response token per row: response_mask[:, 1:] "
                              "lines up with the labels input_ids[:, 1:]")], atol=1e-5)
+
+
+def _scoring(mask):
+    """(B, T) True at the positions whose logits score a response token."""
+    return torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], 1)
+
+
+def test_response_logprob__padding_holding_nan_and_inf(student):
+    """Logits of NaN, +inf and -inf on the padding (after each response, and a left pad): the
+    result is finite and exact, and so is its gradient on the logits that score the response."""
+    logits, ids, mask = _case(seed=8)
+    last = torch.where(mask, torch.arange(9), -1).amax(1, keepdim=True)         # (B, 1)
+    padding = torch.arange(9) > last                                            # (B, T)
+    padding[3, 0] = True                                  # row 3: a left pad, then its prompt
+    bad = poison(logits, ~padding.unsqueeze(-1))
+    with case("with padded positions whose logits hold NaN, +inf and -inf"):
+        out = result(student.call(NAME, bad, ids, mask), "your result", (4,), allow_nan=True)
+        if not bool(torch.isfinite(out).all()):
+            raise AssertionError("your result is not finite: a padded position reached it "
+                                 "(0 · NaN is NaN: pick the response tokens with torch.where "
+                                 "rather than multiplying by the mask)")
+        expect(out, _loop(logits, ids, mask), "your result changed", atol=1e-5)
+        x = logits.clone().requires_grad_(True)
+        _loop(x, ids, mask).sum().backward()
+        _, grads = student.grad(NAME, (bad, ids, mask), (0,))
+        if grads[0] is None:
+            raise AssertionError("your result does not depend on the logits")
+        scoring = _scoring(mask)
+        grad = grads[0].double()[scoring]
+        if not bool(torch.isfinite(grad).all()):
+            raise AssertionError("the gradient on the logits that score response tokens holds "
+                                 "NaN or inf: the padding leaked into it")
+        expect(grad, x.grad[scoring], "the gradient on the logits that score response tokens "
+               "is wrong", atol=1e-5)
+
+
+def test_response_logprob__float64_stays_float64(student):
+    """float64 logits give a float64 result, exact to float64 precision (float32 logits: a
+    float32 result)."""
+    logits, ids, mask = _case(seed=9, scale=5.0)
+    check_float64(student, NAME, (logits, ids, mask), "with float64 logits", _loop(logits, ids,
+                                                                                  mask))

@@ -3,12 +3,14 @@ stats)``.
 
 L_SFT = -mean over every response token of the batch of log π(y_t | x, y_<t): one token mean
 (rows with more tokens weigh more), prompt and padding masked out, labels ``input_ids[:, 1:]``.
+Logits that score no response token may hold anything, NaN and ±inf included; float64 logits give
+a float64 loss.
 """
 import math
 
 import torch
 import torch.nn.functional as F
-from _helpers import check_grad, expect, loss_of, rng
+from _helpers import case, check_float64, check_grad, expect, loss_of, poison, rng
 
 NAME = "sft_loss"
 
@@ -165,3 +167,44 @@ def test_sft_loss__response_from_the_first_position(student):
            [(-(lp * m).sum() / mask.sum(), "you counted the tokens with response_mask instead "
              "of response_mask[:, 1:]: the first position has no prediction and must not count")]
            + _mistakes(logits, ids, mask), atol=1e-6)
+
+
+def _reference_grad(logits, ids, mask):
+    x = logits.clone().requires_grad_(True)
+    lp = F.log_softmax(x[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+    (-(lp * mask[:, 1:]).sum() / mask[:, 1:].sum()).backward()
+    return x.grad
+
+
+def test_sft_loss__padding_holding_nan_and_inf(student):
+    """Logits of NaN, +inf and -inf on the padding (after each response, and a left pad): the
+    loss is finite and exact, and so is its gradient on the logits that score the response."""
+    logits, ids, mask = _case(seed=7, lengths=((2, 5), (4, 2), (1, 4)))
+    last = torch.where(mask, torch.arange(9), -1).amax(1, keepdim=True)         # (B, 1)
+    padding = torch.arange(9) > last                                            # (B, T)
+    padding[1, 0] = True                                  # row 1: a left pad, then its prompt
+    bad = poison(logits, ~padding.unsqueeze(-1))
+    with case("with padded positions whose logits hold NaN, +inf and -inf"):
+        loss = loss_of(student.call(NAME, bad, ids, mask))
+        if not math.isfinite(float(loss)):
+            raise AssertionError(f"your loss is {float(loss)}: a padded position reached it "
+                                 f"(0 · NaN is NaN: pick the response tokens with torch.where "
+                                 f"or ignore_index, rather than multiplying by the mask)")
+        expect(loss, _want(logits, ids, mask), "your loss changed", atol=1e-6)
+        _, grads = student.grad(NAME, (bad, ids, mask), (0,))
+        if grads[0] is None:
+            raise AssertionError("your loss does not depend on the logits")
+        scoring = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], 1)
+        grad = grads[0].double()[scoring]
+        if not bool(torch.isfinite(grad).all()):
+            raise AssertionError("the gradient on the logits that score response tokens holds "
+                                 "NaN or inf: the padding leaked into it")
+        expect(grad, _reference_grad(logits, ids, mask)[scoring], "the gradient on the logits "
+               "that score response tokens is wrong", atol=1e-7)
+
+
+def test_sft_loss__float64_stays_float64(student):
+    """float64 logits give a float64 loss, exact to float64 precision (float32: float32)."""
+    logits, ids, mask = _case(seed=8)
+    check_float64(student, NAME, (logits, ids, mask), "with float64 logits",
+                  _want(logits, ids, mask))

@@ -3,13 +3,14 @@
 
 P(y_w ≻ y_l) = σ(r_chosen − r_rejected) elementwise; L_RM = −mean log σ(r_chosen − r_rejected)
 (finite and exact for any margin, with its gradient); the fit returns the centred
-maximum-likelihood strengths of a (K, K) win table (``wins[i, j]`` = games i won against j).
+maximum-likelihood strengths of a (K, K) win table (``wins[i, j]`` = games i won against j), in
+``steps`` iterations. float64 rewards give a float64 result.
 """
 import math
 
 import torch
 import torch.nn.functional as F
-from _helpers import check_grad, expect, loss_of, result, rng
+from _helpers import case, check_float64, check_grad, close, expect, loss_of, result, rng
 
 from rlhf_lab.equations import losses
 
@@ -81,6 +82,14 @@ def test_bt_probability__per_pair_shift_invariance(student):
     b = result(student.call(P, c + shift, r + shift), "your probability", (6,))
     expect(b, a, "adding a different constant to both rewards of each pair changed your "
            "probabilities: only r_chosen - r_rejected counts", atol=1e-9)
+
+
+def test_bt_probability__float64_stays_float64(student):
+    """float64 rewards give float64 probabilities, exact to float64 precision."""
+    g = rng(25)
+    c, r = torch.randn(2, 5, generator=g, dtype=torch.float64), torch.randn(2, 5, generator=g,
+                                                                            dtype=torch.float64)
+    check_float64(student, P, (c, r), "with float64 rewards", torch.sigmoid(c - r), atol=1e-15)
 
 
 # ============================================================================ bradley_terry_loss
@@ -175,6 +184,15 @@ def test_bradley_terry_loss__float32(student):
            rtol=1e-5)
 
 
+def test_bradley_terry_loss__float64_stays_float64(student):
+    """float64 rewards give a float64 loss, exact to float64 precision."""
+    g = rng(26)
+    c, r = 3 * torch.randn(8, generator=g, dtype=torch.float64), torch.randn(8, generator=g,
+                                                                             dtype=torch.float64)
+    check_float64(student, L, (c, r), "with float64 rewards", _softplus_mean(c - r),
+                  atol=1e-13)
+
+
 # ============================================================================ fit_bradley_terry
 
 FIT = "fit_bradley_terry"
@@ -189,8 +207,8 @@ def _table(strengths, games):
     return games * torch.sigmoid(s[:, None] - s[None, :])
 
 
-def _fit(student, wins, what="your strengths"):
-    return result(student.call(FIT, wins), what, (len(wins),))
+def _fit(student, wins, what="your strengths", **kwargs):
+    return result(student.call(FIT, wins, **kwargs), what, (len(wins),))
 
 
 def _fit_mistakes(wins, s_true):
@@ -278,3 +296,19 @@ def test_fit_bradley_terry__scaling_the_counts(student):
            _fit_mistakes(wins, truth), atol=TOL, rtol=0)
     expect(s10, s1, "ten times as many games with the same win rates changed your strengths: the "
            "maximum-likelihood fit depends only on the rates", atol=TOL, rtol=0)
+
+
+def test_fit_bradley_terry__steps_is_used(student):
+    """``steps`` counts the iterations: one step from s = 0 is not yet the maximum, a few
+    hundred are."""
+    truth = torch.tensor([2.0, 0.5, -0.5, -2.0], dtype=torch.float64)
+    wins = _table(truth, torch.tensor([[0, 40, 2, 3], [0, 0, 5, 30], [0, 0, 0, 6],
+                                       [0, 0, 0, 0]]))
+    with case("when fit_bradley_terry is given steps=1 and then steps=2000"):
+        one = _fit(student, wins, steps=1)
+        many = _fit(student, wins, steps=2000)
+        expect(many, truth - truth.mean(), "with steps=2000 your strengths are not the maximum-"
+               "likelihood ones", _fit_mistakes(wins, truth), atol=TOL, rtol=0)
+        if close(one, many, atol=TOL, rtol=0):
+            raise AssertionError("one step gave the same strengths as 2000: your function "
+                                 "ignores its steps argument (loop `for _ in range(steps)`)")

@@ -3,12 +3,12 @@
 For (..., Y) inputs (the last dim lists the responses, leading dims are a batch) and β > 0:
 log π* = log π_ref + r/β − log Z, Z = Σ_y π_ref(y) exp(r(y)/β); the optimum of the objective is
 β log Z; KL(π*‖π_ref) = E_π*[r]/β − log Z. A response with π_ref(y) = 0 (log π_ref = −inf) keeps
-π*(y) = 0 and contributes 0.
+π*(y) = 0 and contributes 0. float64 inputs give a float64 result.
 """
 import math
 
 import torch
-from _helpers import close, expect, result, rng
+from _helpers import check_float64, close, expect, result, rng
 
 BP, OBJ, KL = "boltzmann_policy", "optimal_objective", "kl_optimal"
 NEG_INF = -math.inf
@@ -141,6 +141,13 @@ def test_boltzmann_policy__float32(student):
     expect(out, _exact(logp_ref.float(), rewards.float(), 0.5)[0], "on float32 inputs at β = 0.5",
            atol=1e-4, rtol=1e-4)
 
+def test_boltzmann_policy__float64_stays_float64(student):
+    """float64 inputs give a float64 log π*, exact to float64 precision (float32: float32)."""
+    logp_ref, rewards = _space(seed=46, holes=False, shape=(2, 3, 5))
+    check_float64(student, BP, (logp_ref, rewards, 0.3), "with float64 log π_ref and rewards",
+                  _exact(logp_ref, rewards, 0.3)[0])
+
+
 # ============================================================================ optimal_objective
 
 
@@ -226,6 +233,13 @@ def test_optimal_objective__float32(student):
     expect(out, 0.4 * _exact(lp, r, 0.4)[1], "on float32 inputs at β = 0.4",
            _obj_mistakes(lp.double(), r.double(), 0.4), atol=1e-5, rtol=1e-5)
 
+def test_optimal_objective__float64_stays_float64(student):
+    """float64 inputs give a float64 objective, exact to float64 precision (float32: float32)."""
+    logp_ref, rewards = _space(seed=47, holes=False, shape=(2, 3, 5))
+    check_float64(student, OBJ, (logp_ref, rewards, 0.3), "with float64 log π_ref and rewards",
+                  0.3 * _exact(logp_ref, rewards, 0.3)[1])
+
+
 # ============================================================================ kl_optimal
 
 
@@ -302,3 +316,10 @@ def test_kl_optimal__float32(student):
     out = result(student.call(KL, lp, r, 0.8), "your KL", (4,))
     expect(out, _exact(lp, r, 0.8)[2], "on float32 inputs at β = 0.8",
            _kl_mistakes(lp.double(), r.double(), 0.8), atol=1e-5, rtol=1e-4)
+
+
+def test_kl_optimal__float64_stays_float64(student):
+    """float64 inputs give a float64 KL, exact to float64 precision (float32: float32)."""
+    logp_ref, rewards = _space(seed=48, holes=False, shape=(2, 3, 5))
+    check_float64(student, KL, (logp_ref, rewards, 0.3), "with float64 log π_ref and rewards",
+                  _exact(logp_ref, rewards, 0.3)[2])

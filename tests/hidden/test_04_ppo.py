@@ -3,14 +3,17 @@
 
 Conventions of the notebook: ``response_mask`` is bool (B, R), True on reply tokens; replies are
 right-padded (each row is True then False); whatever the padding holds must not leak in (for
-``shaped_rewards`` even -inf log-probabilities); per-token outputs (rewards, adv, returns) are 0
-on padding; losses are token means over kept tokens and may come as ``loss`` or
-``(loss, stats)``.
+``shaped_rewards`` even -inf log-probabilities; for every exercise NaN and ±inf, which reach
+neither a result nor a loss's gradient); per-token outputs (rewards, adv, returns) are 0 on
+padding; losses are token means over kept tokens and may come as ``loss`` or ``(loss, stats)``.
+Log-probabilities near -200 (float32) or -1000 (float64) stay exact: work with log-ratios, not
+ratios of probabilities. float64 inputs give float64 results.
 """
 import math
 
 import torch
-from _helpers import check_grad, expect, garbage_fill, loss_of, pair, result, rng
+from _helpers import (case, check_float64, check_grad, expect, garbage_fill, loss_of, pair,
+                      poison, result, rng)
 
 K1, K3, SHAPED, GAE, CLIP, VALUE = ("kl_k1", "kl_k3", "shaped_rewards", "gae", "ppo_clip_loss",
                                     "value_loss")
@@ -87,6 +90,24 @@ def test_kl_k1__float32_and_scalars(student):
                  "for 0-dim inputs your k1", ())
     expect(out, 1.5, "for 0-dim logp = -0.5, logp_ref = -2", atol=1e-9)
 
+def test_kl_k1__log_probs_near_minus_200_and_1000(student):
+    """Log-probabilities near -200 in float32 and near -1000 in float64, where exp() underflows
+    to 0: k1 stays exact (subtract log-probabilities, never divide probabilities)."""
+    for base, dtype in ((-200.0, torch.float32), (-1000.0, torch.float64)):
+        lp = torch.tensor([base - 0.5, base, base - 3.0, base + 0.25], dtype=dtype)
+        lr = torch.tensor([base, base - 0.5, base + 1.0, base + 0.25], dtype=dtype)
+        with case(f"with {str(dtype)[6:]} log-probabilities near {base:g}"):
+            out = result(student.call(K1, lp, lr), "your k1", (4,))
+            expect(out, (lp - lr).double(), "wrong k1", _k1_mistakes(lp, lr), atol=1e-4)
+
+
+def test_kl_k1__float64_stays_float64(student):
+    """float64 log-probabilities give a float64 k1, exact to float64 precision."""
+    g = rng(59)
+    lp, lr = -3 * torch.rand(2, 5, generator=g, dtype=D), -3 * torch.rand(2, 5, generator=g, dtype=D)
+    check_float64(student, K1, (lp, lr), "with float64 log-probabilities", lp - lr, atol=1e-15)
+
+
 # ============================================================================ kl_k3
 
 
@@ -158,6 +179,34 @@ def test_kl_k3__float32_batch(student):
     out = result(student.call(K3, lp, lr), "your k3", (3, 5))
     expect(out, _k3(lp, lr), "on float32 (3, 5) inputs", _k3_mistakes(lp, lr), atol=1e-6,
            rtol=1e-5)
+
+def test_kl_k3__log_probs_near_minus_200_and_1000(student):
+    """Log-probabilities near -200 in float32 and near -1000 in float64, where exp() underflows
+    to 0, with log ρ from -3 to 1: k3 stays exact; and log ρ = ±200 in float64."""
+    for base, dtype in ((-200.0, torch.float32), (-1000.0, torch.float64)):
+        lp = torch.tensor([base - 0.5, base, base - 3.0, base + 0.25], dtype=dtype)
+        lr = torch.tensor([base, base - 0.5, base + 1.0, base + 0.25], dtype=dtype)
+        with case(f"with {str(dtype)[6:]} log-probabilities near {base:g}"):
+            out = result(student.call(K3, lp, lr), "your k3", (4,))
+            if not bool(torch.isfinite(out).all()):
+                raise AssertionError("your k3 is not finite: exp(logp) underflows to 0 there, "
+                                     "so a ratio of probabilities is 0/0; compute "
+                                     "log ρ = logp_ref - logp first, then exp(log ρ)")
+            expect(out, _k3(lp, lr), "wrong k3", _k3_mistakes(lp, lr), atol=1e-5, rtol=1e-5)
+    lp = torch.tensor([-1000.0, -800.0], dtype=D)
+    lr = torch.tensor([-800.0, -1000.0], dtype=D)
+    with case("with float64 log-probabilities -1000 and -800 (log ρ = 200 and -200)"):
+        out = result(student.call(K3, lp, lr), "your k3", (2,))
+        expect(out, _k3(lp, lr), "wrong k3", _k3_mistakes(lp, lr), rtol=1e-9)
+
+
+def test_kl_k3__float64_stays_float64(student):
+    """float64 log-probabilities give a float64 k3, exact to float64 precision."""
+    g = rng(64)
+    lp, lr = -3 * torch.rand(2, 5, generator=g, dtype=D), -3 * torch.rand(2, 5, generator=g, dtype=D)
+    check_float64(student, K3, (lp, lr), "with float64 log-probabilities", _k3(lp, lr),
+                  atol=1e-14)
+
 
 # ============================================================================ shaped_rewards
 
@@ -283,6 +332,31 @@ def test_shaped_rewards__row_sums_are_score_minus_beta_kl(student):
     expect(out, _shaped(scores, logp, logp_ref, mask, beta), "with scores 1e6, -1e6 and 0",
            _shaped_mistakes(scores, garbage_fill(logp, mask, 0), garbage_fill(logp_ref, mask, 0),
                             mask, beta), atol=1e-6, rtol=1e-6)
+
+
+def test_shaped_rewards__padding_holding_nan_and_inf(student):
+    """log-probabilities of NaN, +inf and -inf on the padding: finite, exact rewards, 0 on the
+    padding."""
+    g, mask, logp, logp_ref = _rl_case(65, lengths=(6, 2, 4, 5))
+    scores = torch.tensor([0.5, -1.0, 2.0, 0.0], dtype=D)
+    bad_logp, bad_ref = poison(logp, mask), poison(logp_ref.roll(1, 1), mask)
+    with case("with padded positions holding NaN, +inf and -inf log-probabilities"):
+        out = result(student.call(SHAPED, scores, bad_logp, bad_ref, mask, 0.1), "your rewards",
+                     (4, 6), allow_nan=True)
+        if not bool(torch.isfinite(out).all()):
+            raise AssertionError("your rewards hold NaN or inf: a padded position reached them "
+                                 "(0 · NaN is NaN: select the kept tokens with torch.where "
+                                 "before any arithmetic, rather than multiplying by the mask)")
+        expect(out, _shaped(scores, logp, logp_ref.roll(1, 1), mask, 0.1), "wrong rewards",
+               atol=1e-9)
+
+
+def test_shaped_rewards__float64_stays_float64(student):
+    """float64 inputs give float64 rewards, exact to float64 precision."""
+    g, mask, logp, logp_ref = _rl_case(66, lengths=(4, 1, 3), R=4)
+    scores = torch.tensor([1.25, -0.5, 3.0], dtype=D)
+    check_float64(student, SHAPED, (scores, logp, logp_ref, mask, 0.15), "with float64 inputs",
+                  _shaped(scores, logp, logp_ref, mask, 0.15))
 
 
 # ============================================================================ gae
@@ -420,6 +494,25 @@ def test_gae__long_float32_rollout(student):
            _gae_mistakes(rewards.double(), values.double(), mask, 1.0, 0.95), atol=1e-4)
     expect(ret * mask, want_ret, "for the returns on float32 replies", atol=1e-4)
 
+def test_gae__padding_holding_nan_and_inf(student):
+    """Rewards and values of NaN, +inf and -inf on the padding (a whole empty row included):
+    finite, exact adv and returns, 0 on the padding."""
+    mask, rewards, values = _gae_case(67, lengths=(6, 3, 0, 1), R=6)
+    with case("with padded positions holding NaN, +inf and -inf rewards and values"):
+        adv, ret = pair(student.call(GAE, poison(rewards, mask), poison(values.flip(1), mask),
+                                     mask, 0.9, 0.8), "your gae", (4, 6))
+        want_adv, want_ret = _gae(rewards, values.flip(1), mask, 0.9, 0.8)
+        expect(adv, want_adv, "wrong advantages (0 on the padding)", atol=1e-9)
+        expect(ret, want_ret, "wrong returns (0 on the padding)", atol=1e-9)
+
+
+def test_gae__float64_stays_float64(student):
+    """float64 rewards and values give float64 adv and returns, exact to float64 precision."""
+    mask, rewards, values = _gae_case(68, lengths=(5, 2, 4), R=5)
+    check_float64(student, GAE, (rewards, values, mask, 0.97, 0.9), "with float64 rewards and "
+                  "values", _gae(rewards, values, mask, 0.97, 0.9))
+
+
 # ============================================================================ ppo_clip_loss
 
 
@@ -553,6 +646,55 @@ def test_ppo_clip_loss__large_log_ratios_and_batch_of_one(student):
            [(-math.exp(0.5) * 2.0, "your loss is never clipped: take the min of ρA and "
              "clip(ρ)A")], atol=1e-9)
 
+def test_ppo_clip_loss__padding_holding_nan_and_inf(student):
+    """logp, logp_old and adv of NaN, +inf and -inf on the padding: a finite, exact loss and
+    a finite, exact gradient (0 on the padding)."""
+    mask, logp, logp_old, adv = _ppo_case(73, lengths=(5, 1, 3, 4))
+    bad = (poison(logp, mask), poison(logp_old.flip(0), mask), poison(adv.roll(2, 1), mask))
+    want = _clip_loss(logp, logp_old.flip(0), adv.roll(2, 1), mask, 0.2)
+    with case("with padded positions holding NaN, +inf and -inf in logp, logp_old and adv"):
+        loss = loss_of(student.call(CLIP, *bad, mask, 0.2))
+        if not math.isfinite(float(loss)):
+            raise AssertionError(f"your loss is {float(loss)}: a padded position reached it "
+                                 f"(0 · NaN is NaN: select the kept tokens with torch.where "
+                                 f"before any arithmetic, rather than multiplying by the mask)")
+        expect(loss, want, "wrong loss", atol=1e-9)
+        x = logp.clone().requires_grad_(True)
+        _clip_loss(x, logp_old.flip(0), adv.roll(2, 1), mask, 0.2).backward()
+        check_grad(student, CLIP, (*bad, mask, 0.2), 0, x.grad, "for the gradient with respect "
+                   "to logp", atol=1e-9)
+
+
+def test_ppo_clip_loss__log_probs_near_minus_200_and_1000(student):
+    """logp and logp_old near -200 in float32 and near -1000 in float64, where exp() underflows
+    to 0: the ratio comes from the log-ratio, so loss and gradient stay exact."""
+    for base, dtype in ((-200.0, torch.float32), (-1000.0, torch.float64)):
+        mask, logp, logp_old, adv = _ppo_case(74, lengths=(5, 3, 4), spread=0.3)
+        logp, logp_old = (base + logp).to(dtype), (base + logp_old).to(dtype)
+        adv = adv.to(dtype)
+        args = (logp, logp_old, adv, mask, 0.2)
+        with case(f"with {str(dtype)[6:]} log-probabilities near {base:g}"):
+            loss = loss_of(student.call(CLIP, *args))
+            if not math.isfinite(float(loss)):
+                raise AssertionError(f"your loss is {float(loss)}: exp(logp) underflows to 0 "
+                                     f"there, so a ratio of probabilities is 0/0; use "
+                                     f"ρ = exp(logp - logp_old)")
+            want = _clip_loss(logp.double(), logp_old.double(), adv.double(), mask, 0.2)
+            expect(loss, want, "wrong loss", _clip_mistakes(logp.double(), logp_old.double(),
+                                                           adv.double(), mask, 0.2), atol=1e-4)
+            x = logp.double().clone().requires_grad_(True)
+            _clip_loss(x, logp_old.double(), adv.double(), mask, 0.2).backward()
+            check_grad(student, CLIP, args, 0, x.grad, "for the gradient with respect to logp",
+                       atol=1e-5)
+
+
+def test_ppo_clip_loss__float64_stays_float64(student):
+    """float64 inputs give a float64 loss, exact to float64 precision."""
+    mask, logp, logp_old, adv = _ppo_case(75)
+    check_float64(student, CLIP, (logp, logp_old, adv, mask, 0.2), "with float64 inputs",
+                  _clip_loss(logp, logp_old, adv, mask, 0.2))
+
+
 # ============================================================================ value_loss
 
 
@@ -665,3 +807,34 @@ def test_value_loss__empty_row_batch_of_one_float32(student):
                                torch.tensor([[True]]), 0.5))
     expect(one, 0.5 * max(1.0, 1.5 ** 2), "for one token with V = 2, V_old = 1, R = 3, ε_V = 0.5",
            atol=1e-9)
+
+
+def test_value_loss__padding_holding_nan_and_inf(student):
+    """values, values_old and returns of NaN, +inf and -inf on the padding: a finite, exact
+    loss and a finite, exact gradient (0 on the padding)."""
+    mask, values, values_old, returns = _value_case(84, lengths=(5, 2, 4, 1))
+    bad = (poison(values, mask), poison(values_old.flip(0), mask), poison(returns.roll(1, 1),
+                                                                           mask))
+    clean = (values, values_old.flip(0), returns.roll(1, 1))
+    for eps in (0.2, None):
+        with case(f"with padded positions holding NaN, +inf and -inf in values, values_old and "
+                  f"returns (clip_eps_value = {eps})"):
+            loss = loss_of(student.call(VALUE, *bad, mask, eps))
+            if not math.isfinite(float(loss)):
+                raise AssertionError(f"your loss is {float(loss)}: a padded position reached it "
+                                     f"(0 · NaN is NaN: select the kept tokens with torch.where "
+                                     f"before any arithmetic, rather than multiplying by the "
+                                     f"mask)")
+            expect(loss, _value_loss(*clean, mask, eps), "wrong loss", atol=1e-9)
+            x = values.clone().requires_grad_(True)
+            _value_loss(x, *clean[1:], mask, eps).backward()
+            check_grad(student, VALUE, (*bad, mask, eps), 0, x.grad, "for the gradient with "
+                       "respect to the values (a square taken before the mask has a NaN "
+                       "derivative on the padding)", atol=1e-9)
+
+
+def test_value_loss__float64_stays_float64(student):
+    """float64 inputs give a float64 loss, exact to float64 precision."""
+    mask, values, values_old, returns = _value_case(85)
+    check_float64(student, VALUE, (values, values_old, returns, mask, 0.3), "with float64 inputs",
+                  _value_loss(values, values_old, returns, mask, 0.3))

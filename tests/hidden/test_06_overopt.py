@@ -3,13 +3,15 @@
 KL_bon(n) = log n − (n−1)/n in nats, for an integer or a numpy array of them (same shape). The
 fits are least squares without intercept of gain = d(α − βd) and gain = d(α − β log d); they
 may return a GaoFit or a pair (α, β). The ensemble combines M reward models over dim 0: "mean",
-"min", "mean_minus_std" = mean − k·std with the population std.
+"min", "mean_minus_std" = mean − k·std with the population std; any other ``how`` raises
+ValueError; float64 scores give a float64 result.
 """
 import math
 
 import numpy as np
 import torch
-from _helpers import alpha_beta, as_tensor, expect, result, rng
+from _helpers import (alpha_beta, as_tensor, case, check_float64, expect, raises_value_error,
+                      result, rng)
 
 KL, BON, RL, ENS = "kl_best_of_n", "fit_bon", "fit_rl", "aggregate_ensemble"
 
@@ -84,6 +86,13 @@ def test_kl_best_of_n__grows_between_log_n_minus_one_and_log_n(student):
         raise AssertionError("your KL_bon leaves the band log n - 1 <= KL <= log n for some n "
                              "in 1..512")
     expect(out, _kl(ns), "for n = 1..512", atol=1e-9, rtol=1e-6)
+
+def test_kl_best_of_n__array_of_one(student):
+    """An array holding one n gives an array of shape (1,), not a bare number."""
+    with case("for a numpy array holding one n, np.array([7])"):
+        out = result(student.call(KL, np.array([7])), "your result", (1,))
+        expect(out, _kl(np.array([7])), "wrong value", atol=1e-9, rtol=1e-6)
+
 
 # ============================================================================ the Gao fits
 
@@ -286,3 +295,20 @@ def test_aggregate_ensemble__models_on_dim_zero(student):
         expect(out, _agg(scores, how), f"with how={how!r} for 3 models x 3 replies",
                [(_agg(scores.T, how), "reduce over dim 0 (the models), not over the replies")]
                + _ens_mistakes(scores, how), atol=1e-9)
+
+
+def test_aggregate_ensemble__unknown_how_raises(student):
+    """An unknown ``how`` ("max", "Mean", "mean-std", "") raises ValueError, whatever k."""
+    scores = torch.randn(3, 4, generator=rng(96), dtype=torch.float64)
+    for how in ("max", "Mean", "mean-std", ""):
+        raises_value_error(student, ENS, (scores, how), f"with how={how!r} (not one of 'mean', "
+                           f"'min', 'mean_minus_std')")
+    raises_value_error(student, ENS, (scores, "median", 2.0), "with how='median' and k = 2")
+
+
+def test_aggregate_ensemble__float64_stays_float64(student):
+    """float64 scores give a float64 aggregate, exact to float64 precision, for every how."""
+    scores = torch.randn(4, 2, 3, generator=rng(97), dtype=torch.float64)
+    for how in ("mean", "min", "mean_minus_std"):
+        check_float64(student, ENS, (scores, how, 0.7), f"with how={how!r} on float64 scores",
+                      _agg(scores, how, 0.7), atol=1e-12)

@@ -4,13 +4,14 @@ DPO: L = −mean log σ(β[(logp_c − logp_ref_c) − (logp_r − logp_ref_r)])
 log-probabilities, finite for any margin. GRPO: A_i = (r_i − mean_g) / (std_g + eps) over
 contiguous groups of ``group_size`` rows, population std. PPO-ptx: pg_loss + ptx_coef · the mean
 next-token NLL of the pretraining batch over positions where the token and the one before it
-are real (attention_mask 1).
+are real (attention_mask 1); logits at padded positions may hold anything, NaN and ±inf included.
+float64 inputs give float64 results.
 """
 import math
 
 import torch
 import torch.nn.functional as F
-from _helpers import check_grad, expect, loss_of, result, rng
+from _helpers import case, check_float64, check_grad, expect, loss_of, poison, result, rng
 
 DPO, GROUP, PTX = "dpo_loss", "group_advantages", "ppo_ptx_loss"
 
@@ -98,6 +99,17 @@ def test_dpo_loss__same_shift_of_a_pair_changes_nothing(student):
            "rejected ones): only log-RATIOS to the reference count", atol=1e-9)
 
 
+def test_dpo_loss__batch_of_one_and_float64(student):
+    """One pair; float64 inputs give a float64 loss, exact to float64 precision."""
+    args = tuple(torch.tensor([v], dtype=torch.float64) for v in (-4.0, -6.5, -5.0, -5.5))
+    with case("for one pair (B = 1) at beta = 0.3"):
+        out = loss_of(student.call(DPO, *args, 0.3))
+        expect(out, _dpo(*args, 0.3), "wrong loss", _dpo_mistakes(*args, 0.3), atol=1e-12)
+    args = _dpo_args(82)
+    check_float64(student, DPO, (*args, 0.2), "with float64 log-probabilities",
+                  _dpo(*args, 0.2), atol=1e-13)
+
+
 # ============================================================================ group_advantages
 
 
@@ -165,6 +177,31 @@ def test_group_advantages__float32_stays_float(student):
     out = result(student.call(GROUP, scores, 2), "your advantages", (16,))
     expect(out, _group(scores, 2), "for 16 float32 scores in pairs", _group_mistakes(scores, 2),
            atol=1e-4)
+
+
+def test_group_advantages__eps_is_used(student):
+    """eps = 0.5 on groups whose std is about 1 gives visibly smaller advantages than the default;
+    a group with one constant value gives zeros for any eps."""
+    scores = torch.tensor([0.0, 1.0, 2.0, 3.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    with case("with eps = 0.5 instead of the default 1e-6"):
+        out = result(student.call(GROUP, scores, 4, 0.5), "your advantages", (8,))
+        expect(out, _group(scores, 4, 0.5), "wrong advantages",
+               [(_group(scores, 4), "your advantages ignore eps: it was 0.5 here, so divide by "
+                 "(std + eps)")], atol=1e-9)
+    with case("with eps passed by name, eps=0.25"):
+        out = result(student.call(GROUP, scores, 4, eps=0.25), "your advantages", (8,))
+        expect(out, _group(scores, 4, 0.25), "wrong advantages", atol=1e-9)
+
+
+def test_group_advantages__one_group_and_float64(student):
+    """A batch that is a single group (B = group_size); float64 scores give float64 advantages."""
+    scores = torch.tensor([3.0, -1.0, 0.5], dtype=torch.float64)
+    with case("for a batch that is one group of three scores"):
+        out = result(student.call(GROUP, scores, 3), "your advantages", (3,))
+        expect(out, _group(scores, 3), "wrong advantages", _group_mistakes(scores, 3), atol=1e-9)
+    scores = torch.randn(12, generator=rng(83), dtype=torch.float64)
+    check_float64(student, GROUP, (scores, 4), "with float64 scores", _group(scores, 4),
+                  atol=1e-12)
 
 
 # ============================================================================ ppo_ptx_loss
@@ -254,3 +291,57 @@ def test_ppo_ptx_loss__gradient_of_the_logits(student):
     (2.0 * _nll(x, ids, am)).backward()
     check_grad(student, PTX, (torch.tensor(0.0, dtype=torch.float64), logits, ids, am, 2.0), 1,
                x.grad, "the gradient with respect to logits_ptx", atol=1e-9)
+
+
+def test_ppo_ptx_loss__padding_holding_nan_and_inf(student):
+    """Logits of NaN, +inf and -inf at the padded positions (attention_mask 0): a finite, exact
+    loss, and an exact gradient on the logits that are counted."""
+    logits, ids, am = _ptx_case(84)
+    bad = poison(logits, am.bool().unsqueeze(-1))
+    pg = torch.tensor(0.2, dtype=torch.float64)
+    with case("with padded positions whose logits hold NaN, +inf and -inf"):
+        out = loss_of(student.call(PTX, pg, bad, ids, am, 1.5))
+        if not math.isfinite(float(out)):
+            raise AssertionError(f"your loss is {float(out)}: a padded position reached it "
+                                 f"(0 · NaN is NaN: select the counted positions with "
+                                 f"torch.where or ignore_index, rather than multiplying by the "
+                                 f"mask)")
+        expect(out, pg + 1.5 * _nll(logits, ids, am), "wrong loss", atol=1e-9)
+        x = logits.clone().requires_grad_(True)
+        (1.5 * _nll(x, ids, am)).backward()
+        _, grads = student.grad(PTX, (pg, bad, ids, am, 1.5), (1,))
+        if grads[0] is None:
+            raise AssertionError("your loss does not depend on logits_ptx")
+        real = am.bool()
+        counted = torch.cat([real[:, 1:] & real[:, :-1], torch.zeros_like(real[:, :1])], 1)
+        grad = grads[0].double()[counted]
+        if not bool(torch.isfinite(grad).all()):
+            raise AssertionError("the gradient on the counted logits holds NaN or inf: the "
+                                 "padding leaked into it")
+        expect(grad, x.grad[counted], "the gradient on the counted logits is wrong", atol=1e-9)
+
+
+def test_ppo_ptx_loss__all_padding_row_and_batch_of_one(student):
+    """A row that is all padding counts for nothing; a batch of one row works."""
+    logits, ids, am = _ptx_case(85)
+    empty = torch.cat([am, torch.zeros(1, am.shape[1], dtype=am.dtype)])
+    more_logits = torch.cat([logits, torch.randn(1, *logits.shape[1:], generator=rng(86),
+                                                 dtype=logits.dtype)])
+    more_ids = torch.cat([ids, ids[:1]])
+    pg = torch.tensor(-0.1, dtype=torch.float64)
+    with case("with a fourth row that is all padding (attention_mask all 0)"):
+        out = loss_of(student.call(PTX, pg, more_logits, more_ids, empty, 0.8))
+        expect(out, pg + 0.8 * _nll(logits, ids, am), "the padding row changed your loss",
+               atol=1e-9)
+    with case("for a batch of one row with one padded position at the end"):
+        one_am = torch.tensor([[1, 1, 1, 1, 1, 0]])
+        out = loss_of(student.call(PTX, pg, logits[:1], ids[:1], one_am, 0.8))
+        expect(out, pg + 0.8 * _nll(logits[:1], ids[:1], one_am), "wrong loss", atol=1e-9)
+
+
+def test_ppo_ptx_loss__float64_stays_float64(student):
+    """float64 pg_loss and logits give a float64 loss, exact to float64 precision."""
+    logits, ids, am = _ptx_case(87)
+    pg = torch.tensor(0.3, dtype=torch.float64)
+    check_float64(student, PTX, (pg, logits, ids, am, 0.6), "with float64 pg_loss and logits",
+                  pg + 0.6 * _nll(logits, ids, am), atol=1e-12)

@@ -157,3 +157,30 @@ def fit_bradley_terry__unnormalised_step(wins, steps=500, lr=0.01):
     for _ in range(100):
         s = s + lr * (wins.sum(1) - (games * torch.sigmoid(s[:, None] - s[None, :])).sum(1))
     return s - s.mean()
+
+
+# ---------------------------------------------------------------------------- issue #25 edge cases
+
+
+def bt_probability__float32_result(r_chosen, r_rejected):
+    """Was honest before issue #25: float64 rewards, float32 probabilities."""
+    return torch.sigmoid(r_chosen - r_rejected).float()
+
+
+def bt_probability__float32_arithmetic(r_chosen, r_rejected):
+    return torch.sigmoid(r_chosen.float() - r_rejected.float()).to(r_chosen.dtype)
+
+
+def bradley_terry_loss__float32_loss(r_chosen, r_rejected):
+    return -F.logsigmoid((r_chosen - r_rejected).float()).mean()
+
+
+def fit_bradley_terry__ignores_steps(wins, steps=500, lr=1.0):
+    """Hard-codes its iteration count: ``steps`` is documented but never read."""
+    wins = torch.as_tensor(wins, dtype=torch.float64)
+    games, won = wins + wins.T, wins.sum(1)
+    s = torch.zeros(len(wins), dtype=torch.float64)
+    for _ in range(500):
+        expected = (games * torch.sigmoid(s[:, None] - s[None, :])).sum(1)
+        s = s + lr * (won - expected) / games.sum(1)
+    return s - s.mean()

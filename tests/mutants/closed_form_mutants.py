@@ -141,3 +141,27 @@ def kl_optimal__nan_rewards_product(logp_ref, rewards, beta):
     """Uses log π* · r with the holes' log π* = −inf: −inf · r, then multiplies by π* = 0."""
     logp, log_z = _parts(logp_ref, rewards, beta)
     return (logp.exp() * (logp + 0 * rewards) / 1.0 - logp.exp() * logp_ref).sum(-1)
+
+
+# ---------------------------------------------------------------------------- issue #25 edge cases
+
+
+def boltzmann_policy__float32_result(logp_ref, rewards, beta):
+    return torch.log_softmax((logp_ref + rewards / beta).float(), -1)
+
+
+def optimal_objective__float32_arithmetic(logp_ref, rewards, beta):
+    scores = logp_ref.float() + rewards.float() / beta
+    return (beta * torch.logsumexp(scores, -1)).to(rewards.dtype)
+
+
+def kl_optimal__float32_buffer(logp_ref, rewards, beta):
+    """Fills a ``torch.zeros(...)`` buffer row by row: float32 whatever the inputs."""
+    flat_lp, flat_r = logp_ref.reshape(-1, logp_ref.shape[-1]), rewards.reshape(-1, rewards.shape[-1])
+    out = torch.zeros(len(flat_lp))
+    for i in range(len(flat_lp)):
+        scores = flat_lp[i] + flat_r[i] / beta
+        log_z = torch.logsumexp(scores, -1)
+        p = torch.exp(scores - log_z)
+        out[i] = (p * flat_r[i]).sum() / beta - log_z
+    return out.reshape(logp_ref.shape[:-1])

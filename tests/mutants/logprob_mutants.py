@@ -94,3 +94,37 @@ def response_logprob__inplace_on_logits(logits, input_ids, response_mask):
     logits[~predicts] = 0.0
     logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
     return (logp * response_mask[:, 1:]).sum(-1)
+
+
+# ---------------------------------------------------------------------------- issue #25 edge cases
+
+
+def response_logprob__multiplies_by_the_mask(logits, input_ids, response_mask):
+    """0 · NaN = NaN: a NaN logit on the padding leaks into the sum."""
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    return (logp * response_mask[:, 1:]).sum(-1)
+
+
+def response_logprob__logsumexp_float32(logits, input_ids, response_mask):
+    """Was honest before issue #25: float32 arithmetic, and the mask multiplied in."""
+    x = logits.float()
+    picked = x[:, :-1].gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    logp = picked - torch.logsumexp(x[:, :-1], -1)
+    return (logp * response_mask[:, 1:].float()).sum(-1)
+
+
+def response_logprob__float32_cast(logits, input_ids, response_mask):
+    """The package's old gather_logprobs: ``.float()`` first, so float64 logits lose precision."""
+    logp = _pick(F.log_softmax(logits[:, :-1].float(), -1), input_ids[:, 1:])
+    return torch.where(response_mask[:, 1:], logp, 0.0).sum(-1)
+
+
+def response_logprob__float32_cast_back(logits, input_ids, response_mask):
+    logp = _pick(F.log_softmax(logits[:, :-1].float(), -1), input_ids[:, 1:])
+    return torch.where(response_mask[:, 1:], logp, 0.0).sum(-1).to(logits.dtype)
+
+
+def response_logprob__nan_to_num_after_sum(logits, input_ids, response_mask):
+    """Patches the NaN instead of keeping the padding out: the rows that saw it become 0."""
+    logp = _pick(F.log_softmax(logits[:, :-1], -1), input_ids[:, 1:])
+    return torch.nan_to_num((logp * response_mask[:, 1:]).sum(-1), nan=0.0)

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import torch
 
 # ---------------------------------------------------------------------------- kl_best_of_n
 
@@ -245,3 +246,52 @@ def aggregate_ensemble__std_of_mean_centred_wrong(scores, how, k=1.0):
         return scores.min(0).values
     centred = scores - scores.mean(-1, keepdim=True)
     return scores.mean(0) - k * (centred ** 2).mean(0).sqrt()
+
+
+# ---------------------------------------------------------------------------- issue #25 edge cases
+
+
+def kl_best_of_n__squeezed(n):
+    """Squeezes to handle numbers and arrays alike, and so turns an array of one into a number."""
+    n = np.asarray(n, dtype=np.float64).squeeze()
+    return np.log(n) - (n - 1) / n
+
+
+def aggregate_ensemble__unknown_how_falls_through(scores, how, k=1.0):
+    """Was honest before issue #25: anything that is not 'mean' or 'min' is mean_minus_std."""
+    M = scores.shape[0]
+    mean = sum(scores[m] for m in range(M)) / M
+    if how == "mean":
+        return mean
+    if how == "min":
+        return scores.min(0).values
+    var = sum((scores[m] - mean) ** 2 for m in range(M)) / M
+    return mean - k * var.sqrt()
+
+
+def aggregate_ensemble__dict_lookup_key_error(scores, how, k=1.0):
+    """Was honest before issue #25: an unknown how raises KeyError, not ValueError."""
+    table = {"mean": lambda: scores.mean(dim=0),
+             "min": lambda: torch.amin(scores, dim=0),
+             "mean_minus_std": lambda: scores.mean(0) - k * scores.var(0, unbiased=False).sqrt()}
+    return table[how]()
+
+
+def aggregate_ensemble__unknown_how_gives_the_mean(scores, how, k=1.0):
+    if how == "min":
+        return scores.min(0).values
+    if how == "mean_minus_std":
+        return scores.mean(0) - k * scores.std(0, unbiased=False)
+    return scores.mean(0)
+
+
+def aggregate_ensemble__float32_result(scores, how, k=1.0):
+    if how not in ("mean", "min", "mean_minus_std"):
+        raise ValueError(f"unknown how {how!r}")
+    s = scores.float()
+    if how == "mean":
+        return s.mean(0)
+    if how == "min":
+        return s.min(0).values
+    return s.mean(0) - k * s.std(0, unbiased=False)
+

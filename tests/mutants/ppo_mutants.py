@@ -487,3 +487,156 @@ def ppo_clip_loss__whitened_advantages(logp, logp_old, adv, response_mask, clip_
     ratio = _ratio(logp, logp_old, response_mask)
     s = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
     return -_kept_mean(s, response_mask)
+
+
+# ---------------------------------------------------------------------------- issue #25 edge cases
+
+
+def kl_k3__float32_result(logp, logp_ref):
+    """Was honest before issue #25: float32 results for float64 inputs."""
+    log_rho = logp_ref - logp
+    return (torch.expm1(log_rho) - log_rho).float()
+
+
+def shaped_rewards__float32_scatter(scores, logp, logp_ref, response_mask, beta):
+    """Was honest before issue #25: float32 results for float64 inputs."""
+    kl = torch.where(response_mask, logp - logp_ref, torch.zeros_like(logp)).float()
+    out = -beta * kl
+    last = (response_mask.long().cumsum(1) == response_mask.sum(1, keepdim=True)) & response_mask
+    return out + last.float() * scores.float()[:, None]
+
+
+def shaped_rewards__float32_buffer(scores, logp, logp_ref, response_mask, beta):
+    """Was honest before issue #25: float32 results for float64 inputs."""
+    B, R = logp.shape
+    out = torch.zeros(B, R)
+    lengths = response_mask.sum(1)
+    for b in range(B):
+        n = int(lengths[b])
+        out[b, :n] = -beta * (logp[b, :n] - logp_ref[b, :n])
+        out[b, n - 1] += scores[b]
+    return out
+
+
+def gae__cleanrl_style(rewards, values, response_mask, gamma, lam):
+    """Was honest before issue #25. CleanRL's loop with 'next non-terminal' flags; masks at the
+    end, so a NaN on the padding meets a 0 flag: 0 · NaN is NaN."""
+    B, R = rewards.shape
+    adv = torch.zeros_like(rewards)
+    last_gae = torch.zeros(B, dtype=rewards.dtype)
+    for t in reversed(range(R)):
+        if t == R - 1:
+            next_nonterminal = torch.zeros(B, dtype=rewards.dtype)
+            next_values = torch.zeros(B, dtype=rewards.dtype)
+        else:
+            next_nonterminal = response_mask[:, t + 1].to(rewards.dtype)
+            next_values = values[:, t + 1]
+        delta = rewards[:, t] + gamma * next_values * next_nonterminal - values[:, t]
+        last_gae = delta + gamma * lam * next_nonterminal * last_gae
+        adv[:, t] = last_gae
+    keep = response_mask.to(rewards.dtype)
+    return adv * keep, (adv + values) * keep
+
+
+def gae__float32_buffer(rewards, values, response_mask, gamma, lam):
+    """Was honest before issue #25. The common `torch.zeros(B, R)` buffer: float32 results for
+    float64 inputs."""
+    B, R = rewards.shape
+    adv, returns = torch.zeros(B, R), torch.zeros(B, R)
+    next_v, next_a = torch.zeros(B, dtype=rewards.dtype), torch.zeros(B, dtype=rewards.dtype)
+    for t in reversed(range(R)):
+        keep = response_mask[:, t]
+        v = torch.where(keep, values[:, t], torch.zeros_like(values[:, t]))
+        r = torch.where(keep, rewards[:, t], torch.zeros_like(rewards[:, t]))
+        a = torch.where(keep, r + gamma * next_v - v + gamma * lam * next_a, torch.zeros_like(v))
+        adv[:, t], returns[:, t] = a, torch.where(keep, a + v, torch.zeros_like(v))
+        next_v, next_a = v, a
+    return adv, returns
+
+
+def ppo_clip_loss__where_form(logp, logp_old, adv, response_mask, clip_eps):
+    """Was honest before issue #25: the padding is multiplied by 0, and 0 · NaN is NaN."""
+    ratio = torch.exp(logp - logp_old)
+    capped = torch.where(adv >= 0, torch.clamp(ratio, max=1 + clip_eps),
+                         torch.clamp(ratio, min=1 - clip_eps))
+    per_token = capped * adv
+    return -(per_token * response_mask).sum() / response_mask.sum()
+
+
+def value_loss__float_mask_with_stats(values, values_old, returns, response_mask,
+                                      clip_eps_value):
+    """Was honest before issue #25: the padding is multiplied by 0, and 0 · NaN is NaN."""
+    keep = response_mask.float().to(values.dtype)
+    error = (values - returns) ** 2
+    if clip_eps_value is not None:
+        clipped = torch.clamp(values, values_old - clip_eps_value, values_old + clip_eps_value)
+        error = torch.max(error, (clipped - returns) ** 2)
+    loss = 0.5 * (error * keep).sum() / keep.sum()
+    return loss, {"vf_loss": loss.item()}
+
+
+def kl_k1__log_of_probability_ratio(logp, logp_ref):
+    return torch.log(torch.exp(logp) / torch.exp(logp_ref))
+
+
+def kl_k1__float32(logp, logp_ref):
+    return (logp - logp_ref).float()
+
+
+def kl_k3__ratio_of_probabilities(logp, logp_ref):
+    """exp(logp) underflows to 0 near -200 (float32) or -1000 (float64): 0/0."""
+    rho = torch.exp(logp_ref) / torch.exp(logp)
+    return rho - 1 - torch.log(rho)
+
+
+def shaped_rewards__multiplies_by_the_mask(scores, logp, logp_ref, response_mask, beta):
+    keep = response_mask.to(logp.dtype)
+    last = response_mask.sum(1) - 1
+    at_last = torch.arange(logp.shape[1]) == last[:, None]
+    return -beta * (logp - logp_ref) * keep + at_last * scores[:, None]
+
+
+def gae__multiplies_rewards_by_the_mask(rewards, values, response_mask, gamma, lam):
+    """The notebook's solution before issue #25: ``rewards * keep`` lets a NaN through."""
+    keep = response_mask.to(rewards.dtype)
+    rewards, values = rewards * keep, torch.where(response_mask, values, 0.0)
+    next_value, next_adv = torch.zeros_like(values[:, 0]), torch.zeros_like(values[:, 0])
+    adv = torch.zeros_like(values)
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        adv[:, t] = (delta + gamma * lam * next_adv) * keep[:, t]
+        next_value, next_adv = values[:, t], adv[:, t]
+    return adv, (adv + values) * keep
+
+
+def ppo_clip_loss__ratio_of_probabilities(logp, logp_old, adv, response_mask, clip_eps):
+    """exp(logp) underflows to 0 near -200 (float32) or -1000 (float64): 0/0."""
+    ratio = torch.where(response_mask, torch.exp(logp) / torch.exp(logp_old), 1.0)
+    adv = torch.where(response_mask, adv, 0.0)
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
+    return -torch.where(response_mask, surrogate, 0.0).sum() / response_mask.sum()
+
+
+def ppo_clip_loss__float32_loss(logp, logp_old, adv, response_mask, clip_eps):
+    ratio = torch.exp(torch.where(response_mask, logp - logp_old, 0.0)).float()
+    adv = torch.where(response_mask, adv, 0.0).float()
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
+    return -torch.where(response_mask, surrogate, 0.0).sum() / response_mask.sum()
+
+
+def value_loss__masks_after_squaring(values, values_old, returns, response_mask, clip_eps_value):
+    """The notebook's solution before issue #25: the right value, but the square of a NaN on the
+    padding has a NaN derivative, and torch.where only zeroes the value."""
+    error = (values - returns) ** 2
+    if clip_eps_value is not None:
+        clipped = values_old + torch.clamp(values - values_old, -clip_eps_value, clip_eps_value)
+        error = torch.maximum(error, (clipped - returns) ** 2)
+    return 0.5 * torch.where(response_mask, error, 0.0).sum() / response_mask.sum()
+
+
+def value_loss__float32_loss(values, values_old, returns, response_mask, clip_eps_value):
+    v, vo, r = (torch.where(response_mask, x, 0.0).float() for x in (values, values_old, returns))
+    error = (v - r) ** 2
+    if clip_eps_value is not None:
+        error = torch.maximum(error, (vo + (v - vo).clamp(-clip_eps_value, clip_eps_value) - r) ** 2)
+    return 0.5 * torch.where(response_mask, error, 0.0).sum() / response_mask.sum()

@@ -93,3 +93,29 @@ def sft_loss__softmax_over_time(logits, input_ids, response_mask):
     token = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     m = response_mask[:, 1:]
     return -(token * m).sum() / m.sum()
+
+
+# ---------------------------------------------------------------------------- issue #25 edge cases
+
+
+def sft_loss__multiplies_by_the_mask(logits, input_ids, response_mask):
+    """0 · NaN = NaN: a NaN logit on the padding leaks into the loss."""
+    logp = F.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None])[..., 0]
+    mask = response_mask[:, 1:].to(logp.dtype)
+    return -(logp * mask).sum() / mask.sum()
+
+
+def sft_loss__float32_with_stats(logits, input_ids, response_mask):
+    """Was honest before issue #25: float32 arithmetic, and the mask multiplied in."""
+    logp = F.log_softmax(logits[:, :-1].float(), -1)
+    token = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    mask = response_mask[:, 1:].float()
+    loss = -(token * mask).sum() / mask.sum()
+    return loss, {"nll": loss.item(), "tokens": int(mask.sum())}
+
+
+def sft_loss__cross_entropy_float32(logits, input_ids, response_mask):
+    labels = input_ids[:, 1:].masked_fill(~response_mask[:, 1:], -100)
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                           labels.reshape(-1), ignore_index=-100)
+
