@@ -355,16 +355,20 @@ ANNOTATORS = ("bradley_terry", "deterministic")
 
 
 def annotate(prompts, responses_1, responses_2, seed: int,
-             annotator: str = "bradley_terry") -> list[int]:
+             annotator: str = "bradley_terry", sharpness: float = 1.0) -> list[int]:
     """Simulated human labels: 1 where the annotator prefers ``responses_1[i]``, else 0.
 
-    ``"bradley_terry"``: sampled from the gold utility, ``P(y1 > y2 | x) = sigmoid(r*(x,y1) -
-    r*(x,y2))``, a noisy human. ``"deterministic"``: the reply with the higher gold utility, a
-    fair coin on ties (Gao et al. 2023 labelled this way with their gold reward model). The same
-    seed gives the same labels.
+    ``"bradley_terry"``: sampled from the gold utility, ``P(y1 > y2 | x) = sigmoid(s · (r*(x,y1) -
+    r*(x,y2)))`` with ``s = sharpness``, a noisy human (``s = 1``: the course's annotator; a
+    larger ``s``: a more consistent labeller; InstructGPT's labellers agreed with each other on
+    about 73 % of comparisons, Ouyang et al. 2022). ``"deterministic"``: the reply with the higher gold utility, a fair coin on ties
+    (Gao et al. 2023 labelled this way with their gold reward model). The same seed gives the
+    same labels.
     """
     if annotator not in ANNOTATORS:
         raise ValueError(f"annotator must be one of {ANNOTATORS}, got {annotator!r}")
+    if not (isinstance(sharpness, (int, float)) and sharpness > 0 and math.isfinite(sharpness)):
+        raise ValueError(f"sharpness must be a finite number > 0, got {sharpness!r}")
     if not (len(prompts) == len(responses_1) == len(responses_2)):
         raise ValueError(f"annotate needs as many prompts as pairs: got prompts={len(prompts)}, "
                          f"responses_1={len(responses_1)}, responses_2={len(responses_2)}")
@@ -372,7 +376,8 @@ def annotate(prompts, responses_1, responses_2, seed: int,
     labels = []
     for x, y1, y2 in zip(prompts, responses_1, responses_2):
         gap = gold_utility(x, y1) - gold_utility(x, y2)
-        p_first = _sigmoid(gap) if annotator == "bradley_terry" else float(gap > 0) + 0.5 * (gap == 0)
+        p_first = (_sigmoid(sharpness * gap) if annotator == "bradley_terry"
+                   else float(gap > 0) + 0.5 * (gap == 0))
         labels.append(int(rng.random() < p_first))
     return labels
 

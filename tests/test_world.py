@@ -107,3 +107,22 @@ def test_the_deterministic_annotator_prefers_the_higher_gold_and_tosses_a_coin_o
 def test_the_annotator_must_be_a_known_one():
     with pytest.raises(ValueError, match="annotator must be one of"):
         world.annotate([Prompt("review", "car")], ["a <eos>"], ["b <eos>"], seed=0, annotator="oracle")
+
+
+def test_a_sharper_annotator_labels_with_sigmoid_of_s_times_the_gap():
+    p = [Prompt("review", "car")] * 4000
+    good, bad = ["the engine is great . <eos>"] * 4000, ["the engine is great . um . <eos>"] * 4000
+    gap = gold_utility(p[0], good[0]) - gold_utility(p[0], bad[0])
+    assert world.annotate(p, good, bad, seed=3, sharpness=1.0) == world.annotate(p, good, bad, seed=3)
+    for s in (0.5, 2.5):
+        labels = world.annotate(p, good, bad, seed=3, sharpness=s)
+        assert sum(labels) / len(labels) == pytest.approx(1 / (1 + math.exp(-s * gap)), abs=0.025)
+    # the same uniform draws: a sharper annotator never flips a label towards the worse reply
+    soft, sharp = (world.annotate(p, good, bad, seed=3, sharpness=s) for s in (1.0, 2.5))
+    assert all(b >= a for a, b in zip(soft, sharp)) if gap > 0 else all(b <= a for a, b in zip(soft, sharp))
+
+
+@pytest.mark.parametrize("sharpness", [0, -1.0, float("inf"), float("nan"), "2"])
+def test_the_annotator_refuses_a_bad_sharpness(sharpness):
+    with pytest.raises(ValueError, match="sharpness"):
+        world.annotate([Prompt("review", "car")], ["a <eos>"], ["b <eos>"], seed=0, sharpness=sharpness)

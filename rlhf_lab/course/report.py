@@ -31,9 +31,10 @@ from rlhf_lab.pipeline.runs import (
 )
 from rlhf_lab.stages import dpo
 from rlhf_lab.studies import alignment_tax, feedback, iterative, memory, overoptimisation, sweep
-from rlhf_lab.studies.ppo_gao import ppo_gao_study
+from rlhf_lab.studies.ppo_gao import peak_ordering, ppo_gao_study, sft_baseline
 
-__all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section", "beyond_section",
+__all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section", "ppo_gao_section",
+           "beyond_section",
            "BEYOND_GRPO", "BEYOND_ARMS", "RM_PAIR_GRID",
            "PPO_BETAS"]
 
@@ -53,14 +54,16 @@ def _timed(fn, *args, **kwargs):
 
 def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_PAIR_GRID,
                  rm_heldout: int = 5000, betas=PPO_BETAS, bon: dict | None = None,
-                 sweep_options: dict | None = None, beyond: dict | None = None) -> Path:
+                 sweep_options: dict | None = None, beyond: dict | None = None,
+                 gao: dict | None = None) -> Path:
     """Train (or load from the cache) every stage, save figures and ``summary.md``; return its path.
 
     ``rm_pairs``: the reward models' sizes, all measured on ``rm_heldout`` shared held-out pairs
     (:func:`rlhf_lab.pipeline.runs.reward_model_scaling`);
     ``bon``: keyword arguments of :func:`rlhf_lab.studies.overoptimisation.overoptimisation_study`;
     ``sweep_options``: of :func:`rlhf_lab.studies.sweep.beta_sweep` (both default to the course's);
-    ``beyond``: of :func:`beyond_section` (notebook 07's studies)."""
+    ``beyond``: of :func:`beyond_section` (notebook 07's studies); ``gao``: of
+    :func:`rlhf_lab.studies.ppo_gao.ppo_gao_study` (PPO against proxies of several sizes)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# rlhf-lab pipeline summary", ""]
@@ -103,7 +106,8 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     lines += ppo_section(run, out, betas, careful, record)   # the sweep's own runs, trained once
     lines += sweep_section(run, out, betas, record, **sweep_options)
     lines += hack_section(run, betas, careful, record)
-    lines += overopt_section(run, out, min(betas), record, **(bon or {}))
+    lines += overopt_section(run, out, record, **(bon or {}))
+    lines += ppo_gao_section(run, out, min(betas), record, **(gao or {}))
     lines += beyond_section(run, out, **(beyond or {}))
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
     summary = out / "summary.md"
@@ -188,11 +192,10 @@ def _bon_row(label: str, accuracy: str, summary: dict) -> str:
             f"| {summary['peak']['gold_gain']:.3f} | {summary['fall']:.3f} |")
 
 
-def overopt_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | None = None,
+def overopt_section(run: RunConfig, out: Path, record: dict | None = None,
                     **study_options) -> list[str]:
-    """Best-of-n against proxies of several sizes (Gao curves, fits), the ensemble, the gold-free
-    peak detector, Gao's R_RL fit of the PPO run at ``ppo_beta``, and of PPO at ``ppo_beta``
-    against each proxy size of the best-of-n grid (:func:`rlhf_lab.studies.ppo_gao.ppo_gao_study`)."""
+    """Best-of-n against proxies of several sizes (Gao curves, fits), the ensemble and the
+    gold-free peak detector."""
     study = overoptimisation.overoptimisation_study(run, **study_options)
     params = {p: count_parameters(load_or_train_rm(run.with_rm(n_pairs=p)).model)
               for p in study["config"]["pairs_grid"]}
@@ -231,14 +234,24 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | N
               f"{r['n_chosen']}, gold lost {r['regret']:.3f} of a peak gain "
               f"{r['gold_gain_peak']:.3f} ({r['labels']} labels)"
               for r in labels["per_proxy"]]
-    gao = ppo_gao_study(run, pairs_grid=tuple(study["config"]["pairs_grid"]), beta=ppo_beta)
-    if record is not None:
-        record["ppo_gao"] = summary_json.ppo_gao_rows(gao, params)
-    history = load_or_train_ppo(run.with_ppo(beta=ppo_beta)).metrics["history"]
+    return lines
+
+
+def ppo_gao_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | None = None,
+                    **options) -> list[str]:
+    """Gao's R_RL fit of the pipeline's PPO run at ``ppo_beta``, and PPO at ``ppo_beta`` against
+    proxies of several sizes, several PPO seeds each (:func:`rlhf_lab.studies.ppo_gao.ppo_gao_study`
+    with ``options``)."""
+    lines = ["", "## Overoptimisation (Gao et al. 2023): PPO"]
+    gao = ppo_gao_study(run, beta=ppo_beta, **options)
     grid = gao["config"]["pairs_grid"]
-    baseline = {"gold": gao["baseline"]["gold"],                 # the SFT policy's precise means
-                "proxy": (gao["baseline"]["proxy"][grid.index(run.rm.n_pairs)]
-                          if run.rm.n_pairs in grid else history[0]["proxy"])}
+    if record is not None:
+        record["ppo_gao"] = summary_json.ppo_gao_rows(gao, {})
+    history = load_or_train_ppo(run.with_ppo(beta=ppo_beta)).metrics["history"]
+    cfg = gao["config"]
+    own = sft_baseline(run, [load_or_train_rm(run).model], cfg["baseline_per_prompt"],
+                       cfg["baseline_seed"], run.ppo.max_new_tokens)
+    baseline = {"gold": own["gold"], "proxy": own["proxy"][0]}    # the SFT policy's precise means
     d = np.sqrt(np.maximum([h["kl"] for h in history], 1e-6))
     gain = np.array([h["gold"] for h in history]) - baseline["gold"]
     if len(history) < 3:
@@ -253,11 +266,16 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | N
                   f"best is {gain.max():.3f} at KL {history[int(gain.argmax())]['kl']:.2f}."]
     common_plots.save(overoptimisation_plots.ppo_gao_curves(gao), out / "ppo_gao_curves.png")
     lines += ["", f"PPO at β = {ppo_beta:g} against each proxy size (gold gain over the SFT policy's "
-                  f"mean over {gao['baseline']['samples']} replies, {gao['baseline']['gold']:.3f}):", ""]
-    cfg = gao["config"]
+                  f"mean over {gao['baseline']['samples']} replies, {gao['baseline']['gold']:.3f}; "
+                  f"proxies with the head {cfg['rm_pooling'] or run.rm.pooling}, "
+                  f"{cfg['iterations'] or run.ppo.iterations} iterations):", ""]
     for p in gao["proxies"]:
-        smooth = p["smoothed_peak"]
-        lines.append(f"- proxy on {p['n_pairs']} pairs: gold peak {p['peak']['gold_gain']:+.3f} at KL "
+        smooth, rm = p["smoothed_peak"], p["reward_model"]
+        lines.append(f"- proxy on {p['n_pairs']} pairs ({p.get('params', '?')} parameters; on its "
+                     f"held-out pairs accuracy {rm['accuracy']:.3f} of a Bayes ceiling "
+                     f"{rm['bayes_ceiling']:.3f}, gold-order accuracy {rm['gold_order_accuracy']:.3f}, "
+                     f"correlation with gold {rm['gold_correlation']:.3f})")
+        lines.append(f"  - its first seed's rollout batches: gold peak {p['peak']['gold_gain']:+.3f} at KL "
                      f"{p['peak']['kl']:.2f} (iteration {p['peak']['iteration']}; the best mean of "
                      f"iterations {smooth['first']}-{smooth['last']}: {smooth['gold_gain']:+.3f} at KL "
                      f"{smooth['kl']:.2f}), final {p['final']['gold_gain']:+.3f} at KL "
@@ -277,6 +295,13 @@ def overopt_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | N
                          f"final {mean['final']['gold_gain']:+.3f} ± {mean['final']['gold_se']:.3f} at KL "
                          f"{mean['final']['kl']:.2f}, fall {mean['fall']:+.3f} ± {mean['fall_se']:.3f}; "
                          f"{_rl_shape(mean['fit'])}")
+    means = [p["seed_mean"] for p in gao["proxies"] if p.get("seed_mean")]
+    if len(means) == len(gao["proxies"]) and means[0]["seeds"] > 1:
+        lines += ["", "Gao et al.'s ordering (a larger proxy peaks higher and later), seed means of "
+                      "neighbouring proxy sizes:", ""]
+        for (a, b), o in zip(zip(grid, grid[1:]), peak_ordering(means)):
+            lines.append(f"- {a} → {b} pairs: peak gain {o['gain_diff']:+.3f} ± {o['gain_se']:.3f} "
+                         f"(z = {o['z']:+.1f}), peak KL {o['kl_diff']:+.2f}")
     return lines
 
 

@@ -76,14 +76,15 @@ def ppo_gao_rows(gao: dict, params: dict[int, int]) -> list[dict]:
         mean = p.get("seed_mean")
         src = mean or p.get("checkpoints") or p
         se = lambda key: None if not mean else mean[key]
-        out.append({"pairs": p["n_pairs"], "params": params.get(p["n_pairs"]),
+        out.append({"pairs": p["n_pairs"], "params": p.get("params", params.get(p["n_pairs"])),
                     "seeds": mean["seeds"] if mean else 1,
                     "source": "checkpoints" if p.get("checkpoints") else "batches",
                     "peak_gain": float(src["peak"]["gold_gain"]),
                     "peak_gain_se": src["peak"].get("gold_se") if mean else None,
                     "peak_kl": float(src["peak"]["kl"]), "final_gain": float(src["final"]["gold_gain"]),
                     "final_kl": float(src["final"]["kl"]), "fall": float(src["fall"]),
-                    "fall_se": se("fall_se")})
+                    "fall_se": se("fall_se"),
+                    "reward_model": {k: float(v) for k, v in p.get("reward_model", {}).items()}})
     return out
 
 

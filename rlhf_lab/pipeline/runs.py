@@ -305,7 +305,8 @@ def load_or_train_dpo(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
     def train():
         tok = models.world_tokenizer()
         data = sample_preferences(sft.model, tok, run.rm.n_pairs, run.rm.seed,
-                                  run.rm.max_response_len, run.rm.labels)   # the pairs the RM learned from
+                                  run.rm.max_response_len, run.rm.labels,
+                                  run.rm.sharpness)                        # the pairs the RM learned from
         kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
         policy, metrics = train_dpo(run.dpo, sft.model, tok, data, **kwargs)
         metrics["evaluation"] = evaluate_policy(policy, sft.model, tok, reward_model=rm.model)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from rlhf_lab import world
-from rlhf_lab.core.config import non_negative, positive, require
+from rlhf_lab.core.config import LATER, non_negative, positive, require
 from rlhf_lab.core.plug import as_loss_and_stats, pluggable
 from rlhf_lab.core.progress import progress
 from rlhf_lab.equations.losses import bradley_terry_loss
@@ -57,8 +57,16 @@ class RewardConfig:
     noisy human would; ``"deterministic"`` always prefers the reply with the higher r* (as Gao et
     al. labelled with their gold reward model), ties by a seeded coin."""
 
+    sharpness: float = field(default=1.0, metadata=LATER)
+    """The annotator's sharpness s for the training labels, ``P(y1 ≻ y2) = σ(s·Δr*)``
+    (:func:`rlhf_lab.world.annotate`): 1 is the course's annotator, larger a more consistent
+    one (``benchmarks/rm_diagnosis.py`` prints how often two such annotators agree). The
+    held-out pairs keep the course's annotator, so accuracies and the Bayes ceiling compare
+    across sharpness."""
+
     def __post_init__(self):
-        positive(self, "n_pairs", "epochs", "batch_size", "lr", "n_heldout", "max_response_len")
+        positive(self, "n_pairs", "epochs", "batch_size", "lr", "n_heldout", "max_response_len",
+                 "sharpness")
         non_negative(self, "weight_decay")
         require(self.pooling in models.POOLINGS, "pooling",
                 f"must be one of {models.POOLINGS}, got {self.pooling!r}")
@@ -91,14 +99,16 @@ class PreferenceData:
 
 
 def sample_preferences(policy, tokenizer, n_pairs: int, seed: int,
-                       max_response_len: int = 24, labels: str = "bradley_terry") -> PreferenceData:
+                       max_response_len: int = 24, labels: str = "bradley_terry",
+                       sharpness: float = 1.0) -> PreferenceData:
     """Two replies per random prompt from ``policy``, labelled by the simulated annotator
-    (``labels``: :data:`rlhf_lab.world.ANNOTATORS`)."""
+    (``labels``: :data:`rlhf_lab.world.ANNOTATORS`, with ``sharpness``)."""
     rng = random.Random(f"preferences-{seed}")
     prompts = [rng.choice(world.all_prompts()) for _ in range(n_pairs)]
     texts = sample_texts(policy, tokenizer, prompts + prompts, max_response_len, seed)
     first, second = texts[:n_pairs], texts[n_pairs:]
-    preferred = world.annotate(prompts, first, second, seed=seed, annotator=labels)
+    preferred = world.annotate(prompts, first, second, seed=seed, annotator=labels,
+                               sharpness=sharpness)
     return PreferenceData(prompts, first, second, preferred, world.gold_utilities(prompts, first),
                           world.gold_utilities(prompts, second))
 
@@ -129,7 +139,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
     tokenizer = tokenizer or models.world_tokenizer()
     loss_fn = pluggable(loss_fn, bradley_terry_loss, "bradley_terry_loss")
     data = data or sample_preferences(sft_model, tokenizer, cfg.n_pairs, cfg.seed,
-                                      cfg.max_response_len, cfg.labels)
+                                      cfg.max_response_len, cfg.labels, cfg.sharpness)
     torch.manual_seed(cfg.seed)
     rm = models.reward_model_from(sft_model, seed=cfg.seed, pooling=cfg.pooling)
     n = len(data)

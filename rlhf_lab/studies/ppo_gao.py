@@ -12,9 +12,13 @@ here every PPO iteration is one point (its rollouts give KL, gold and proxy), an
 ``eval_every``-th one is also a checkpoint evaluated on a fixed set of replies (see below).
 :func:`ppo_gao_study`:
 
-1. trains (or loads) the reward model on each number of pairs of the grid, in this process;
-2. trains (or loads) PPO at a small β against each of them — ordinary pipeline artifacts, so the
-   run on ``run.rm.n_pairs`` pairs is the pipeline's own — a few at a time in worker processes;
+1. trains (or loads) the reward model on each number of pairs of the grid, in this process
+   (by default with the summed head, which learned r* best, on the labels of a consistent
+   annotator: ``rm_pooling``, ``rm_lr``, ``rm_sharpness``);
+2. trains (or loads) PPO at a small β against each of them, once per PPO seed — ordinary
+   pipeline artifacts (with ``rm_pooling``, ``rm_lr``, ``rm_sharpness`` and ``iterations`` None,
+   ``eval_every`` 0 and seed 0, the run on ``run.rm.n_pairs`` pairs is the pipeline's own) — a
+   few at a time in worker processes;
 3. measures the SFT policy itself precisely (:func:`sft_baseline`: 256 replies per prompt,
    scored by the gold utility and by every proxy): the zero of every gain;
 4. per proxy: the gains along training (:func:`gain_curve`), the R_RL fit (:func:`fit_curve`),
@@ -52,15 +56,15 @@ from rlhf_lab.pipeline.pool import load_or_sample_pool, score_pool
 from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
 
 __all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "smoothed_peak", "proxy_summary",
-           "seed_mean_curve", "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
+           "seed_mean_curve", "peak_ordering", "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
 
 
 @dataclass(frozen=True)
 class PPOGaoConfig:
     """The PPO overoptimisation study."""
-    pairs_grid: tuple = (500, 4000, 16000)
-    """Training pairs of the proxy reward models, one PPO run and one Gao curve each
-    (the best-of-n study's grid; typical 250-32000)."""
+    pairs_grid: tuple = (4000, 16000, 64000)
+    """Training pairs of the proxy reward models, one Gao curve each (typical 1000-100000; Gao
+    et al. trained theirs on up to 100 000 comparisons)."""
     beta: float = 0.01
     """β, the KL coefficient of every PPO run: small, so the policy travels far enough from
     π_ref for the gold gain to turn down (typical 0.003-0.03)."""
@@ -72,12 +76,24 @@ class PPOGaoConfig:
     smooth: int = 5
     """Iterations averaged for :func:`smoothed_peak`: the single best iteration is the maximum of
     many noisy batches (256 replies each, ±0.06 gold) and so reads high."""
-    eval_every: int = 2
-    """Iterations between checkpoint evaluations of each run (``PPOConfig.eval_every``; 0 = none,
-    and then the run on ``run.rm.n_pairs`` pairs is the pipeline's own β run)."""
+    eval_every: int = 4
+    """Iterations between checkpoint evaluations of each run (``PPOConfig.eval_every``; 0 = none)."""
     eval_per_prompt: int = 16
     """Replies per prompt at each checkpoint (48 prompts: 768 replies)."""
-    seeds: tuple = (0,)
+    rm_pooling: str | None = "sum"
+    """How the proxies' head is read (``RewardConfig.pooling``); None: as ``run.rm`` says. The
+    summed head (``"sum"``, with ``rm_lr`` 1e-3) learned r* best of the heads measured
+    (docs/reward_model_diagnosis.md)."""
+    rm_lr: float | None = 1e-3
+    """The proxies' learning rate (``RewardConfig.lr``); None: ``run.rm.lr``."""
+    rm_sharpness: float | None = 2.5
+    """The sharpness of the annotator who labels the proxies' pairs (``RewardConfig.sharpness``);
+    None: ``run.rm.sharpness``. Gao et al. labelled with their gold reward model, without noise;
+    2.5 is a labeller about as consistent as InstructGPT's (see docs/reward_model_diagnosis.md)."""
+    iterations: int | None = 120
+    """PPO iterations of every run; None: ``run.ppo.iterations``. A better proxy holds longer:
+    its fall comes later in KL, so it needs more iterations to show."""
+    seeds: tuple = (0, 1, 2)
     """PPO seeds (the value head's initialisation, the rollouts and the minibatch order) run
     against every proxy; with two or more, ``seed_mean`` gives the mean checkpoint curve with its
     standard error across seeds (Gao et al. report each run; one seed cannot tell a peak from
@@ -90,6 +106,17 @@ class PPOGaoConfig:
                 and list(grid) == sorted(set(grid)), "pairs_grid",
                 f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
         positive(self, "beta")
+        require(self.rm_pooling is None or self.rm_pooling in models.POOLINGS, "rm_pooling",
+                f"must be None or one of {models.POOLINGS}, got {self.rm_pooling!r}")
+        require(self.rm_lr is None or (isinstance(self.rm_lr, (int, float)) and self.rm_lr > 0),
+                "rm_lr", f"must be None or a number > 0, got {self.rm_lr!r}")
+        require(self.rm_sharpness is None or (isinstance(self.rm_sharpness, (int, float))
+                                               and self.rm_sharpness > 0),
+                "rm_sharpness", f"must be None or a number > 0, got {self.rm_sharpness!r}")
+        require(self.iterations is None or (isinstance(self.iterations, int)
+                                            and not isinstance(self.iterations, bool)
+                                            and self.iterations > 0),
+                "iterations", f"must be None or an int > 0, got {self.iterations!r}")
         seeds = self.seeds
         require(isinstance(seeds, tuple) and len(seeds) > 0 and len(set(seeds)) == len(seeds)
                 and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in seeds),
@@ -243,6 +270,26 @@ def seed_mean_curve(curves: list[dict]) -> dict:
             "fall_se": None if n == 1 else float(falls.std(ddof=1) / math.sqrt(n))}
 
 
+def peak_ordering(means: list[dict]) -> list[dict]:
+    """Does each larger proxy's seed-mean peak (:func:`seed_mean_curve`) stand higher and later
+    than the one before? For neighbours a, b of the list: ``gain_diff`` = peak gain b − a,
+    ``gain_se`` = sqrt(se_a² + se_b²) (independent runs), ``z`` = diff / se (None without
+    standard errors), and ``kl_diff`` = peak KL b − a.
+
+    Example: peaks 0.1 ± 0.03 at KL 1 and 0.3 ± 0.04 at KL 8 give gain_diff 0.2, gain_se 0.05,
+    z 4 and kl_diff 7.
+    """
+    out = []
+    for a, b in zip(means, means[1:]):
+        diff = b["peak"]["gold_gain"] - a["peak"]["gold_gain"]
+        ses = (a["peak"].get("gold_se"), b["peak"].get("gold_se"))
+        se = None if None in ses else math.sqrt(ses[0] ** 2 + ses[1] ** 2)
+        out.append({"gain_diff": diff, "gain_se": se,
+                    "z": None if not se else diff / se,
+                    "kl_diff": b["peak"]["kl"] - a["peak"]["kl"]})
+    return out
+
+
 def sft_baseline(run: RunConfig, reward_models: list, n_per_prompt: int, seed: int,
                  max_new_tokens: int = 24, root=None) -> dict:
     """The SFT policy of ``run``: its mean gold utility and mean score under each reward model,
@@ -266,8 +313,12 @@ def ppo_gao_runs(run: RunConfig, cfg: PPOGaoConfig) -> list[RunConfig]:
     """One PPO run per proxy size and PPO seed (sizes outer, seeds inner): ``run`` with the RM on
     ``p`` pairs and PPO at ``cfg.beta`` with that seed, evaluated at checkpoints every
     ``cfg.eval_every`` iterations."""
-    return [run.with_rm(n_pairs=p).with_ppo(beta=cfg.beta, eval_every=cfg.eval_every,
-                                            eval_per_prompt=cfg.eval_per_prompt, seed=seed)
+    rm = {k: v for k, v in (("pooling", cfg.rm_pooling), ("lr", cfg.rm_lr),
+                            ("sharpness", cfg.rm_sharpness)) if v is not None}
+    ppo = {} if cfg.iterations is None else {"iterations": cfg.iterations}
+    return [run.with_rm(n_pairs=p, **rm).with_ppo(beta=cfg.beta, eval_every=cfg.eval_every,
+                                                  eval_per_prompt=cfg.eval_per_prompt, seed=seed,
+                                                  **ppo)
             for p in cfg.pairs_grid for seed in cfg.seeds]
 
 
@@ -277,8 +328,8 @@ def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
     return config_hash(cfg, *(stage_keys(r)["ppo"] for r in ppo_gao_runs(run, cfg)))
 
 
-def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=(500, 4000, 16000), beta: float = 0.01,
-                  root=None, jobs: int | None = None, **options) -> dict:
+def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=PPOGaoConfig.pairs_grid,
+                  beta: float = 0.01, root=None, jobs: int | None = None, **options) -> dict:
     """PPO at ``beta`` against a proxy reward model of each size in ``pairs_grid``: the gold and
     proxy gains along training against d = sqrt(KL), Gao's R_RL fit and the observed peak.
 
@@ -323,6 +374,7 @@ def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict
                                         evals[0]),
                         "seed_mean": seed_mean_curve([gain_curve(e) for e in evals])
                         if all(evals) else None,
+                        "params": models.count_parameters(rm.model),
                         "ppo_key": first.key, "ppo_keys": [ppo.key for ppo in ppos], "rm_key": rm.key})
     return {"config": config_dict(cfg), "key": key, "baseline": base,
             "proxies": proxies}

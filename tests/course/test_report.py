@@ -13,6 +13,8 @@ from rlhf_lab.studies.iterative import IterativeConfig  # noqa: E402
 
 BON = dict(pairs_grid=(128, 256), n_max=32, ensemble_seeds=(0, 1), ensemble_pairs=128,
            heldout_pairs=128, proxy_seeds=2)
+GAO = dict(pairs_grid=(128, 256), seeds=(0, 1), rm_pooling=None, rm_lr=None, rm_sharpness=None, iterations=None,
+           eval_every=2)
 SWEEP = dict(n_samples=32, tail=2, frontier_points=5, jobs=1, min_ess=10)
 BEYOND = dict(pair_counts=(50, 200),
               tax=dict(iterations=2, rollouts=16, minibatch_size=8, n_text=32, n_per_prompt=1, jobs=1),
@@ -29,7 +31,7 @@ BEYOND = dict(pair_counts=(50, 200),
 def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
     summary = run_pipeline(tmp_path, small_config.with_ppo(**{**fast_ppo, "iterations": 4}), rm_pairs=(128, 256), rm_heldout=200,
                            betas=(0.3, 0.01),
-                           bon=BON, sweep_options=SWEEP, beyond=BEYOND)
+                           bon=BON, sweep_options=SWEEP, beyond=BEYOND, gao=GAO)
     text = summary.read_text()
     for heading in ("Stages 0-1", "Stage 2", "Stage 3", "The β sweep", "Overoptimisation",
                     "Beyond vanilla RLHF"):
@@ -40,6 +42,7 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
     assert "| β=0.3 | 3.33e-05, 6, separate |" in text and "| β=0.01 | 5e-05, 4, head |" in text
     assert "R_RL(d)" in text and "mean_minus_std" in text and "held-out RM" in text
     assert text.count("  - checkpoints (768 replies every 2 iterations") == 2      # one per proxy
+    assert text.count("  - mean of 2 PPO seeds") == 2 and "128 → 256 pairs: peak gain" in text
     assert "| dpo |" in text and "| grpo |" in text and "Iterative RLHF" in text
     assert "arm missing_rule" in text and "judge constitution" in text
     assert "| 128, mean of 2 seeds |" in text and "| 256, mean of 2 seeds |" in text
@@ -48,6 +51,7 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
     assert "| 256 | " in text and f"{record['reward_models'][1]['accuracy']:.3f}" in text
     assert [r["pairs"] for r in record["bon"]] == [128, 256] and all(r["seeds"] == 2 for r in record["bon"])
     assert [r["pairs"] for r in record["ppo_gao"]] == [128, 256]
+    assert all(r["seeds"] == 2 and r["peak_gain_se"] is not None for r in record["ppo_gao"])
     assert {r["beta"] for r in record["sweep"]} == {0.3, 0.01}
     assert set(record["ensembles"]["aggregates"]) == {"mean", "min", "mean_minus_std"}
     assert isinstance(record["oracle_ppo_gain"], float)
@@ -62,3 +66,10 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
                        "ppo_gao_curve.png", "ppo_gao_curves.png", "dpo_vs_boltzmann.png",
                        "reward_kl_plane.png",
                        "alignment_tax.png", "iterative_rlhf.png", "ai_feedback.png"}
+
+
+def test_pipeline_command_refuses_no_gao_seeds(capsys):
+    from rlhf_lab.__main__ import main
+    with pytest.raises(SystemExit):
+        main(["pipeline", "--gao-seeds", "0", "--out", "/nonexistent/never"])
+    assert "--gao-seeds must be >= 1, got 0" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import torch
 
 from rlhf_lab.lm import models
 from rlhf_lab.lm.sequences import encode_pairs
-from rlhf_lab.stages.reward_model import RewardConfig, score_texts, train_reward_model
+from rlhf_lab.stages.reward_model import RewardConfig, sample_preferences, score_texts, train_reward_model
 from rlhf_lab import world
 
 PROMPTS = [world.Prompt("review", "car"), world.Prompt("advise", "pizza"), world.Prompt("review", "car")]
@@ -69,10 +69,24 @@ def test_an_unknown_pooling_is_refused(policy):
         models.reward_scores(rm, torch.ones(1, 3, dtype=torch.long), torch.ones(1, 3, dtype=torch.long), 1)
 
 
-@pytest.mark.parametrize("field, value", [("pooling", "max"), ("labels", "oracle"), ("weight_decay", -0.1)])
+@pytest.mark.parametrize("field, value", [("pooling", "max"), ("labels", "oracle"), ("weight_decay", -0.1),
+                                          ("sharpness", 0.0), ("sharpness", -2.5)])
 def test_reward_config_names_the_bad_field(field, value):
     with pytest.raises(ValueError, match=field):
         RewardConfig(**{field: value})
+
+
+def test_the_annotators_sharpness_keeps_old_cache_keys_and_reaches_the_labels(policy, tok):
+    from rlhf_lab.core.config import config_dict
+    assert "sharpness" not in config_dict(RewardConfig())            # the default: old keys hold
+    assert config_dict(RewardConfig(sharpness=2.5))["sharpness"] == 2.5
+    soft = sample_preferences(policy, tok, 200, seed=4, max_response_len=8)
+    sharp = sample_preferences(policy, tok, 200, seed=4, max_response_len=8, sharpness=50.0)
+    assert (soft.first, soft.gold_first) == (sharp.first, sharp.gold_first)    # the same replies
+    order = [int(a > b) for a, b in zip(sharp.gold_first, sharp.gold_second)]
+    untied = [i for i, (a, b) in enumerate(zip(sharp.gold_first, sharp.gold_second)) if abs(a - b) > 0.2]
+    assert all(sharp.first_preferred[i] == order[i] for i in untied)   # σ(50 · 0.2) > 0.9999
+    assert soft.first_preferred != sharp.first_preferred
 
 
 def test_training_with_the_options_is_deterministic_and_reports_the_size(policy, tok):

@@ -24,6 +24,8 @@ from rlhf_lab.studies.ppo_gao import (  # noqa: E402
     seed_mean_curve,
     sft_baseline,
     smoothed_peak,
+    peak_ordering,
+    ppo_gao_runs,
     study_key,
 )
 
@@ -125,6 +127,17 @@ def test_seed_mean_curve_of_one_seed_is_that_curve_without_errors():
     assert out["fall"] == pytest.approx(0.1 - 0.4)
 
 
+def test_peak_ordering_docstring_example():
+    means = [{"peak": {"gold_gain": 0.1, "gold_se": 0.03, "kl": 1.0}},
+             {"peak": {"gold_gain": 0.3, "gold_se": 0.04, "kl": 8.0}},
+             {"peak": {"gold_gain": 0.2, "gold_se": None, "kl": 5.0}}]
+    first, second = peak_ordering(means)
+    assert first["gain_diff"] == pytest.approx(0.2) and first["gain_se"] == pytest.approx(0.05)
+    assert first["z"] == pytest.approx(4.0) and first["kl_diff"] == pytest.approx(7.0)
+    assert second["gain_diff"] == pytest.approx(-0.1) and second["z"] is None and second["gain_se"] is None
+    assert peak_ordering(means[:1]) == []
+
+
 def test_seed_mean_curve_refuses_misaligned_or_no_curves():
     a = gain_curve(_history(kl=[0.0, 1.0], gold=[1.0, 1.4], proxy=[0.0, 0.5]))
     b = gain_curve(_history(kl=[0.0, 1.0, 2.0], gold=[1.0, 1.4, 1.2], proxy=[0.0, 0.5, 0.6]))
@@ -147,7 +160,11 @@ def test_seed_mean_curve_refuses_misaligned_or_no_curves():
                                          (dict(eval_every=-1), "eval_every"),
                                          (dict(eval_per_prompt=0), "eval_per_prompt"),
                                          (dict(seeds=()), "seeds"), (dict(seeds=(0, 0)), "seeds"),
-                                         (dict(seeds=(-1,)), "seeds"), (dict(seeds=[0, 1]), "seeds")])
+                                         (dict(seeds=(-1,)), "seeds"), (dict(seeds=[0, 1]), "seeds"),
+                                         (dict(rm_pooling="max"), "rm_pooling"), (dict(rm_lr=0.0), "rm_lr"),
+                                         (dict(iterations=0), "iterations"),
+                                         (dict(iterations=2.5), "iterations"),
+                                         (dict(rm_sharpness=0), "rm_sharpness")])
 def test_bad_config_names_the_field(small_config, kwargs, name):
     with pytest.raises(ValueError, match=name):
         PPOGaoConfig(**kwargs)
@@ -172,12 +189,29 @@ def test_cache_key_follows_beta_the_grid_and_the_runs(small_config):
     assert study_key(small_config, PPOGaoConfig(pairs_grid=(128, 256), beta=0.01, seeds=(0, 1))) != key
 
 
+def test_runs_cover_every_proxy_and_seed_with_the_study_settings(small_config):
+    cfg = PPOGaoConfig(pairs_grid=(128, 256), beta=0.02, seeds=(0, 5), iterations=7, rm_lr=2e-3)
+    out = ppo_gao_runs(small_config, cfg)
+    assert [(r.rm.n_pairs, r.ppo.seed) for r in out] == [(128, 0), (128, 5), (256, 0), (256, 5)]
+    assert {(r.rm.pooling, r.rm.lr, r.ppo.iterations, r.ppo.beta, r.ppo.eval_every) for r in out} == {
+        ("sum", 2e-3, 7, 0.02, cfg.eval_every)}
+    own = ppo_gao_runs(small_config, PPOGaoConfig(pairs_grid=(128,), rm_pooling=None, rm_lr=None,
+                                                  iterations=None, seeds=(0,)))[0]
+    assert (own.rm.pooling, own.rm.lr, own.ppo.iterations) == (
+        small_config.rm.pooling, small_config.rm.lr, small_config.ppo.iterations)
+
+
+PIPELINE_OWN = dict(rm_pooling=None, rm_lr=None, rm_sharpness=None, iterations=None, eval_every=2)
+"""The study on the run's own reward models and PPO length: its seed-0 runs are the pipeline's."""
+
+
 @pytest.fixture(scope="module")
 def tiny_study(fast_ppo, small_config, tmp_path_factory):
     root = tmp_path_factory.mktemp("ppo_gao")
     run = small_config.with_ppo(**{**fast_ppo, "iterations": 4})
     return run, root, ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
-                                    baseline_per_prompt=8, eval_per_prompt=2, seeds=(0, 1))
+                                    **PIPELINE_OWN, baseline_per_prompt=8, eval_per_prompt=2,
+                                    seeds=(0, 1))
 
 
 @pytest.mark.slow
@@ -185,7 +219,8 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     run, root, study = tiny_study
     assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
                                "baseline_per_prompt": 8, "baseline_seed": 31_000, "smooth": 5,
-                               "eval_every": 2, "eval_per_prompt": 2, "seeds": [0, 1]}
+                               "eval_every": 2, "eval_per_prompt": 2, "rm_pooling": None,
+                               "rm_lr": None, "iterations": None, "seeds": [0, 1]}
     assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
     # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β,
@@ -231,7 +266,7 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
         assert p["peak"]["gold_gain"] == max(curve["gold_gain"]) and p["fall"] <= 0
         assert 0 <= p["reward_model"]["accuracy"] <= 1
     assert is_cached("ppo_gao", study["key"], root)
-    again = ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1,
+    again = ppo_gao_study(run, pairs_grid=(128, 256), beta=0.05, root=root, jobs=1, **PIPELINE_OWN,
                           baseline_per_prompt=8, eval_per_prompt=2, seeds=(0, 1))
     assert [p["seconds"] for p in again["proxies"]] == [0.0, 0.0]        # nothing retrained
     assert [p["curve"] for p in again["proxies"]] == [p["curve"] for p in study["proxies"]]
