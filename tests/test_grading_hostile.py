@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,21 +24,8 @@ import torch
 
 from rlhf_lab.grading.exercises import EXERCISES
 from rlhf_lab.grading.gradebook import MAX_POINTS
-from rlhf_lab.grading.sandbox import sandbox_available
-
-ROOT = Path(__file__).resolve().parent.parent
-SOLUTIONS, HIDDEN = ROOT / "solutions", ROOT / "tests" / "hidden"
-TAG = f"{os.getpid()}"
-needs_bwrap = pytest.mark.skipif(
-    not sandbox_available(),
-    reason="the bubblewrap sandbox does not work here (not installed, or no user namespaces): "
-           "apt-get install -y bubblewrap; .ci/run installs it")
-needs_hidden = pytest.mark.skipif(not list(HIDDEN.glob("test_*.py")), reason="no hidden tests")
-
-
-def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TQDM_DISABLE="1",
-                PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+from grading_support import (HIDDEN, ROOT, SOLUTIONS, TAG, grader_env, needs_bwrap, needs_hidden,
+                             sandbox_processes)
 
 
 # --------------------------------------------------------------------------- the attacks
@@ -158,20 +144,6 @@ def _fingerprint(trees, folders=()) -> dict[str, str]:
     return out
 
 
-def _sandbox_processes() -> set[int]:
-    """Pids of every process running a student's code or a sandbox."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"child.py" in cmd or cmd.startswith(b"bwrap") or b"/bwrap\x00" in cmd:
-                found.add(int(entry))
-    return found
-
-
 @pytest.fixture(scope="module")
 def hostile_class(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
@@ -192,14 +164,14 @@ def hostile_class(tmp_path_factory):
     trees = [ROOT / "solutions", ROOT / "tests", ROOT / "rlhf_lab", ROOT / "notebooks",
              tmp / "hidden", subs / "honest_a", subs / "honest_b", tmp / "secret.pt"]
     folders = [ROOT, Path(torch.__file__).parent]
-    before, processes = _fingerprint(trees, folders), _sandbox_processes()
+    before, processes = _fingerprint(trees, folders), sandbox_processes()
     code = ("import sys; from rlhf_lab.grading.grade import grade; "
             "grade(sys.argv[1], sys.argv[2], hidden=sys.argv[3], timeout=2, jobs=2, "
             "static_scan=False)  # HOSTILE_GRADER")
     start = time.monotonic()
     (tmp / "tmpdir").mkdir()                             # the grader's temporary folders
     proc = subprocess.run([sys.executable, "-c", code, str(subs), str(tmp / "grades"),
-                           str(tmp / "hidden")], cwd=tmp, env=dict(_env(), TMPDIR=str(tmp / "tmpdir")),
+                           str(tmp / "hidden")], cwd=tmp, env=dict(grader_env(), TMPDIR=str(tmp / "tmpdir")),
                           capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - start
     time.sleep(2.0)                          # time for anything left behind to act
@@ -208,7 +180,7 @@ def hostile_class(tmp_path_factory):
         rows = {r["student"]: r for r in csv.DictReader(open(tmp / "grades" / "gradebook.csv"))}
     yield {"proc": proc, "rows": rows, "tmp": tmp, "attacks": attacks, "seconds": seconds,
            "changed": _changed(before, _fingerprint(trees, folders)),
-           "left": _sandbox_processes() - processes}
+           "left": sandbox_processes() - processes}
     for path in ROOT.glob(f"HACKED*{TAG}*"):              # only if an attack got through
         path.unlink()
     for path in Path(torch.__file__).parent.glob(f"HACKED_{TAG}.pt"):

@@ -19,36 +19,10 @@ import torch
 from rlhf_lab.grading import bwrap, wire
 from rlhf_lab.grading.exercises import EXERCISES
 from rlhf_lab.grading.loader import NotebookError, defined_names, read_notebook, read_submission
-from rlhf_lab.grading.sandbox import StudentProcess, sandbox_available
+from rlhf_lab.grading.sandbox import StudentProcess
 from rlhf_lab.grading.scan import scan
-
-ROOT = Path(__file__).resolve().parent.parent
-SOLUTIONS, HIDDEN = ROOT / "solutions", ROOT / "tests" / "hidden"
-TAG = f"{os.getpid()}"
-needs_bwrap = pytest.mark.skipif(
-    not sandbox_available(),
-    reason="the bubblewrap sandbox does not work here (not installed, or no user namespaces): "
-           "apt-get install -y bubblewrap; .ci/run installs it")
-needs_hidden = pytest.mark.skipif(not list(HIDDEN.glob("test_*.py")), reason="no hidden tests")
-
-
-def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TQDM_DISABLE="1",
-                PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-
-
-def _sandbox_processes() -> set[int]:
-    """Pids of every process running a student's code or a sandbox."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"child.py" in cmd or cmd.startswith(b"bwrap") or b"/bwrap\x00" in cmd:
-                found.add(int(entry))
-    return found
+from grading_support import (HIDDEN, ROOT, SOLUTIONS, TAG, grader_env, needs_bwrap, needs_hidden,
+                             sandbox_processes)
 
 
 def test_scan_refuses_the_string_lookup_bypass():
@@ -116,7 +90,7 @@ def test_sandbox_command_shows_only_the_python_installation(monkeypatch):
 def test_grade_refuses_without_bwrap_and_names_the_package(tmp_path):
     (tmp_path / "subs").mkdir()
     shutil.copy(SOLUTIONS / "03_closed_form.ipynb", tmp_path / "subs" / "carol.ipynb")
-    env = dict(_env(), PATH=str(tmp_path / "no-bin"))
+    env = dict(grader_env(), PATH=str(tmp_path / "no-bin"))
     proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", "subs", "--out", "grades"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -133,7 +107,7 @@ def test_grade_refuses_a_bwrap_that_cannot_make_namespaces(tmp_path):
     fake.chmod(0o755)
     (tmp_path / "subs").mkdir()
     shutil.copy(SOLUTIONS / "03_closed_form.ipynb", tmp_path / "subs" / "carol.ipynb")
-    env = dict(_env(), PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    env = dict(grader_env(), PATH=f"{tmp_path / 'bin'}:/usr/bin:/bin")
     proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", "subs", "--out", "grades"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -154,7 +128,7 @@ def test_student_process_sees_only_its_sandbox(tmp_path):
         "def read(path):\n"
         "    return torch.from_file(path, shared=False, size=1, dtype=torch.uint8)\n"
         "def write(path):\n    torch.save(torch.zeros(1), path)\n    return True\n")
-    before = _sandbox_processes()
+    before = sandbox_processes()
     target = ROOT / f"HACKED_probe_{TAG}.pt"
     with StudentProcess(functions=module, timeout=20, sandbox=True) as student:
         assert student.call("uid") == 65534
@@ -170,7 +144,7 @@ def test_student_process_sees_only_its_sandbox(tmp_path):
         assert student.call("write", "/tmp/mine.pt") is True       # its own tmpfs
     assert not target.exists()
     time.sleep(0.5)
-    assert _sandbox_processes() - before == set()
+    assert sandbox_processes() - before == set()
 
 
 @pytest.mark.slow
@@ -179,7 +153,7 @@ def test_no_sandbox_grades_with_a_loud_warning(tmp_path):
     (tmp_path / "subs").mkdir()
     shutil.copy(SOLUTIONS / "03_closed_form.ipynb", tmp_path / "subs" / "carol.ipynb")
     proc = subprocess.run([sys.executable, "-m", "rlhf_lab", "grade", "subs", "--out", "grades",
-                           "--no-sandbox"], cwd=tmp_path, env=_env(), capture_output=True,
+                           "--no-sandbox"], cwd=tmp_path, env=grader_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "WARNING: grading WITHOUT the operating-system sandbox" in proc.stderr
@@ -198,19 +172,19 @@ def test_a_grader_killed_outright_leaves_no_process(tmp_path):
     subs = tmp_path / "subs"
     for i in range(3):
         shutil.copytree(SOLUTIONS, subs / f"s{i}")
-    before, judges = _sandbox_processes(), _judges()
+    before, judges = sandbox_processes(), _judges()
     grader = subprocess.Popen([sys.executable, "-m", "rlhf_lab", "grade", str(subs), "--out",
                                str(tmp_path / "grades")], cwd=tmp_path,
-                              env=dict(_env(), TMPDIR=str(tmp_path)),   # its leftovers go here
+                              env=dict(grader_env(), TMPDIR=str(tmp_path)),   # its leftovers go here
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not _sandbox_processes() - before and time.monotonic() < deadline:
+    while not sandbox_processes() - before and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _sandbox_processes() - before, "no sandbox started"
+    assert sandbox_processes() - before, "no sandbox started"
     grader.kill()
     grader.wait()
     time.sleep(2.0)
-    assert _sandbox_processes() - before == set()
+    assert sandbox_processes() - before == set()
     assert _judges() - judges == set()
 
 
