@@ -302,7 +302,21 @@ def ppo_gao_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | N
         for (a, b), o in zip(zip(grid, grid[1:]), peak_ordering(means)):
             lines.append(f"- {a} → {b} pairs: peak gain {o['gain_diff']:+.3f} ± {o['gain_se']:.3f} "
                          f"(z = {o['z']:+.1f}), peak KL {o['kl_diff']:+.2f}")
+        lines += _gao_goals(means[-1], grid[-1], (record or {}).get("oracle_ppo_gain"))
     return lines
+
+
+def _gao_goals(best: dict, pairs: int, oracle: float | None) -> list[str]:
+    """Issue 22's goals for the best proxy's seed-mean PPO curve, each with its measurement."""
+    peak, fall = best["peak"], best["fall"]
+    met = lambda ok: "met" if ok else "NOT met"
+    half = "" if oracle is None else f" and half the oracle's gain ({oracle / 2:+.3f})"
+    return ["", f"Goals (issue 22) for the proxy on {pairs} pairs, ± one standard error across seeds:", "",
+            f"- peak gold gain {peak['gold_gain']:+.3f} ± {peak['gold_se']:.3f}, at least +0.3{half}: "
+            f"{met(peak['gold_gain'] >= 0.3 and (oracle is None or peak['gold_gain'] >= oracle / 2))}",
+            f"- two standard errors above zero: {met(peak['gold_gain'] > 2 * peak['gold_se'])}",
+            f"- falls at least 0.3 below its peak: {fall:+.3f} ± {best['fall_se']:.3f}: "
+            f"{met(-fall >= 0.3)}"]
 
 
 def _rl_shape(fit: dict | None) -> str:

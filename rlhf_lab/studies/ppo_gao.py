@@ -90,9 +90,9 @@ class PPOGaoConfig:
     """The sharpness of the annotator who labels the proxies' pairs (``RewardConfig.sharpness``);
     None: ``run.rm.sharpness``. Gao et al. labelled with their gold reward model, without noise;
     2.5 is a labeller about as consistent as InstructGPT's (see docs/reward_model_diagnosis.md)."""
-    iterations: int | None = 120
+    iterations: int | None = 80
     """PPO iterations of every run; None: ``run.ppo.iterations``. A better proxy holds longer:
-    its fall comes later in KL, so it needs more iterations to show."""
+    its fall comes later in KL, so it needs more iterations to show than the pipeline's 60."""
     seeds: tuple = (0, 1, 2)
     """PPO seeds (the value head's initialisation, the rollouts and the minibatch order) run
     against every proxy; with two or more, ``seed_mean`` gives the mean checkpoint curve with its

@@ -73,3 +73,15 @@ def test_pipeline_command_refuses_no_gao_seeds(capsys):
     with pytest.raises(SystemExit):
         main(["pipeline", "--gao-seeds", "0", "--out", "/nonexistent/never"])
     assert "--gao-seeds must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_gao_goals_say_met_or_not_from_the_numbers():
+    from rlhf_lab.course.report import _gao_goals
+    best = {"peak": {"gold_gain": 0.35, "gold_se": 0.05}, "fall": -0.25, "fall_se": 0.1}
+    lines = _gao_goals(best, 64000, oracle=0.6)
+    assert "+0.350 ± 0.050, at least +0.3 and half the oracle's gain (+0.300): met" in lines[3]
+    assert lines[4].endswith("two standard errors above zero: met")
+    assert lines[5] == "- falls at least 0.3 below its peak: -0.250 ± 0.100: NOT met"
+    low = _gao_goals({**best, "peak": {"gold_gain": 0.35, "gold_se": 0.2}}, 64000, oracle=0.8)
+    assert low[3].endswith("NOT met") and low[4].endswith("NOT met")      # 0.35 < 0.8 / 2; z < 2
+    assert "oracle" not in _gao_goals(best, 64000, oracle=None)[3]

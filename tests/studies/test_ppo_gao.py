@@ -220,7 +220,8 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
                                "baseline_per_prompt": 8, "baseline_seed": 31_000, "smooth": 5,
                                "eval_every": 2, "eval_per_prompt": 2, "rm_pooling": None,
-                               "rm_lr": None, "iterations": None, "seeds": [0, 1]}
+                               "rm_lr": None, "rm_sharpness": None, "iterations": None,
+                               "seeds": [0, 1]}
     assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
     # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β,
@@ -273,8 +274,27 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
 
 
 @pytest.mark.slow
+def test_figure_of_several_seeds_draws_each_proxys_mean_with_its_band(tiny_study):
+    _, _, study = tiny_study
+    fig = overoptimisation_plots.ppo_gao_curves(study)          # two seeds: the seed-mean figure
+    ax, whole = fig.axes
+    texts = [t.get_text() for t in whole.get_legend().get_texts()]
+    assert any("128 pairs" in t for t in texts) and "gold gain, mean of 2 seeds" in texts
+    for axis in (ax, whole):                  # per proxy: gold, proxy, star; the zero line
+        assert len(axis.lines) == 3 * len(study["proxies"]) + 1
+        assert len(axis.collections) == len(study["proxies"])              # the bands
+    for line, p in zip(whole.lines[::3], study["proxies"]):
+        assert list(line.get_ydata()) == p["seed_mean"]["curve"]["gold_gain"]
+    band = whole.collections[0].get_paths()[0].vertices[:, 1]
+    mean = study["proxies"][0]["seed_mean"]["curve"]
+    low = np.array(mean["gold_gain"]) - 2 * np.array(mean["gold_se"])
+    assert min(band) == pytest.approx(min(low))
+
+
+@pytest.mark.slow
 def test_figure_draws_every_proxy(tiny_study):
     _, _, study = tiny_study
+    study = {**study, "proxies": [{**p, "seed_mean": None} for p in study["proxies"]]}   # one seed
     fig = overoptimisation_plots.ppo_gao_curves(study)
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.get_legend().get_texts()]

@@ -7,7 +7,8 @@ import numpy as np
 from rlhf_lab.course.plots.common import COLORS, _size_colors
 from rlhf_lab.course.plots.ppo import gold_vs_proxy_over_training
 
-__all__ = ['bon_gao_curves', 'bon_ensemble', 'bon_peak_detection', 'bon_seed_average', 'ppo_gao_curve', 'ppo_gao_curves']
+__all__ = ['bon_gao_curves', 'bon_ensemble', 'bon_peak_detection', 'bon_seed_average', 'ppo_gao_curve', 'ppo_gao_curves',
+           'ppo_gao_seed_curves']
 
 
 def _bon_gold(ax, curve: dict, label: str, color, fit: dict | None = None, **style):
@@ -159,6 +160,8 @@ def ppo_gao_curves(study: dict):
     curves with a band of ±2 standard errors across seeds around the gold gain."""
     from matplotlib.lines import Line2D
     proxies = study["proxies"]
+    if all((p.get("seed_mean") or {}).get("seeds", 1) > 1 for p in proxies):
+        return ppo_gao_seed_curves(study)
     checkpoints = all(p.get("checkpoints") for p in proxies)
     seeded = checkpoints and all((p.get("seed_mean") or {}).get("seeds", 1) > 1 for p in proxies)
     if checkpoints:
@@ -217,4 +220,46 @@ def ppo_gao_curves(study: dict):
         fig.subplots_adjust(left=0.06, right=0.81, bottom=0.12, top=0.92, wspace=0.2)
     else:
         fig.tight_layout()
+    return fig
+
+
+def ppo_gao_seed_curves(study: dict):
+    """Gao et al. (2023) for PPO with several PPO seeds per proxy (``seed_mean`` of
+    :func:`rlhf_lab.studies.ppo_gao.ppo_gao_study`): each proxy's mean checkpoint curve against
+    d = sqrt(KL), gold gain (solid, a band of ±2 standard errors across seeds, a star at its
+    peak) and proxy gain (dashed). Left: the rise and the peak, the vertical axis cut a few peak
+    heights below zero; right: the whole runs, where the weaker proxies fall far."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    proxies = study["proxies"]
+    fig, (ax, whole) = plt.subplots(1, 2, figsize=(13.6, 4.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    top = max(0.1, max(p["seed_mean"]["peak"]["gold_gain"] for p in proxies))
+    for p, color in zip(proxies, _size_colors(len(proxies))):
+        mean, acc = p["seed_mean"], p["reward_model"].get("gold_order_accuracy")
+        curve = mean["curve"]
+        d, gold, se = (np.array(curve[k]) for k in ("d", "gold_gain", "gold_se"))
+        label = f"RM on {p['n_pairs']} pairs" + ("" if acc is None else f" (gold order {acc:.2f})")
+        for axis in (ax, whole):
+            axis.plot(d, gold, color=color, lw=1.5, marker="o", ms=2.5,
+                      label=label if axis is ax else None)
+            axis.fill_between(d, gold - 2 * se, gold + 2 * se, color=color, alpha=0.2, lw=0)
+            axis.plot(d, curve["proxy_gain"], color=color, lw=1.1, ls="--", alpha=0.5)
+            axis.plot([mean["peak"]["d"]], [mean["peak"]["gold_gain"]], "*", color=color, ms=14,
+                      mec="k", mew=0.8)
+    for axis in (ax, whole):
+        axis.axhline(0, color="#999999", lw=0.8)
+        axis.set_xlabel("d = sqrt(KL(π‖π_ref))")
+    ax.set_ylim(-3 * top, 2.5 * top)
+    ax.set_xlim(-0.05, 1.7 * max(0.5, max(p["seed_mean"]["peak"]["d"] for p in proxies)))
+    n = proxies[0]["seed_mean"]["seeds"]
+    ax.set(title=f"PPO at β = {study['config']['beta']:g}: the rise and the peak",
+           ylabel="gain over the SFT policy")
+    whole.set(title="The whole runs")
+    styles = [Line2D([], [], color="k", lw=1.5, label=f"gold gain, mean of {n} seeds"),
+              Patch(color="k", alpha=0.2, label="±2 standard errors"),
+              Line2D([], [], color="k", lw=1.1, ls="--", alpha=0.5, label="proxy gain"),
+              Line2D([], [], color="w", marker="*", ms=12, mfc="#777777", mec="k", label="gold peak")]
+    whole.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
+                 loc="lower left")                    # below the curves' start, off the fall
+    fig.tight_layout()
     return fig
