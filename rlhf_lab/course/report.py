@@ -243,7 +243,11 @@ def ppo_gao_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | N
     proxies of several sizes, several PPO seeds each (:func:`rlhf_lab.studies.ppo_gao.ppo_gao_study`
     with ``options``)."""
     lines = ["", "## Overoptimisation (Gao et al. 2023): PPO"]
+    start = time.perf_counter()
     gao = ppo_gao_study(run, beta=ppo_beta, **options)
+    lines += ["", f"The study took {time.perf_counter() - start:.0f} s here (reward models, "
+                  f"{len(gao['config']['seeds'])} PPO run(s) per proxy and their evaluation; "
+                  f"0 s when cached)."]
     grid = gao["config"]["pairs_grid"]
     if record is not None:
         record["ppo_gao"] = summary_json.ppo_gao_rows(gao, {})
