@@ -39,7 +39,7 @@ def results_page(summary: str, seconds: float, when: datetime.datetime | None = 
         "Written by `python -m rlhf_lab pipeline --out out --results RESULTS.md`; earlier "
         "measurements and the variants tried are in `docs/lab_notes.md`.", ""]
     body = summary.split("\n", 1)[1] if summary.startswith("# ") else summary
-    return "\n".join(header) + body.lstrip("\n")
+    return "\n".join(header) + "\n" + body.lstrip("\n")
 
 
 def write_results(path, summary_path, seconds: float) -> Path:
