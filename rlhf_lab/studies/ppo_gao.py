@@ -108,11 +108,10 @@ class PPOGaoConfig:
         positive(self, "beta")
         require(self.rm_pooling is None or self.rm_pooling in models.POOLINGS, "rm_pooling",
                 f"must be None or one of {models.POOLINGS}, got {self.rm_pooling!r}")
-        require(self.rm_lr is None or (isinstance(self.rm_lr, (int, float)) and self.rm_lr > 0),
-                "rm_lr", f"must be None or a number > 0, got {self.rm_lr!r}")
-        require(self.rm_sharpness is None or (isinstance(self.rm_sharpness, (int, float))
-                                               and self.rm_sharpness > 0),
-                "rm_sharpness", f"must be None or a number > 0, got {self.rm_sharpness!r}")
+        for name in ("rm_lr", "rm_sharpness"):
+            value = getattr(self, name)
+            require(value is None or (isinstance(value, (int, float)) and value > 0), name,
+                    f"must be None or a number > 0, got {value!r}")
         require(self.iterations is None or (isinstance(self.iterations, int)
                                             and not isinstance(self.iterations, bool)
                                             and self.iterations > 0),
@@ -254,20 +253,20 @@ def seed_mean_curve(curves: list[dict]) -> dict:
             "must share their checkpoints' iterations (the same eval_every and iterations)")
     n = len(curves)
     stack = {k: np.array([c[k] for c in curves], dtype=float) for k in ("kl", "gold_gain", "proxy_gain")}
-    se = (lambda a: a.std(axis=0, ddof=1) / math.sqrt(n)) if n > 1 else (lambda a: None)
+    se = lambda a: None if n == 1 else a.std(axis=0, ddof=1) / math.sqrt(n)    # across seeds
     mean = {k: v.mean(axis=0) for k, v in stack.items()}
+    gold_se = se(stack["gold_gain"])
     curve = {"iteration": list(iterations), "kl": mean["kl"].tolist(),
              "d": np.sqrt(np.maximum(mean["kl"], 0.0)).tolist(),
              "gold_gain": mean["gold_gain"].tolist(), "proxy_gain": mean["proxy_gain"].tolist(),
-             "gold_se": None if n == 1 else se(stack["gold_gain"]).tolist(),
+             "gold_se": None if gold_se is None else gold_se.tolist(),
              "proxy_se": None if n == 1 else se(stack["proxy_gain"]).tolist()}
+    at = lambda j: {**_point(curve, j), "gold_se": None if gold_se is None else float(gold_se[j])}
     i = int(np.argmax(mean["gold_gain"]))
-    falls = stack["gold_gain"][:, -1] - stack["gold_gain"][:, i]
-    peak = {**_point(curve, i), "gold_se": None if n == 1 else curve["gold_se"][i]}
-    final = {**_point(curve, -1), "gold_se": None if n == 1 else curve["gold_se"][-1]}
-    return {"seeds": n, "curve": curve, "fit": fit_curve(curve), "peak": peak, "final": final,
-            "fall": float(falls.mean()),
-            "fall_se": None if n == 1 else float(falls.std(ddof=1) / math.sqrt(n))}
+    falls = stack["gold_gain"][:, -1] - stack["gold_gain"][:, i]      # per seed, paired
+    fall_se = se(falls)
+    return {"seeds": n, "curve": curve, "fit": fit_curve(curve), "peak": at(i), "final": at(-1),
+            "fall": float(falls.mean()), "fall_se": None if fall_se is None else float(fall_se)}
 
 
 def peak_ordering(means: list[dict]) -> list[dict]:
@@ -322,6 +321,13 @@ def ppo_gao_runs(run: RunConfig, cfg: PPOGaoConfig) -> list[RunConfig]:
             for p in cfg.pairs_grid for seed in cfg.seeds]
 
 
+def _per_proxy(items: list, cfg: PPOGaoConfig) -> list[list]:
+    """``items`` in the order of :func:`ppo_gao_runs` (sizes outer, seeds inner), one list per
+    proxy size."""
+    k = len(cfg.seeds)
+    return [items[i:i + k] for i in range(0, len(items), k)]
+
+
 def study_key(run: RunConfig, cfg: PPOGaoConfig) -> str:
     """The cache key of the summary: the config and the key of every PPO run (which hash their
     reward model's, SFT's and base model's keys in turn)."""
@@ -344,8 +350,8 @@ def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=PPOGaoConfig.pairs_gr
     integer(jobs, "jobs", 1)
     runs = ppo_gao_runs(run, cfg)
     # 1. reward models here, once, before any worker could train them twice
-    for r in runs[::len(cfg.seeds)]:
-        load_or_train_rm(r, root)
+    for same_proxy in _per_proxy(runs, cfg):
+        load_or_train_rm(same_proxy[0], root)
     # 2. the PPO runs that are not cached yet, `jobs` at a time
     seconds = train_runs([("ppo", r) for r in runs], root, jobs)
     # 3. curves, fits and peaks (cached: a rerun reads one JSON file)
@@ -353,20 +359,19 @@ def ppo_gao_study(run: RunConfig = RunConfig(), pairs_grid=PPOGaoConfig.pairs_gr
     result = cached("ppo_gao", key, lambda: _summarise(cfg, runs, key, root),
                     lambda out, folder: write_json(folder / "results.json", out),
                     lambda folder: read_json(folder / "results.json"), root)
-    k = len(cfg.seeds)
-    for i, row in enumerate(result["proxies"]):
-        row["seconds"] = sum(seconds[i * k:(i + 1) * k])
+    for row, s in zip(result["proxies"], _per_proxy(seconds, cfg)):
+        row["seconds"] = sum(s)
     return result
 
 
 def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict:
-    k = len(cfg.seeds)
-    rms = [load_or_train_rm(r, root) for r in runs[::k]]
+    groups = _per_proxy(runs, cfg)
+    rms = [load_or_train_rm(same_proxy[0], root) for same_proxy in groups]
     base = sft_baseline(runs[0], [rm.model for rm in rms], cfg.baseline_per_prompt,
                         cfg.baseline_seed, runs[0].ppo.max_new_tokens, root)
     proxies = []
-    for i, (p, rm, proxy0) in enumerate(zip(cfg.pairs_grid, rms, base["proxy"])):
-        ppos = [load_or_train_ppo(r, root) for r in runs[i * k:(i + 1) * k]]
+    for p, rm, proxy0, same_proxy in zip(cfg.pairs_grid, rms, base["proxy"], groups):
+        ppos = [load_or_train_ppo(r, root) for r in same_proxy]
         baseline = {"gold": base["gold"], "proxy": proxy0}
         first = ppos[0]                     # the first seed's run, in full
         evals = [ppo.metrics.get("evals") for ppo in ppos]

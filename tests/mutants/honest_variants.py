@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import ppo_mutants as wrong        # the same code on unselected inputs is a wrong answer there
+
 # ---------------------------------------------------------------------------- notebook 00
 
 
@@ -164,25 +166,11 @@ def gae__per_row_python(rewards, values, response_mask, gamma, lam):
 
 
 def gae__cleanrl_style_inputs_selected(rewards, values, response_mask, gamma, lam):
-    """CleanRL's loop with 'next non-terminal' flags, on inputs whose padding is selected out
-    first (so junk, even NaN, never meets a 0 flag)."""
+    """CleanRL's loop with 'next non-terminal' flags (``ppo_mutants.gae__cleanrl_style``), on
+    inputs whose padding is selected out first, so junk, even NaN, never meets a 0 flag."""
     rewards = torch.where(response_mask, rewards, torch.zeros_like(rewards))
     values = torch.where(response_mask, values, torch.zeros_like(values))
-    B, R = rewards.shape
-    adv = torch.zeros_like(rewards)
-    last_gae = torch.zeros(B, dtype=rewards.dtype)
-    for t in reversed(range(R)):
-        if t == R - 1:
-            next_nonterminal = torch.zeros(B, dtype=rewards.dtype)
-            next_values = torch.zeros(B, dtype=rewards.dtype)
-        else:
-            next_nonterminal = response_mask[:, t + 1].to(rewards.dtype)
-            next_values = values[:, t + 1]
-        delta = rewards[:, t] + gamma * next_values * next_nonterminal - values[:, t]
-        last_gae = delta + gamma * lam * next_nonterminal * last_gae
-        adv[:, t] = last_gae
-    keep = response_mask.to(rewards.dtype)
-    return adv * keep, (adv + values) * keep
+    return wrong.gae__cleanrl_style(rewards, values, response_mask, gamma, lam)
 
 
 def ppo_clip_loss__log_space_clip_with_stats(logp, logp_old, adv, response_mask, clip_eps):
@@ -215,17 +203,12 @@ def value_loss__kept_tokens_only(values, values_old, returns, response_mask, cli
 
 def value_loss__float_mask_on_selected_inputs(values, values_old, returns, response_mask,
                                               clip_eps_value):
+    """``ppo_mutants.value_loss__float_mask_with_stats`` on inputs whose padding is selected
+    out first."""
     values, values_old, returns = (x.masked_fill(~response_mask, 0.0)
                                    for x in (values, values_old, returns))
-    keep = response_mask.to(values.dtype)
-    error = (values - returns) ** 2
-    if clip_eps_value is not None:
-        clipped = torch.clamp(values, values_old - clip_eps_value, values_old + clip_eps_value)
-        error = torch.max(error, (clipped - returns) ** 2)
-    loss = 0.5 * (error * keep).sum() / keep.sum()
-    return loss, {"vf_loss": loss.item()}
-
-# ---------------------------------------------------------------------------- notebook 06
+    return wrong.value_loss__float_mask_with_stats(values, values_old, returns, response_mask,
+                                                   clip_eps_value)
 
 
 def kl_best_of_n__vectorised_python(n):
