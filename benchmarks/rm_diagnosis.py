@@ -110,6 +110,13 @@ def sharpened_labels(gold_first, gold_second, sharpness: float, seed: int) -> li
     return [int(rng.random() < _sigmoid(sharpness * (a - b))) for a, b in zip(gold_first, gold_second)]
 
 
+def annotator_agreement(gold_first, gold_second, sharpness: float) -> float:
+    """How often two independent annotators of ``sharpness`` give a pair the same label, in
+    expectation: mean of p² + (1 − p)², p = σ(sharpness · Δr*)."""
+    ps = [_sigmoid(sharpness * (a - b)) for a, b in zip(gold_first, gold_second)]
+    return sum(p * p + (1 - p) * (1 - p) for p in ps) / len(ps)
+
+
 def probe_pairs(sft, tok, n: int, temperature: float, seed: int, max_len: int):
     """``n`` pairs of SFT replies sampled at ``temperature``, Bradley-Terry labelled."""
     import random
@@ -291,6 +298,9 @@ def main(argv=None) -> int:
           f"{torch.get_num_threads()} threads · load average at start {load[0]:.2f} / {load[1]:.2f} "
           f"· {most} training pairs and {args.heldout} held-out pairs sampled in "
           f"{time.perf_counter() - start:.0f} s")
+    for s in sorted({1.0} | {split_probe(f)[1]["sharpness"] for _, _, f in variants}):
+        print(f"annotator of sharpness {s:g}: two of them agree on "
+              f"{annotator_agreement(pairs.gold_first, pairs.gold_second, s):.3f} of the training pairs")
     head = (f"{'variant':52s} {'params':>7s} {'acc':>6s} {'ceil':>6s} {'gap':>5s} {'gold-ord':>8s} "
             f"{'corr':>6s} {'train':>6s} {'s':>5s}")
     print(head)
