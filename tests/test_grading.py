@@ -172,6 +172,7 @@ def _points(row) -> dict[str, int]:
 needs_hidden = pytest.mark.skipif(not HAS_HIDDEN, reason="tests/hidden has no tests yet")
 
 
+@pytest.mark.slow   # grades a whole class of submissions end to end
 @needs_hidden
 def test_grader_exits_normally_with_a_row_per_submission(graded):
     proc = graded["proc"]
@@ -181,6 +182,7 @@ def test_grader_exits_normally_with_a_row_per_submission(graded):
     assert set(graded["rows"]) == expected
 
 
+@pytest.mark.slow   # grades a whole class of submissions end to end
 @needs_hidden
 def test_honest_copy_earns_every_exercise_that_has_hidden_tests(graded):
     """Every hidden test passes on solutions/ (the feedback counts them per exercise)."""
@@ -196,6 +198,7 @@ def test_honest_copy_earns_every_exercise_that_has_hidden_tests(graded):
     assert graded["rows"]["honest"]["status"] == "ok"
 
 
+@pytest.mark.slow   # grades a whole class of submissions end to end
 @needs_hidden
 @pytest.mark.parametrize("name", list(_hostile(Path("/nonexistent"))))
 def test_hostile_submission_gets_honest_points_and_zero_for_what_it_breaks(graded, name):
@@ -207,6 +210,7 @@ def test_hostile_submission_gets_honest_points_and_zero_for_what_it_breaks(grade
     assert int(graded["rows"][name]["total"]) == sum(want.values())
 
 
+@pytest.mark.slow   # grades a whole class of submissions end to end
 @needs_hidden
 def test_broken_and_unsolved_submissions(graded):
     rows = graded["rows"]
@@ -221,6 +225,7 @@ def test_broken_and_unsolved_submissions(graded):
     assert "**sft_loss** (0/2): not submitted" in feedback
 
 
+@pytest.mark.slow   # grades a whole class of submissions end to end
 @needs_hidden
 def test_nothing_was_written_by_a_submission(graded):
     tmp = graded["tmp"]
@@ -232,6 +237,7 @@ def test_nothing_was_written_by_a_submission(graded):
             assert "HACKED" not in path.read_text(errors="replace"), path
 
 
+@pytest.mark.slow   # grades a whole class of submissions end to end
 @needs_hidden
 def test_feedback_explains_each_failure_without_test_code(graded):
     feedback = graded["tmp"] / "grades" / "feedback"
