@@ -252,6 +252,8 @@ def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses
         metrics = {"history": result.history, "samples": result.samples, "stopped": result.stopped}
         if result.evals:                             # run.ppo.eval_every > 0
             metrics["evals"] = result.evals
+        if run.ppo.reward_norm is not None:
+            metrics["reward_norm"] = list(result.reward_norm)
         return result.policy, metrics, config_dict(run.ppo)
 
     if losses is not None:

@@ -55,8 +55,6 @@ from rlhf_lab.stages.rollout import PPOResult, Rollout, clipped_step, generate_r
 __all__ = ['PPOConfig', 'PPOLosses', 'adaptive_beta', 'score_rollout', 'ppo_update', 'ppo_step', 'build_networks', 'train_ppo']
 
 
-
-
 @dataclass(frozen=True)
 class PPOConfig:
     """Stage 3: PPO against a reward model with a KL penalty to the SFT reference."""
@@ -126,10 +124,19 @@ class PPOConfig:
     """Replies per prompt of each evaluation (typical 8-64)."""
     eval_seed: int = field(default=12_345, metadata=LATER)
     """Seed of the evaluation's sampling, the same at every checkpoint."""
+    reward_norm: str | None = field(default=None, metadata=LATER)
+    """None: the score r_φ enters the reward as it is. "center": minus its mean over a batch of
+    the reference's replies, drawn once before training; "whiten": also divided by their standard
+    deviation (Ziegler et al. 2019 normalise the reward model so on the reference's samples).
+    Why: the value head starts at zero, so with λ < 1 a positive mean score gives the last tokens
+    of every reply larger advantages than the first ones, and the policy first learns to stop
+    early, whatever the reward model prefers."""
     seed: int = 0
     """Seed of the prompt order, the sampling and the value head."""
 
     def __post_init__(self):
+        require(self.reward_norm in (None, "center", "whiten"), "reward_norm",
+                f"must be None, 'center' or 'whiten', got {self.reward_norm!r}")
         non_negative(self, "beta", "missing_eos_penalty", "vf_coef", "ptx_coef")
         positive(self, "iterations", "rollouts", "epochs", "minibatch_size", "lr", "critic_lr",
                  "temperature", "max_new_tokens", "kl_horizon", "max_grad_norm", "sample_every",
@@ -205,10 +212,23 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
 
+NORM_SEED = 7_919
+"""Offset of the seed that draws :func:`reward_normaliser`'s batch from the run's own streams."""
 
 
-
-
+@torch.no_grad()
+def reward_normaliser(policy, reference, critic, reward_model, tokenizer, cfg: PPOConfig) -> tuple[float, float]:
+    """Step 0 (``cfg.reward_norm``): the shift and scale of the score, (μ, σ) of r_φ over one
+    batch of the reference's replies (the policy before training is the reference), or (μ, 1)
+    with "center". Drawn from generators of its own, so the run's other random streams are
+    those of a run without it."""
+    rng = random.Random(cfg.seed + NORM_SEED)
+    prompts = [rng.choice(world.all_prompts()) for _ in range(cfg.rollouts)]
+    sampler = torch.Generator().manual_seed(cfg.seed + NORM_SEED)
+    rollout = generate_rollout(policy, tokenizer, prompts, cfg, sampler)
+    score_rollout(rollout, policy, reference, critic, reward_model, cfg)
+    mean, std = rollout.scores.mean().item(), rollout.scores.std().item()
+    return mean, (std if cfg.reward_norm == "whiten" else 1.0)
 
 
 def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: PPOConfig,
@@ -258,9 +278,10 @@ def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: 
 
 def ppo_step(rollout: Rollout, policy, reference, critic, reward_model, optimizers,
              cfg: PPOConfig, losses: PPOLosses, beta: float, generator,
-             ptx_text: PretrainingText | None = None) -> dict:
+             ptx_text: PretrainingText | None = None, reward_norm: tuple = (0.0, 1.0)) -> dict:
     """Steps 2-5 of one iteration on a generated rollout; returns the update's stats and the
-    seconds spent scoring (``t_score``) and updating (``t_update``)."""
+    seconds spent scoring (``t_score``) and updating (``t_update``). The reward is
+    (score − μ) / σ with ``reward_norm`` = (μ, σ) (:func:`reward_normaliser`)."""
     t0 = time.perf_counter()
     # 2. score: logp_old, logp_ref, values, reward
     score_rollout(rollout, policy, reference, critic, reward_model, cfg)
@@ -268,7 +289,9 @@ def ppo_step(rollout: Rollout, policy, reference, critic, reward_model, optimize
     t1 = time.perf_counter()
     with torch.no_grad():
         # 3. KL-shaped token rewards
-        rewards = losses.shaped_rewards(rollout.scores, rollout.logp_old, rollout.logp_ref, mask, beta)
+        shift, scale = reward_norm
+        rewards = losses.shaped_rewards((rollout.scores - shift) / scale, rollout.logp_old,
+                                        rollout.logp_ref, mask, beta)
         # 4. GAE, then whiten the advantages over the batch's response tokens
         adv, returns = losses.gae(rewards, rollout.values, mask, cfg.gamma, cfg.lam)
         adv = masked_whiten(adv, mask)
@@ -352,6 +375,10 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
             lm, reference, tokenizer, reward_model, cfg.eval_per_prompt, cfg.eval_seed,
             cfg.max_new_tokens)})
 
+    # 0. the score's shift and scale (none by default)
+    norm = (0.0, 1.0) if cfg.reward_norm is None else reward_normaliser(
+        policy, reference, critic, reward_model, tokenizer, cfg)
+    result.reward_norm = norm
     beta = cfg.beta
     for it in progress(range(cfg.iterations), desc=f"PPO β={cfg.beta:g}", leave=False):
         if cfg.eval_every and it % cfg.eval_every == 0:
@@ -365,7 +392,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
         # 2.-5. score, shape rewards, GAE, K epochs of updates
         try:
             stats = ppo_step(rollout, policy, reference, critic, reward_model, optimizers, cfg,
-                             losses, beta, generator, ptx_text)
+                             losses, beta, generator, ptx_text, norm)
         except FloatingPointError as err:
             lm.load_state_dict(last_good)
             result.stopped = f"stopped at iteration {it}: {err}; kept the policy of iteration {it - 1}"

@@ -59,9 +59,11 @@ def clipped_step(optimizer, loss, module, max_grad_norm: float) -> None:
 class PPOResult:
     """The trained policy (a plain causal LM), one metrics row per iteration, sample texts, why
     training stopped early (None if it ran to the end), and the checkpoint evaluations
-    (``cfg.eval_every``: one dict per checkpoint, ``iteration`` = iterations done before it)."""
+    (``cfg.eval_every``: one dict per checkpoint, ``iteration`` = iterations done before it), and
+    the (shift, scale) PPO applied to the score (``PPOConfig.reward_norm``)."""
     policy: torch.nn.Module
     history: list[dict] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)
     stopped: str | None = None
     evals: list[dict] = field(default_factory=list)
+    reward_norm: tuple = (0.0, 1.0)

@@ -15,8 +15,9 @@ here every PPO iteration is one point (its rollouts give KL, gold and proxy), an
 1. trains (or loads) the reward model on each number of pairs of the grid, in this process
    (by default with the summed head, which learned r* best, on the labels of a consistent
    annotator: ``rm_pooling``, ``rm_lr``, ``rm_sharpness``);
-2. trains (or loads) PPO at a small β against each of them, once per PPO seed — ordinary
-   pipeline artifacts (with ``rm_pooling``, ``rm_lr``, ``rm_sharpness`` and ``iterations`` None,
+2. trains (or loads) PPO at a small β against each of them, once per PPO seed, its score
+   whitened over the SFT policy's replies (``reward_norm``) — ordinary pipeline artifacts (with
+   ``rm_pooling``, ``rm_lr``, ``rm_sharpness``, ``reward_norm`` and ``iterations`` None,
    ``eval_every`` 0 and seed 0, the run on ``run.rm.n_pairs`` pairs is the pipeline's own) — a
    few at a time in worker processes;
 3. measures the SFT policy itself precisely (:func:`sft_baseline`: 256 replies per prompt,
@@ -90,9 +91,14 @@ class PPOGaoConfig:
     """The sharpness of the annotator who labels the proxies' pairs (``RewardConfig.sharpness``);
     None: ``run.rm.sharpness``. Gao et al. labelled with their gold reward model, without noise;
     2.5 is a labeller about as consistent as InstructGPT's (see docs/reward_model_diagnosis.md)."""
-    iterations: int | None = 80
+    reward_norm: str | None = "whiten"
+    """How every run shifts and scales its proxy's score (``PPOConfig.reward_norm``): "whiten"
+    puts each proxy in units of its own spread over the SFT policy's replies, so one β means the
+    same for all of them, and removes the dip that a positive mean score causes while the value
+    head learns (docs/reward_model_diagnosis.md, run 4); None: as ``run.ppo`` says."""
+    iterations: int | None = 60
     """PPO iterations of every run; None: ``run.ppo.iterations``. A better proxy holds longer:
-    its fall comes later in KL, so it needs more iterations to show than the pipeline's 60."""
+    its fall comes later in KL."""
     seeds: tuple = (0, 1, 2)
     """PPO seeds (the value head's initialisation, the rollouts and the minibatch order) run
     against every proxy; with two or more, ``seed_mean`` gives the mean checkpoint curve with its
@@ -106,6 +112,8 @@ class PPOGaoConfig:
                 and list(grid) == sorted(set(grid)), "pairs_grid",
                 f"must be a non-empty, strictly increasing tuple of ints > 0, got {grid!r}")
         positive(self, "beta")
+        require(self.reward_norm in (None, "center", "whiten"), "reward_norm",
+                f"must be None, 'center' or 'whiten', got {self.reward_norm!r}")
         require(self.rm_pooling is None or self.rm_pooling in models.POOLINGS, "rm_pooling",
                 f"must be None or one of {models.POOLINGS}, got {self.rm_pooling!r}")
         for name in ("rm_lr", "rm_sharpness"):
@@ -314,7 +322,8 @@ def ppo_gao_runs(run: RunConfig, cfg: PPOGaoConfig) -> list[RunConfig]:
     ``cfg.eval_every`` iterations."""
     rm = {k: v for k, v in (("pooling", cfg.rm_pooling), ("lr", cfg.rm_lr),
                             ("sharpness", cfg.rm_sharpness)) if v is not None}
-    ppo = {} if cfg.iterations is None else {"iterations": cfg.iterations}
+    ppo = {k: v for k, v in (("iterations", cfg.iterations), ("reward_norm", cfg.reward_norm))
+           if v is not None}
     return [run.with_rm(n_pairs=p, **rm).with_ppo(beta=cfg.beta, eval_every=cfg.eval_every,
                                                   eval_per_prompt=cfg.eval_per_prompt, seed=seed,
                                                   **ppo)

@@ -1,5 +1,7 @@
 """The PPO loop: config checks, rollout alignment, the controller, fault handling, smoke runs."""
 import dataclasses
+import random
+import types
 
 import pytest
 import torch
@@ -12,8 +14,11 @@ from rlhf_lab.pipeline import runs
 from rlhf_lab.stages.ppo import (
     PPOConfig,
     PPOLosses,
+    NORM_SEED,
     adaptive_beta,
+    build_networks,
     generate_rollout,
+    reward_normaliser,
     score_rollout,
     train_ppo,
 )
@@ -23,7 +28,8 @@ from rlhf_lab.stages.ppo import (
                                          ("gamma", 1.5), ("lam", -0.1), ("rollouts", 0),
                                          ("critic", "twin"), ("reward", "human"), ("kl_target", -1.0),
                                          ("minibatch_size", 48), ("eval_every", -1),
-                                         ("eval_per_prompt", 0), ("eval_seed", 1.5)])
+                                         ("eval_per_prompt", 0), ("eval_seed", 1.5),
+                                         ("reward_norm", "zscore")])
 def test_bad_config_raises_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}"):
         PPOConfig(**{field: value})
@@ -116,6 +122,54 @@ def test_checkpoint_evaluations_leave_training_unchanged(fast_ppo, trained):
     assert first == {"iteration": 0, **evaluate_policy(sft, sft, reward_model=rm, n_per_prompt=2,
                                                        seed=12_345, max_new_tokens=fast_ppo["max_new_tokens"])}
     assert checked.evals[-1]["kl"] > 0
+
+
+class _Shifted(torch.nn.Module):
+    """A reward model whose every score is ``shift`` higher."""
+    def __init__(self, rm, shift: float):
+        super().__init__()
+        self.rm, self.shift = rm, shift
+
+    def forward(self, **inputs):
+        return types.SimpleNamespace(logits=self.rm(**inputs).logits + self.shift)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["center", "whiten"])
+def test_reward_normaliser_is_the_mean_and_spread_of_one_reference_batch(fast_ppo, trained, tok, how):
+    """(μ, σ) are the mean and standard deviation of the scores of cfg.rollouts SFT replies drawn
+    with the seed cfg.seed + NORM_SEED; "center" keeps the scale at 1."""
+    sft, rm, _ = trained
+    cfg = PPOConfig(**fast_ppo, reward_norm=how)
+    policy, _, critic, reference, rm, _ = build_networks(cfg, sft, rm)
+    shift, scale = reward_normaliser(policy, reference, critic, rm, tok, cfg)
+    rng = random.Random(cfg.seed + NORM_SEED)
+    prompts = [rng.choice(world.all_prompts()) for _ in range(cfg.rollouts)]
+    rollout = generate_rollout(policy, tok, prompts, cfg, torch.Generator().manual_seed(cfg.seed + NORM_SEED))
+    with torch.no_grad():
+        scores = models.reward_scores(rm, rollout.input_ids, rollout.attention_mask,
+                                      rollout.input_ids.shape[1] - rollout.response_mask.shape[1])
+    assert shift == pytest.approx(scores.mean().item(), abs=1e-6)
+    assert scale == (pytest.approx(scores.std().item(), abs=1e-6) if how == "whiten" else 1.0)
+
+
+@pytest.mark.slow
+def test_a_centred_score_ignores_a_constant_added_to_the_reward_model(fast_ppo, trained):
+    """With reward_norm="center" the policy sees r_φ − μ, so a reward model that scores every
+    reply 5 higher trains the same policy; without it the run differs (the constant changes the
+    advantages through the value head, which starts at zero)."""
+    sft, rm, _ = trained
+    gap = lambda x, y: max((p - q).abs().max().item()
+                           for p, q in zip(x.policy.state_dict().values(), y.policy.state_dict().values()))
+    cfg = PPOConfig(**fast_ppo, reward_norm="center")
+    a, b = train_ppo(cfg, sft, rm), train_ppo(cfg, sft, _Shifted(rm, 5.0))
+    assert b.reward_norm[0] == pytest.approx(a.reward_norm[0] + 5.0, abs=1e-4)
+    assert [h["kl"] for h in b.history] == pytest.approx([h["kl"] for h in a.history], abs=1e-5)
+    assert gap(a, b) < 1e-4            # float rounding, which Adam's first steps amplify
+    plain = dataclasses.replace(cfg, reward_norm=None)
+    c, d = train_ppo(plain, sft, rm), train_ppo(plain, sft, _Shifted(rm, 5.0))
+    assert c.reward_norm == (0.0, 1.0)
+    assert gap(c, d) > 1e-4 and d.history[-1]["kl"] != pytest.approx(c.history[-1]["kl"], rel=0.1)
 
 
 @pytest.mark.slow
