@@ -15,7 +15,7 @@ from rlhf_lab.course.plots import common as common_plots
 from rlhf_lab.course.plots import overoptimisation as overoptimisation_plots
 from rlhf_lab.course.plots import ppo as ppo_plots
 from rlhf_lab.course.plots import reward_model as reward_model_plots
-from rlhf_lab.course.report_hacks import hack_section
+from rlhf_lab.course.report_hacks import gao_stage_line, hack_section
 from rlhf_lab.equations import enumerable_space
 from rlhf_lab.equations.overopt_math import fit_rl
 from rlhf_lab.lm.models import count_parameters
@@ -299,6 +299,8 @@ def ppo_gao_section(run: RunConfig, out: Path, ppo_beta: float, record: dict | N
                          f"final {mean['final']['gold_gain']:+.3f} ± {mean['final']['gold_se']:.3f} at KL "
                          f"{mean['final']['kl']:.2f}, fall {mean['fall']:+.3f} ± {mean['fall_se']:.3f}; "
                          f"{_rl_shape(mean['fit'])}")
+        if p.get("stages"):
+            lines.append(gao_stage_line(p["stages"]))
     means = [p["seed_mean"] for p in gao["proxies"] if p.get("seed_mean")]
     if len(means) == len(gao["proxies"]) and means[0]["seeds"] > 1:
         lines += ["", "Gao et al.'s ordering (a larger proxy peaks higher and later), seed means of "

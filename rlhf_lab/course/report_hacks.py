@@ -6,7 +6,7 @@ from rlhf_lab.lm.evaluation import evaluate_policy
 from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo, load_or_train_rm, load_or_train_sft
 from rlhf_lab.studies import hack, sweep
 
-__all__ = ["hack_rows", "hack_section"]
+__all__ = ["hack_rows", "hack_section", "gao_stage_line"]
 
 N_PER_PROMPT = 16        # 768 replies per policy, the same seed for every policy
 
@@ -50,3 +50,11 @@ def hack_section(run: RunConfig, betas, careful: sweep.SweepConfig, record: dict
     lines += [f"| {r['beta']:g} | {r['kl']:.2f} | {r['proxy_change']:+.3f} | {r['gold_change']:+.3f} "
               f"| {word(r['exploit'])} | {word(r['gain'])} |" for r in rows]
     return lines
+
+
+def gao_stage_line(stages: dict) -> str:
+    """One line of the PPO Gao section: the gold part that rose most up to a proxy's seed-mean
+    peak, and the one that fell most after it (:func:`rlhf_lab.studies.hack.stage_changes`)."""
+    word = lambda d: "no part" if d["part"] is None else f"{d['part']} ({d['change']:+.2f})"
+    return (f"  - the gold's parts, seed means: on the way up {word(stages['rise_gain'])} rose most; "
+            f"after the peak {word(stages['fall_exploit'])} fell most (the exploit)")

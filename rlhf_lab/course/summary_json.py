@@ -84,6 +84,8 @@ def ppo_gao_rows(gao: dict, params: dict[int, int]) -> list[dict]:
                     "peak_kl": float(src["peak"]["kl"]), "final_gain": float(src["final"]["gold_gain"]),
                     "final_kl": float(src["final"]["kl"]), "fall": float(src["fall"]),
                     "fall_se": se("fall_se"),
+                    "rose_most": (p.get("stages") or {}).get("rise_gain"),
+                    "fell_most": (p.get("stages") or {}).get("fall_exploit"),
                     "reward_model": {k: float(v) for k, v in p.get("reward_model", {}).items()}})
     return out
 

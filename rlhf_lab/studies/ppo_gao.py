@@ -24,7 +24,9 @@ here every PPO iteration is one point (its rollouts give KL, gold and proxy), an
    scored by the gold utility and by every proxy): the zero of every gain;
 4. per proxy: the gains along training (:func:`gain_curve`), the R_RL fit (:func:`fit_curve`),
    the observed gold peak, its mean over a few iterations and the final gain
-   (:func:`observed_peak`, :func:`smoothed_peak`); the same for the checkpoints
+   (:func:`observed_peak`, :func:`smoothed_peak`); the gold parts that rose up to the seed-mean
+   peak and those that fell after it (``stages``, :func:`rlhf_lab.studies.hack.stage_changes`);
+   the same for the checkpoints
    (``checkpoints``).
 
 Why checkpoints: a rollout batch is 256 replies to prompts drawn at random, so its gold mean
@@ -55,6 +57,7 @@ from rlhf_lab.equations.overopt_math import fit_rl
 from rlhf_lab.lm import models
 from rlhf_lab.pipeline.pool import load_or_sample_pool, score_pool
 from rlhf_lab.pipeline.runs import RunConfig, load_or_train_ppo, load_or_train_rm, stage_keys, train_runs
+from rlhf_lab.studies import hack
 
 __all__ = ["PPOGaoConfig", "gain_curve", "fit_curve", "observed_peak", "smoothed_peak", "proxy_summary",
            "seed_mean_curve", "peak_ordering", "sft_baseline", "ppo_gao_runs", "ppo_gao_study"]
@@ -384,10 +387,12 @@ def _summarise(cfg: PPOGaoConfig, runs: list[RunConfig], key: str, root) -> dict
         baseline = {"gold": base["gold"], "proxy": proxy0}
         first = ppos[0]                     # the first seed's run, in full
         evals = [ppo.metrics.get("evals") for ppo in ppos]
+        mean = seed_mean_curve([gain_curve(e) for e in evals]) if all(evals) else None
         proxies.append({**proxy_summary(p, first.metrics["history"], rm.metrics, baseline, cfg.smooth,
                                         evals[0]),
-                        "seed_mean": seed_mean_curve([gain_curve(e) for e in evals])
-                        if all(evals) else None,
+                        "seed_mean": mean,
+                        "stages": None if mean is None else hack.stage_changes(
+                            evals, mean["curve"]["iteration"].index(mean["peak"]["iteration"])),
                         "params": models.count_parameters(rm.model),
                         "ppo_key": first.key, "ppo_keys": [ppo.key for ppo in ppos], "rm_key": rm.key})
     return {"config": config_dict(cfg), "key": key, "baseline": base,

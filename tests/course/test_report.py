@@ -43,6 +43,7 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
     assert "R_RL(d)" in text and "mean_minus_std" in text and "held-out RM" in text
     assert text.count("  - checkpoints (768 replies every 2 iterations") == 2      # one per proxy
     assert text.count("  - mean of 2 PPO seeds") == 2 and "128 → 256 pairs: peak gain" in text
+    assert text.count("  - the gold's parts, seed means: on the way up") == 2
     assert "| dpo |" in text and "| grpo |" in text and "Iterative RLHF" in text
     assert "arm missing_rule" in text and "judge constitution" in text
     assert "| 128, mean of 2 seeds |" in text and "| 256, mean of 2 seeds |" in text
@@ -52,6 +53,7 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
     assert [r["pairs"] for r in record["bon"]] == [128, 256] and all(r["seeds"] == 2 for r in record["bon"])
     assert [r["pairs"] for r in record["ppo_gao"]] == [128, 256]
     assert all(r["seeds"] == 2 and r["peak_gain_se"] is not None for r in record["ppo_gao"])
+    assert all({"rose_most", "fell_most"} <= set(r) for r in record["ppo_gao"])
     assert {r["beta"] for r in record["sweep"]} == {0.3, 0.01}
     assert set(record["ensembles"]["aggregates"]) == {"mean", "min", "mean_minus_std"}
     assert isinstance(record["oracle_ppo_gain"], float)

@@ -48,8 +48,12 @@ def test_ppo_gao_rows_prefer_checkpoints_and_sweep_rows_keep_trust():
     assert (b["source"], b["peak_gain"], b["params"], b["peak_gain_se"]) == ("batches", 0.2, None, None)
     seeded = {**gao["proxies"][0], "seed_mean": {
         "seeds": 3, "peak": {**point(0.3, 2.0), "gold_se": 0.04}, "final": {**point(-0.1, 9.0), "gold_se": 0.05},
-        "fall": -0.4, "fall_se": 0.06}}
+        "fall": -0.4, "fall_se": 0.06},
+        "stages": {"rise_gain": {"part": "task_quality", "change": 0.3},
+                   "fall_exploit": {"part": "grammar", "change": -0.9}}}
     c, = summary_json.ppo_gao_rows({"proxies": [seeded]}, {4000: 10})
+    assert c["rose_most"] == {"part": "task_quality", "change": 0.3} and a["rose_most"] is None
+    assert c["fell_most"] == {"part": "grammar", "change": -0.9} and a["fell_most"] is None
     assert (c["seeds"], c["peak_gain"], c["peak_gain_se"], c["peak_kl"]) == (3, 0.3, 0.04, 2.0)
     assert (c["final_gain"], c["fall"], c["fall_se"], c["source"]) == (-0.1, -0.4, 0.06, "checkpoints")
     rows = summary_json.sweep_rows({"rows": [{"beta": 1, "ratio": 0.98, "gain_fraction": 0.7,

@@ -164,7 +164,8 @@ def test_seed_mean_curve_refuses_misaligned_or_no_curves():
                                          (dict(rm_pooling="max"), "rm_pooling"), (dict(rm_lr=0.0), "rm_lr"),
                                          (dict(iterations=0), "iterations"),
                                          (dict(iterations=2.5), "iterations"),
-                                         (dict(rm_sharpness=0), "rm_sharpness")])
+                                         (dict(rm_sharpness=0), "rm_sharpness"),
+                                         (dict(reward_norm="zscore"), "reward_norm")])
 def test_bad_config_names_the_field(small_config, kwargs, name):
     with pytest.raises(ValueError, match=name):
         PPOGaoConfig(**kwargs)
@@ -193,15 +194,16 @@ def test_runs_cover_every_proxy_and_seed_with_the_study_settings(small_config):
     cfg = PPOGaoConfig(pairs_grid=(128, 256), beta=0.02, seeds=(0, 5), iterations=7, rm_lr=2e-3)
     out = ppo_gao_runs(small_config, cfg)
     assert [(r.rm.n_pairs, r.ppo.seed) for r in out] == [(128, 0), (128, 5), (256, 0), (256, 5)]
-    assert {(r.rm.pooling, r.rm.lr, r.ppo.iterations, r.ppo.beta, r.ppo.eval_every) for r in out} == {
-        ("sum", 2e-3, 7, 0.02, cfg.eval_every)}
+    assert {(r.rm.pooling, r.rm.lr, r.ppo.iterations, r.ppo.beta, r.ppo.eval_every, r.ppo.reward_norm)
+            for r in out} == {("sum", 2e-3, 7, 0.02, cfg.eval_every, "whiten")}
     own = ppo_gao_runs(small_config, PPOGaoConfig(pairs_grid=(128,), rm_pooling=None, rm_lr=None,
-                                                  iterations=None, seeds=(0,)))[0]
-    assert (own.rm.pooling, own.rm.lr, own.ppo.iterations) == (
-        small_config.rm.pooling, small_config.rm.lr, small_config.ppo.iterations)
+                                                  reward_norm=None, iterations=None, seeds=(0,)))[0]
+    assert (own.rm.pooling, own.rm.lr, own.ppo.iterations, own.ppo.reward_norm) == (
+        small_config.rm.pooling, small_config.rm.lr, small_config.ppo.iterations, None)
 
 
-PIPELINE_OWN = dict(rm_pooling=None, rm_lr=None, rm_sharpness=None, iterations=None, eval_every=2)
+PIPELINE_OWN = dict(rm_pooling=None, rm_lr=None, rm_sharpness=None, reward_norm=None, iterations=None,
+                    eval_every=2)
 """The study on the run's own reward models and PPO length: its seed-0 runs are the pipeline's."""
 
 
@@ -220,8 +222,8 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     assert study["config"] == {"stage": "PPOGaoConfig", "pairs_grid": [128, 256], "beta": 0.05,
                                "baseline_per_prompt": 8, "baseline_seed": 31_000, "smooth": 5,
                                "eval_every": 2, "eval_per_prompt": 2, "rm_pooling": None,
-                               "rm_lr": None, "rm_sharpness": None, "iterations": None,
-                               "seeds": [0, 1]}
+                               "rm_lr": None, "rm_sharpness": None, "reward_norm": None,
+                               "iterations": None, "seeds": [0, 1]}
     assert [p["n_pairs"] for p in study["proxies"]] == [128, 256]
     assert all(p["seconds"] > 0 for p in study["proxies"])               # trained here
     # the 256-pair proxy is SMALL's own RM: its PPO run is the pipeline's artifact at that β,
@@ -260,6 +262,11 @@ def test_smoke_study_shares_the_pipeline_runs_and_is_cached(tiny_study):
     mean = p256["seed_mean"]
     assert mean["seeds"] == 2 and mean["curve"]["gold_gain"] == pytest.approx(gains.mean(0).tolist())
     assert mean["curve"]["gold_se"] == pytest.approx((gains.std(0, ddof=1) / math.sqrt(2)).tolist())
+    # the gold's parts add up to the gold: the rise and fall over all parts are the seed-mean
+    # curve's gain at its peak and its fall after it
+    stages = p256["stages"]
+    assert sum(stages["rise"].values()) == pytest.approx(mean["peak"]["gold_gain"], abs=1e-9)
+    assert sum(stages["fall"].values()) == pytest.approx(mean["fall"], abs=1e-9)
     for p in study["proxies"]:
         curve = p["curve"]
         assert len(curve["iteration"]) == 4 and all(d >= 0 for d in curve["d"])
