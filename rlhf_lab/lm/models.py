@@ -309,8 +309,11 @@ def reward_scores(rm, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     - ``"mean"``: the same, averaged over the reply's tokens.
 
     A model without a ``config`` (any module that returns ``logits`` of shape (B, 1)) is read at
-    the last token.
+    the last token; a model with a ``reward_scores`` method of its own (an ensemble,
+    :class:`rlhf_lab.lm.ensemble.RewardEnsemble`) is asked for its scores.
     """
+    if hasattr(rm, "reward_scores"):
+        return rm.reward_scores(input_ids, attention_mask, prompt_len)
     pooling = getattr(getattr(rm, "config", None), "reward_pooling", "last")   # no config: "last"
     if pooling == "last":
         return forward_logits(rm, input_ids, attention_mask)[:, 0]

@@ -1,6 +1,7 @@
 """Stage 3: KL-regularised PPO against a reward model — one flat loop.
 
-Per iteration (the lecture's pseudocode, one named function per step)::
+Per iteration (the lecture's pseudocode, one named function per step; before the first, step 0
+optionally centres the score, ``reward_norm``)::
 
     1. generate   y ~ pi_theta(. | x) for a batch of prompts            (KV cache, no grad)
     2. score      logp_old, logp_ref, values V(s_t), r_phi(x, y)        (forwards, no grad)
@@ -13,15 +14,12 @@ The four networks of the lecture: the policy pi_theta (trained), the reference p
 SFT model), the reward model r_phi (frozen) and the critic V (trained). By default the critic is a
 value head on the policy's trunk (``critic="head"``, as in the value-head models of TRL): three
 networks, and cheaper per iteration than ``critic="separate"``, InstructGPT's separate critic
-network initialised from the RM (the fourth network).
-Every equation is a parameter of :func:`train_ppo` (``losses=PPOLosses(...)``), so a student's
-version can drive the real training.
+network initialised from the RM (the fourth network). Every equation is a parameter of
+:func:`train_ppo` (``losses=PPOLosses(...)``), so a student's version can drive the training.
 
-PPO-ptx (Ouyang et al. 2022, InstructGPT eq. 2): with ``ptx_coef`` = γ > 0 each policy step also
-reads a batch of pretraining text (the world's web corpus, drawn with a seed the base model never
-saw) and adds γ times its next-token NLL to the policy loss, to pay less alignment tax
-(:mod:`rlhf_lab.studies.alignment_tax`). With γ = 0 the pretraining text is never built and the loop is
-plain PPO, number for number.
+PPO-ptx (InstructGPT eq. 2): with ``ptx_coef`` = γ > 0 each policy step adds γ times the NLL of a
+batch of web text (drawn with a seed the base model never saw), to pay less alignment tax
+(:mod:`rlhf_lab.studies.alignment_tax`); with γ = 0 the loop is plain PPO, number for number.
 """
 from __future__ import annotations
 
@@ -125,12 +123,10 @@ class PPOConfig:
     eval_seed: int = field(default=12_345, metadata=LATER)
     """Seed of the evaluation's sampling, the same at every checkpoint."""
     reward_norm: str | None = field(default=None, metadata=LATER)
-    """None: the score r_φ enters the reward as it is. "center": minus its mean over a batch of
-    the reference's replies, drawn once before training; "whiten": also divided by their standard
-    deviation (Ziegler et al. 2019 normalise the reward model so on the reference's samples).
-    Why: the value head starts at zero, so with λ < 1 a positive mean score gives the last tokens
-    of every reply larger advantages than the first ones, and the policy first learns to stop
-    early, whatever the reward model prefers."""
+    """None: the score r_φ as it is; "center": minus its mean over one batch of the reference's
+    replies (:func:`reward_normaliser`); "whiten": also over their std (Ziegler et al. 2019).
+    Why: with a value head that starts at zero and λ < 1, a positive mean score gives the last
+    tokens of a reply larger advantages than the first: the policy first learns to stop early."""
     seed: int = 0
     """Seed of the prompt order, the sampling and the value head."""
 
@@ -212,16 +208,14 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
 
 
-NORM_SEED = 7_919
-"""Offset of the seed that draws :func:`reward_normaliser`'s batch from the run's own streams."""
+NORM_SEED = 7_919          # offset of the seed of reward_normaliser's batch
 
 
 @torch.no_grad()
 def reward_normaliser(policy, reference, critic, reward_model, tokenizer, cfg: PPOConfig) -> tuple[float, float]:
-    """Step 0 (``cfg.reward_norm``): the shift and scale of the score, (μ, σ) of r_φ over one
-    batch of the reference's replies (the policy before training is the reference), or (μ, 1)
-    with "center". Drawn from generators of its own, so the run's other random streams are
-    those of a run without it."""
+    """Step 0 (``cfg.reward_norm``): (μ, σ) of r_φ over one batch of the untrained policy's (the
+    reference's) replies, or (μ, 1) with "center"; drawn from generators of its own, so the run's
+    other random streams stay those of a run without it."""
     rng = random.Random(cfg.seed + NORM_SEED)
     prompts = [rng.choice(world.all_prompts()) for _ in range(cfg.rollouts)]
     sampler = torch.Generator().manual_seed(cfg.seed + NORM_SEED)
