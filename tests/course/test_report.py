@@ -78,7 +78,7 @@ def test_pipeline_command_refuses_no_gao_seeds(capsys):
 
 
 def test_gao_goals_say_met_or_not_from_the_numbers():
-    from rlhf_lab.course.report import _gao_goals
+    from rlhf_lab.course.report_gao import _gao_goals
     best = {"peak": {"gold_gain": 0.35, "gold_se": 0.05}, "fall": -0.25, "fall_se": 0.1}
     lines = _gao_goals(best, 64000, oracle=0.6)
     assert "+0.350 ± 0.050, at least +0.3 and half the oracle's gain (+0.300): met" in lines[3]
@@ -87,3 +87,9 @@ def test_gao_goals_say_met_or_not_from_the_numbers():
     low = _gao_goals({**best, "peak": {"gold_gain": 0.35, "gold_se": 0.2}}, 64000, oracle=0.8)
     assert low[3].endswith("NOT met") and low[4].endswith("NOT met")      # 0.35 < 0.8 / 2; z < 2
     assert "oracle" not in _gao_goals(best, 64000, oracle=None)[3]
+    assert len(lines) == 6                                    # without orderings, no ordering line
+    orders = [{"z": 4.2, "kl_diff": 3.8}, {"z": 1.5, "kl_diff": 0.4}]
+    assert _gao_goals(best, 64000, 0.6, orders)[6] == (
+        "- each larger proxy peaks higher by two standard errors (z = +4.2, +1.5): NOT met; "
+        "and later (peak KL +3.80, +0.40): met")
+    assert _gao_goals(best, 64000, 0.6, orders[:1])[6].endswith("(z = +4.2): met; and later (peak KL +3.80): met")
