@@ -136,6 +136,7 @@ def train_kwise(cfg, trunk, sft, tok, k: int, sharpness: float = 1.0):
     """A reward model on ``cfg.n_pairs`` K-wise comparisons: ``n_pairs // C(k, 2)`` prompts, ``k``
     SFT replies each, all pairs labelled; the loss is the mean Bradley-Terry loss over a step's
     pairs, and each reply is scored once per step. About 64 comparisons per step."""
+    from rlhf_lab.stages.reward_model import learning_rate
     import itertools
     import random
 
@@ -172,8 +173,7 @@ def train_kwise(cfg, trunk, sft, tok, k: int, sharpness: float = 1.0):
             idx = perm[s * per_step:(s + 1) * per_step]
             step = epoch * steps + s
             for group in opt.param_groups:
-                group["lr"] = (cfg.lr * min(1.0, (step + 1) / 20)
-                               * 0.5 * (1.0 + math.cos(math.pi * step / total)))
+                group["lr"] = learning_rate(cfg.lr, step, total)
             b = rows.rows((idx[:, None] * k + torch.arange(k)).reshape(-1))
             r = models.reward_scores(rm, b.input_ids, b.attention_mask, b.prompt_len).view(len(idx), k)
             wins = i_wins[idx]
@@ -202,6 +202,7 @@ def relabel(data, annotator: str, seed: int):
 
 def regress_gold(cfg, sft, tok, data):
     """A reward model fitted to r* itself (least squares on both replies of every pair)."""
+    from rlhf_lab.stages.reward_model import learning_rate
     import torch
 
     from rlhf_lab.lm import models
@@ -221,8 +222,7 @@ def regress_gold(cfg, sft, tok, data):
             idx = perm[i * size:(i + 1) * size]
             step = epoch * steps + i
             for group in opt.param_groups:
-                group["lr"] = (cfg.lr * min(1.0, (step + 1) / 20)
-                               * 0.5 * (1.0 + math.cos(math.pi * step / (cfg.epochs * steps))))
+                group["lr"] = learning_rate(cfg.lr, step, cfg.epochs * steps)
             b = rows.rows(idx)
             pred = models.reward_scores(rm, b.input_ids, b.attention_mask, b.prompt_len)
             loss = torch.nn.functional.mse_loss(pred, gold[idx])

@@ -25,7 +25,7 @@ from rlhf_lab.lm import models
 from rlhf_lab.lm.generation import sample_texts
 from rlhf_lab.lm.sequences import encode_pairs
 
-__all__ = ["RewardConfig", "PreferenceData", "sample_preferences", "score_texts", "train_reward_model",
+__all__ = ["learning_rate", "RewardConfig", "PreferenceData", "sample_preferences", "score_texts", "train_reward_model",
            "evaluate_reward_model", "calibration_table"]
 
 
@@ -132,6 +132,18 @@ def score_texts(rm, tokenizer, prompts, texts, max_response_len: int = 24,
     return torch.cat(scores)
 
 
+def learning_rate(peak: float, step: int, total: int) -> float:
+    """The reward model's schedule at ``step`` of ``total``: a linear warm-up over the first 20
+    steps, times a cosine decay from ``peak`` to 0.
+
+        lr(t) = peak · min(1, (t + 1) / 20) · (1 + cos(π t / total)) / 2
+
+    >>> learning_rate(1e-3, 0, 100), learning_rate(1e-3, 19, 100), learning_rate(1e-3, 50, 100)
+    (5e-05, 0.0009135402871372809, 0.0005)
+    """
+    return peak * min(1.0, (step + 1) / 20) * 0.5 * (1.0 + math.cos(math.pi * step / total))
+
+
 def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bradley_terry_loss,
                        data: PreferenceData | None = None):
     """Stage 2. Returns (reward model, metrics). ``data`` defaults to ``cfg.n_pairs`` fresh pairs
@@ -159,8 +171,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
             both = pairs.rows(torch.cat([idx, idx + n])).to(device)    # 2B rows: chosen, then rejected
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
-                group["lr"] = (cfg.lr * min(1.0, (step + 1) / 20)
-                               * 0.5 * (1.0 + math.cos(math.pi * step / total_steps)))
+                group["lr"] = learning_rate(cfg.lr, step, total_steps)
             r_chosen, r_rejected = _rewards(rm, both).split(len(idx))
             loss, stats = as_loss_and_stats(loss_fn(r_chosen, r_rejected))
             if not torch.isfinite(loss):

@@ -1,4 +1,6 @@
 """The reward model's options: how its head is read (pooling), the annotator, the recipe."""
+import math
+
 import pytest
 import torch
 
@@ -97,3 +99,11 @@ def test_training_with_the_options_is_deterministic_and_reports_the_size(policy,
     assert metrics["params"] == models.count_parameters(rm_a) and metrics["n_pairs"] == 64
     assert rm_a.config.reward_pooling == "sum"
     assert torch.equal(score_texts(rm_a, tok, PROMPTS, REPLIES), score_texts(rm_b, tok, PROMPTS, REPLIES))
+
+
+def test_learning_rate_warms_up_over_20_steps_then_decays_to_zero():
+    from rlhf_lab.stages.reward_model import learning_rate
+    assert learning_rate(1e-3, 0, 100) == pytest.approx(1e-3 / 20 * 1.0, rel=1e-12)    # cos(0) = 1
+    assert learning_rate(1e-3, 50, 100) == pytest.approx(1e-3 * 0.5, rel=1e-12)        # half way
+    assert learning_rate(1e-3, 100, 100) == pytest.approx(0.0, abs=1e-18)
+    assert learning_rate(1e-3, 9, 100) == pytest.approx(1e-3 * 0.5 * 0.5 * (1 + math.cos(math.pi * 0.09)))
