@@ -76,9 +76,11 @@ def follow_workers(futures: list, queue, desc: str, **options) -> int:
     every future is done; return the number of steps. A worker's error is raised as soon as it is
     known. ``options`` go to tqdm.
 
-    The bar counts steps (every worker's loops together) and says how many calls are done. It is
-    redrawn once a second even when no step ends, so that its clock shows the cell is alive."""
-    bar = tqdm(total=None, desc=desc, unit=" steps", mininterval=MIN_INTERVAL_S, **options)
+    The bar counts steps (every worker's loops together; their number is not known in advance)
+    and says how many calls are done. It is redrawn once a second even when no step ends, so that
+    its clock shows the cell is alive."""
+    bar = tqdm(total=None, desc=desc, unit="step", mininterval=MIN_INTERVAL_S,
+               bar_format="{desc}: {n_fmt} steps [{elapsed}, {rate_fmt}{postfix}]", **options)
     pending = set(futures)
     try:
         while pending:

@@ -44,7 +44,7 @@ def _follow(calls, **options) -> tuple[int, str]:
 def test_one_bar_counts_every_step_of_every_worker_and_the_calls_done():
     counted, text = _follow([(30, 0.05, 0), (50, 0.01, 0), (70, 0, 0)])
     assert counted == 150
-    assert "runs: 150 steps" in text and "3/3 done" in text, text
+    assert "runs: 150 steps [" in text and "3/3 done]" in text, text
 
 
 def test_the_bar_is_redrawn_while_no_step_ends_so_its_clock_moves():
