@@ -194,3 +194,19 @@ def test_a_run_whose_functions_all_fell_back_is_cached_as_the_reference_run_too(
         assert run("ppo", [pluggable(stub, reference, "f"), pluggable(written, reference, "g")]) == 35
     assert run("rm", [pluggable(written, reference, "g")]) == 21
     assert not is_cached("ppo", "key", tmp_path) and not is_cached("rm", "key", tmp_path)
+
+
+@pytest.mark.slow
+def test_an_unwritten_sft_loss_trains_the_run_the_next_notebook_loads(small_config, tmp_path,
+                                                                      monkeypatch):
+    """#26: notebook 01 with `sft_loss` still a stub, then notebook 02 asking for the SFT model."""
+    from rlhf_lab.core.plug import FallbackWarning
+
+    def sft_loss(logits, input_ids, response_mask):
+        raise NotImplementedError
+
+    with pytest.warns(FallbackWarning):
+        mine = runs.load_or_train_sft(small_config, root=tmp_path, loss_fn=sft_loss)
+    monkeypatch.setattr(runs, "train_sft", lambda *a, **k: pytest.fail("SFT trained again"))
+    reference = runs.load_or_train_sft(small_config, root=tmp_path)
+    assert reference.metrics == mine.metrics and "custom" not in reference.path.name
