@@ -12,8 +12,8 @@ screenshot of it. It passes if the bar's step count and clock both advance while
 the screenshots of the bar differ, and once the cell is done it holds no stderr box (before #26
 the workers' text bars came out raw in a pink stderr box and the bar sat at 0/11, 00:00).
 
-``--upstream-from`` copies the base, SFT and reward-model artifacts from a cache into the new one,
-which saves the minute that cell spends training them before the workers start. Screenshots go to
+``--upstream-from`` copies the default run's base, SFT and reward-model artifacts from a cache into
+the new one, which saves the minute that cell spends training them before the workers start. Screenshots go to
 ``browser_check/`` (not committed). It takes the cell's time from an empty cache (3–5 minutes on
 2 cores, docs/benchmarks.md). Not part of the test suite: it needs a browser, which CI does not
 install (docs/lab_notes.md, "Browser checks").
@@ -39,11 +39,15 @@ STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]
 
 
 def new_cache(upstream_from: str | None) -> str:
-    """An empty cache folder, or one holding only the base, SFT and RM artifacts of another."""
+    """An empty cache folder, or one holding only the default run's base, SFT and RM artifacts,
+    copied from another cache."""
+    from rlhf_lab.pipeline.runs import RunConfig, stage_keys
     cache = tempfile.mkdtemp(prefix="rlhf-lab-cache-")
     if upstream_from:
-        for folder in Path(upstream_from).expanduser().iterdir():
-            if re.fullmatch(r"(base|sft|rm)-[0-9a-f]+", folder.name):
+        keys = stage_keys(RunConfig())
+        for stage in ("base", "sft", "rm"):
+            folder = Path(upstream_from).expanduser() / f"{stage}-{keys[stage]}"
+            if folder.is_dir():
                 shutil.copytree(folder, Path(cache) / folder.name)
     return cache
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 from matplotlib.patches import Rectangle
 
 from rlhf_lab.course.plots.common import COLORS, LEGEND_FONTSIZE, ramp

@@ -208,8 +208,8 @@ def ppo_gao_curves(study: dict):
         styles.append(Line2D([], [], color="k", marker="o", ms=2, alpha=0.3, lw=0,
                              label="gold, each rollout batch"))
     beside = zoom if checkpoints else ax                          # beside the curves, not on them
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=LEGEND_FONTSIZE,
-              loc="upper left", bbox_to_anchor=(1.02, 1.0), bbox_transform=beside.transAxes)
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False,
+              fontsize=LEGEND_FONTSIZE, loc="upper left", bbox_to_anchor=(1.02, 1.0), bbox_transform=beside.transAxes)
     ax.set(title=f"PPO at β = {study['config']['beta']:g} against proxies of each size",
            xlabel="d = sqrt(KL(π‖π_ref))",
            ylabel="gain over the SFT policy" + ("" if study.get("baseline") else " (iteration 0)"))
@@ -259,7 +259,7 @@ def ppo_gao_seed_curves(study: dict):
               Patch(color="k", alpha=0.2, label="±2 standard errors"),
               Line2D([], [], color="k", lw=1.1, ls="--", alpha=0.5, label="proxy gain"),
               Line2D([], [], color="w", marker="*", ms=12, mfc="#777777", mec="k", label="gold peak")]
-    whole.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=LEGEND_FONTSIZE,
-                 loc="lower left")                    # below the curves' start, off the fall
+    whole.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False,
+                 fontsize=LEGEND_FONTSIZE, loc="lower left")                    # below the curves' start, off the fall
     fig.tight_layout()
     return fig
