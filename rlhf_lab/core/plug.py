@@ -28,7 +28,8 @@ def _warn_at(fn, message: str) -> None:
 
 def pluggable(fn, reference, name: str):
     """Return a callable that runs ``fn`` and falls back to ``reference`` once ``fn`` raises
-    ``NotImplementedError`` (warning once)."""
+    ``NotImplementedError`` (warning once). Its ``fell_back()`` says whether it has: a table may
+    call a column "yours" only while it has not."""
     if fn is None or fn is reference:
         return reference
     state = {"use": fn}
@@ -46,6 +47,7 @@ def pluggable(fn, reference, name: str):
 
     call.__name__ = getattr(fn, "__name__", name)
     call.__wrapped__ = fn               # so that inspect.getsource (the cache key) sees fn
+    call.fell_back = lambda: state["use"] is reference
     return call
 
 

@@ -17,7 +17,10 @@ import torch
 
 from rlhf_lab.core.artifacts import artifact_folder, cached, is_cached, read_json, write_json
 from rlhf_lab.core.config import config_dict, config_hash, integer, require
+from rlhf_lab.core.plug import pluggable
 from rlhf_lab.core.workers import in_processes
+from rlhf_lab.equations.beyond_losses import dpo_loss, group_advantages
+from rlhf_lab.equations.losses import bradley_terry_loss, sft_loss
 from rlhf_lab.lm import models
 from rlhf_lab.stages.dpo import DPOConfig, train_dpo
 from rlhf_lab.stages.grpo import GRPOConfig, train_grpo
@@ -57,12 +60,26 @@ def code_key(*functions) -> str | None:
 
 
 def _custom(stage: str, key: str, functions, train, save, load, root):
-    """Train with custom functions; cache under their source hash when it can be read."""
+    """Train with custom functions; cache under their source hash when it can be read.
+
+    ``functions`` are :func:`~rlhf_lab.core.plug.pluggable` wrappers. When every one of them fell
+    back to the reference (none is written yet, and a stub raises at its first call), the run was
+    the reference run: it is also cached under the stage's own key, so that the next notebook,
+    which asks for the reference run, loads it instead of training it again."""
     code = code_key(*functions)
+    trained = []
+
+    def train_and_keep():
+        trained.append(train())
+        return trained[-1]
+
     if code is None:
         model, metrics, _ = train()
         return Artifact(model, metrics, Path(), key + "-custom")
-    return cached(stage, f"{key}-custom-{code}", train, save, load, root)
+    artifact = cached(stage, f"{key}-custom-{code}", train_and_keep, save, load, root)
+    if trained and all(fn.fell_back() for fn in functions):
+        cached(stage, key, lambda: trained[-1], save, load, root)
+    return artifact
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,7 @@ def load_or_train_sft(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
         return model, metrics, config_dict(run.sft)
 
     if loss_fn is not None:
+        loss_fn = pluggable(loss_fn, sft_loss, "sft_loss")
         return _custom("sft", key, [loss_fn], train, _saver(), _loader(GPT2LMHeadModel, key), root)
     return cached("sft", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
 
@@ -199,6 +217,7 @@ def load_or_train_rm(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> A
         return model, metrics, config_dict(run.rm)
 
     if loss_fn is not None:
+        loss_fn = pluggable(loss_fn, bradley_terry_loss, "bradley_terry_loss")
         return _custom("rm", key, [loss_fn], train, _saver(),
                        _loader(GPT2ForSequenceClassification, key), root)
     return cached("rm", key, train, _saver(), _loader(GPT2ForSequenceClassification, key), root)
@@ -258,6 +277,7 @@ def load_or_train_ppo(run: RunConfig = RunConfig(), root=None, losses: PPOLosses
 
     if losses is not None:
         reference = PPOLosses()
+        losses = losses.pluggable()
         custom = [fn for name, fn in vars(losses).items() if fn is not getattr(reference, name)]
         return _custom("ppo", key, custom, train, _saver(), _loader(GPT2LMHeadModel, key), root)
     return cached("ppo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
@@ -286,6 +306,7 @@ def load_or_train_grpo(run: RunConfig = RunConfig(), root=None, advantage_fn=Non
         return result.policy, metrics, config_dict(run.grpo)
 
     if advantage_fn is not None:
+        advantage_fn = pluggable(advantage_fn, group_advantages, "group_advantages")
         return _custom("grpo", key, [advantage_fn], train, _saver(), _loader(GPT2LMHeadModel, key),
                        root)
     return cached("grpo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
@@ -315,6 +336,7 @@ def load_or_train_dpo(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
         return policy, metrics, config_dict(run.dpo)
 
     if loss_fn is not None:
+        loss_fn = pluggable(loss_fn, dpo_loss, "dpo_loss")
         return _custom("dpo", key, [loss_fn], train, _saver(), _loader(GPT2LMHeadModel, key), root)
     return cached("dpo", key, train, _saver(), _loader(GPT2LMHeadModel, key), root)
 

@@ -18,14 +18,17 @@ def test_fallback_warns_once_at_the_students_function():
     call = pluggable(not_written, reference, "double")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        assert not call.fell_back()
         assert call(3) == 6 and call(4) == 8                     # the reference, from then on
+        assert call.fell_back()
     (w,) = [c for c in caught if issubclass(c.category, FallbackWarning)]
     assert w.filename == __file__ and w.lineno == not_written.__code__.co_firstlineno
     assert "double is not implemented yet" in str(w.message) and "training" not in str(w.message)
 
 
 def test_a_written_function_is_used_as_written_and_none_means_the_reference():
-    assert pluggable(lambda x: x + 1, reference, "double")(3) == 4
+    written = pluggable(lambda x: x + 1, reference, "double")
+    assert written(3) == 4 and not written.fell_back()
     assert pluggable(None, reference, "double") is reference
     with pytest.raises(NotImplementedError):
         pluggable(not_written, not_written, "double")(1)

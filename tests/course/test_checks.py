@@ -415,3 +415,20 @@ def test_an_unrecognised_wrong_answer_is_a_wrong_value_not_a_made_up_cause(name,
     assert check(*fns) is False
     line = capsys.readouterr().out
     assert line.startswith(f"✗ {name}: wrong value"), line
+
+
+def logprob_mean_over_all_positions(logits, input_ids, response_mask):
+    """#26's example: `.mean(-1)` over every position instead of the sum over the response."""
+    lp = F.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return (lp * response_mask[:, 1:]).mean(-1)
+
+
+@pytest.mark.parametrize("wrong", [logprob_mean_over_all_positions,
+                                   _scaled(losses.response_logprob, 2.0)],
+                         ids=["mean over positions", "twice the answer"])
+def test_response_logprob_wrong_answers_from_the_issue_are_wrong_values(wrong, capsys):
+    """#26: both were reported as 'changing the prompt/padding tokens ... changed your result',
+    although neither depends on those tokens."""
+    assert language_model_checks.check_response_logprob(wrong) is False
+    line = capsys.readouterr().out
+    assert line.startswith("✗ response_logprob: wrong value") and "padding" not in line, line

@@ -142,6 +142,28 @@ def test_setup_cell_first_and_no_pip(path):
     assert nb.metadata["kernelspec"]["name"] == "python3" and nb.nbformat == 4
 
 
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_code_lines_fit_the_editor_without_a_scrollbar(path):
+    """#26: a code line over 100 characters scrolled sideways in JupyterLab on a 1280-pixel
+    screen (tests/browser/check_layout.py finds such cells in a real browser)."""
+    long = [(i, line) for i, cell in enumerate(read(path).cells) if cell.cell_type == "code"
+            for line in cell.source.split("\n") if len(line) > 100]
+    assert long == [], long
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
+def test_a_time_to_run_under_the_title_and_a_references_cell(path):
+    """#26: how long the notebook takes is said under its title (a budget from
+    docs/benchmarks.md); the papers it discusses are linked at the end, then the next notebook."""
+    cells = read(path).cells
+    title, budget = cells[0].source.split("\n")[:3:2]
+    assert title.startswith(f"# {path.name[:2]} · ") and budget.startswith("*Time to run: ")
+    references = [c.source for c in cells if c.source.startswith("## References")]
+    assert len(references) == 1 and "](https://" in references[0]
+    later = SOLUTIONS[SOLUTIONS.index(path) + 1:]
+    assert not later or f"]({later[0].name})" in cells[-1].source
+
+
 @pytest.mark.parametrize("path", SOLUTIONS + sorted(STUDENT.glob("*.ipynb")),
                          ids=[f"{p.parent.name}/{p.stem}" for p in
                               SOLUTIONS + sorted(STUDENT.glob("*.ipynb"))])

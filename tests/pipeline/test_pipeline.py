@@ -160,3 +160,53 @@ def test_train_runs_trains_a_repeated_run_once(small_config, tmp_path, monkeypat
     assert calls == [run, run.with_ppo(beta=0.6)]
     with pytest.raises(ValueError, match="tasks"):
         runs.train_runs([("rm", run)], tmp_path)
+
+
+def test_a_run_whose_functions_all_fell_back_is_cached_as_the_reference_run_too(tmp_path):
+    """#26: notebook 01 run with sft_loss unwritten trained the reference run under the stub's
+    hash only, and notebook 02, asking for the reference run, trained it again."""
+    from rlhf_lab.core.artifacts import is_cached
+    from rlhf_lab.core.plug import FallbackWarning, pluggable
+
+    def stub(x):
+        raise NotImplementedError
+
+    def reference(x):
+        return 2 * x
+
+    def written(x):
+        return 3 * x
+
+    def save(value, folder):
+        (folder / "value").write_text(str(value))
+
+    def load(folder):
+        return int((folder / "value").read_text())
+
+    def run(stage, functions):              # the stage calls every function once, as training does
+        return runs._custom(stage, "key", functions, lambda: sum(fn(7) for fn in functions),
+                            save, load, tmp_path)
+
+    with pytest.warns(FallbackWarning):
+        assert run("sft", [pluggable(stub, reference, "f")]) == 14
+    assert is_cached("sft", "key", tmp_path) and load(tmp_path / "sft-key") == 14
+    with pytest.warns(FallbackWarning):         # one written, one not: not the reference run
+        assert run("ppo", [pluggable(stub, reference, "f"), pluggable(written, reference, "g")]) == 35
+    assert run("rm", [pluggable(written, reference, "g")]) == 21
+    assert not is_cached("ppo", "key", tmp_path) and not is_cached("rm", "key", tmp_path)
+
+
+@pytest.mark.slow
+def test_an_unwritten_sft_loss_trains_the_run_the_next_notebook_loads(small_config, tmp_path,
+                                                                      monkeypatch):
+    """#26: notebook 01 with `sft_loss` still a stub, then notebook 02 asking for the SFT model."""
+    from rlhf_lab.core.plug import FallbackWarning
+
+    def sft_loss(logits, input_ids, response_mask):
+        raise NotImplementedError
+
+    with pytest.warns(FallbackWarning):
+        mine = runs.load_or_train_sft(small_config, root=tmp_path, loss_fn=sft_loss)
+    monkeypatch.setattr(runs, "train_sft", lambda *a, **k: pytest.fail("SFT trained again"))
+    reference = runs.load_or_train_sft(small_config, root=tmp_path)
+    assert reference.metrics == mine.metrics and "custom" not in reference.path.name

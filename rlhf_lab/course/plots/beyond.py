@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rlhf_lab.course.plots.common import COLORS
+from rlhf_lab.course.plots.common import COLORS, LEGEND_FONTSIZE, ramp
 
 __all__ = ['alignment_tax', 'iterative_rounds', 'ai_feedback', 'dpo_vs_boltzmann', 'reward_kl_plane']
 
@@ -27,8 +27,8 @@ def alignment_tax(table):
                 label="PPO (γ = 0)")
         for r in plain:
             ax.annotate(f"β={r['beta']:g}", (r[x], r[y]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
-        colors = plt.cm.viridis(np.linspace(0.2, 0.8, max(1, len(ptx))))
+                        xytext=(5, 4), fontsize=LEGEND_FONTSIZE)
+        colors = ramp(len(ptx))
         for color, r in zip(colors, ptx):
             ax.plot([r[x]], [r[y]], "D", color=color, ms=8,
                     label=f"PPO-ptx γ = {r['ptx_coef']:g} (β = {r['beta']:g})")
@@ -38,14 +38,14 @@ def alignment_tax(table):
     ax_tax.axhline(0, color=COLORS["sft"], lw=0.6)
     ax_tax.set(xlabel="KL(π ‖ π_SFT) (nats)", ylabel="Δ held-out web NLL vs SFT (nats/token)",
                title="(a) alignment tax vs KL")
-    ax_tax.legend(frameon=False, fontsize=7)
+    ax_tax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     ax_gold.set(xlabel="alignment tax (Δ web NLL vs SFT)", ylabel="gold utility r*",
                 title="(b) gold vs tax: the trade-off")
     parts = [k for k in ("review", "advise", "describe", "clean", "noisy")
              if f"pretrain_nll_{k}" in rows[0]]
     sft = next(r for r in rows if r["model"] == "sft")
     width = 0.8 / max(1, len(ppo))
-    colors = plt.cm.plasma(np.linspace(0.1, 0.85, max(1, len(ppo))))
+    colors = ramp(len(ppo), "plasma")
     for i, (color, r) in enumerate(zip(colors, ppo)):
         taxes = [r[f"pretrain_nll_{k}"] - sft[f"pretrain_nll_{k}"] for k in parts]
         label = f"β={r['beta']:g}" + (f", γ={r['ptx_coef']:g}" if r["ptx_coef"] else "")
@@ -54,7 +54,7 @@ def alignment_tax(table):
     axes[2].axhline(0, color="black", lw=0.6)
     axes[2].set_xticks(np.arange(len(parts)), parts)
     axes[2].set(ylabel="Δ web NLL vs SFT (nats/token)", title="(c) tax by kind of web text")
-    axes[2].legend(frameon=False, fontsize=7)
+    axes[2].legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig
 
@@ -70,7 +70,7 @@ def iterative_rounds(result: dict):
     :func:`rlhf_lab.studies.iterative.iterative_rlhf`): the policy's gold after each round (and on PPO's
     rollouts, thin), each round's RM accuracy against the gold order on pairs from π_SFT (solid)
     and from the policy PPO produced against it (dashed), and the KL to π_SFT."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 5.2))
     sft_gold = result["sft"]["gold"]
     for arm, data in result["arms"].items():
         color, label = _ARM_STYLE.get(arm, ("#333333", arm))
@@ -81,8 +81,9 @@ def iterative_rounds(result: dict):
                      lw=0.7, alpha=0.4)
         axes[0].plot(x, [sft_gold] + [r["gold"] for r in rows], "o-", color=color, lw=2, label=label)
         for key, style in (("rm_sft", "-"), ("rm_policy", "--")):
-            axes[1].plot(x[1:], [r[key]["gold_order_accuracy"] for r in rows], "o", ls=style,
-                         color=color, label=f"{label}: pairs from {'π_SFT' if key == 'rm_sft' else 'its policy'}")
+            axes[1].plot(x[1:], [r[key]["gold_order_accuracy"] for r in rows], marker="o", ls=style,
+                         lw=2, color=color,
+                         label=f"{label}: pairs from {'π_SFT' if key == 'rm_sft' else 'its policy'}")
         axes[2].plot(x, [0.0] + [r["kl"] for r in rows], "o-", color=color, lw=2, label=label)
     for row in next(iter(result["arms"].values()))["rounds"][:-1]:
         for ax in axes:
@@ -93,11 +94,12 @@ def iterative_rounds(result: dict):
     axes[1].set(xlabel="PPO iterations", ylabel="accuracy against the gold order",
                 title="the round's RM, held-out pairs")
     axes[2].set(xlabel="PPO iterations", ylabel="KL(π ‖ π_SFT) (nats)", title="KL to the SFT policy")
-    for ax in axes:
-        ax.legend(frameon=False, fontsize=7)
+    for ax in axes:                     # under each panel, off the lines; long enough handles that
+        ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE, handlelength=4,     # a dash shows
+                  loc="upper center", bbox_to_anchor=(0.5, -0.16))
     labels = [r["labels"] for r in result["arms"].get("iterative", {"rounds": []})["rounds"]]
     fig.suptitle(f"Iterative RLHF (labels so far: {labels}) vs one round on the same budget",
-                 fontsize=10)
+                 fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -113,24 +115,24 @@ def ai_feedback(result: dict):
     for offset, key, color in ((-0.2, "annotator", COLORS["sft"]), (0.2, "gold", COLORS["gold"])):
         axes[0].bar(x + offset, [v[key] for v in agree.values()], 0.4, color=color,
                     label=f"agrees with the {'annotator' if key == 'annotator' else 'gold-better reply'}")
-    axes[0].set_xticks(x, [name.replace("_", "\n") for name in agree], fontsize=7)
+    axes[0].set_xticks(x, [name.replace("_", "\n") for name in agree], fontsize=LEGEND_FONTSIZE)
     axes[0].axhline(0.5, color="#999999", lw=0.8, ls=":")
     axes[0].set(ylim=(0.4, 1.0), ylabel="agreement on SFT pairs",
                 title="judges ('human': a second draw of the annotator)")
-    axes[0].legend(frameon=False, fontsize=7, loc="upper left")
+    axes[0].legend(frameon=False, fontsize=LEGEND_FONTSIZE, loc="upper left")
     x = np.arange(len(arms))
     colors = ["#7f7f7f" if a["about"].startswith("the") else
               "#2ca02c" if a["about"].startswith("fix") else "#d62728" for a in arms]
     bars = axes[1].bar(x, [a["gold"] for a in arms], 0.6, color=colors)
     for bar, a in zip(bars, arms):
         axes[1].annotate(f"KL {a['kl']:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                         ha="center", va="bottom", fontsize=7)
+                         ha="center", va="bottom", fontsize=LEGEND_FONTSIZE)
     sft_gold = result["sft"]["gold"]
     axes[1].axhline(sft_gold, color=COLORS["sft"], lw=1, ls=":")
     axes[1].annotate("SFT\npolicy", (1, sft_gold), xycoords=("axes fraction", "data"),
                      xytext=(3, 0), textcoords="offset points", ha="left", va="center",
-                     fontsize=7, color=COLORS["sft"])     # labels the line beside the axes, off the bars
-    axes[1].set_xticks(x, [a["arm"].replace("_", "\n") for a in arms], fontsize=7)
+                     fontsize=LEGEND_FONTSIZE, color=COLORS["sft"])  # beside the axes, off the bars
+    axes[1].set_xticks(x, [a["arm"].replace("_", "\n") for a in arms], fontsize=LEGEND_FONTSIZE)
     axes[1].set(ylabel="gold utility r* after PPO",
                 title="PPO on each arm's labels (grey: reference, red: failure, green: fix)")
     fig.tight_layout()
@@ -155,7 +157,7 @@ def dpo_vs_boltzmann(result: dict):
     ax.set(xlabel="response, sorted by reward r(y)", ylabel="probability",
            title=f"DPO ({pairs}, β = {result['beta']:g}) against π*: "
                  f"total variation {result['tv']:.3f}")
-    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -184,8 +186,8 @@ def reward_kl_plane(points: list[dict], frontier: dict | None = None):
                     color=colors[method], label=method)
             for p in (p for p in mine if p.get("beta") is not None):
                 ax.annotate(f"β={p['beta']:g}", (p["kl"], p[key]), textcoords="offset points",
-                            xytext=(5, 4), fontsize=7)
+                            xytext=(5, 4), fontsize=LEGEND_FONTSIZE)
         ax.set(xlabel="KL(π ‖ π_ref) (nats)", ylabel=label, title=f"{label} vs KL")
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Rectangle
 
-from rlhf_lab.course.plots.common import COLORS
+from rlhf_lab.course.plots.common import COLORS, LEGEND_FONTSIZE, ramp
 
 __all__ = ['boltzmann_policies', 'reward_kl_frontier', 'boltzmann_panel']
 
@@ -15,7 +16,7 @@ def _draw_policies(ax, rewards, policies: dict[str, np.ndarray], bins: int = 24)
     r = np.asarray(rewards, dtype=float)
     edges = np.linspace(r.min(), r.max(), bins + 1)
     centres = 0.5 * (edges[1:] + edges[:-1])
-    colors = plt.cm.plasma(np.linspace(0.1, 0.8, max(1, len(policies) - 1)))
+    colors = ramp(len(policies) - 1, "plasma")
     for k, (name, probs) in enumerate(policies.items()):
         mass, _ = np.histogram(r, bins=edges, weights=np.asarray(probs, dtype=float))
         if k == 0:
@@ -23,7 +24,17 @@ def _draw_policies(ax, rewards, policies: dict[str, np.ndarray], bins: int = 24)
         else:
             ax.step(centres, mass, where="mid", color=colors[k - 1], lw=2, label=name)
     ax.set(xlabel="reward r(y)", ylabel="probability mass")
-    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE, loc="upper left")
+
+
+def _label_inside(ax, text: str, x: float, y: float) -> None:
+    """Label the point (x, y) on the side that faces the middle of the axes, so that the label
+    neither runs off the frame (a point on the right) nor into the x axis (a point at the bottom)."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    right, low = (x - x0) / (x1 - x0) > 0.6, (y - y0) / (y1 - y0) < 0.3
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=(-9 if right else 9, 9 if low else -16),
+                ha="right" if right else "left", va="bottom" if low else "top",
+                fontsize=LEGEND_FONTSIZE)
 
 
 def _draw_frontier(ax, frontier: dict, marks: dict | None = None, cloud=None):
@@ -35,9 +46,9 @@ def _draw_frontier(ax, frontier: dict, marks: dict | None = None, cloud=None):
             color=COLORS["sft"], lw=2, label="π* for every β")
     for name, (kl, reward) in (marks or {}).items():
         ax.plot([kl], [reward], "o", ms=7, color=COLORS["ppo"])
-        ax.annotate(name, (kl, reward), textcoords="offset points", xytext=(8, -14), fontsize=8)
+        _label_inside(ax, name, kl, reward)
     ax.set(xlabel="KL(π ‖ π_ref) (nats)", ylabel="expected reward E_π[r]")
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE, loc="lower right")
 
 
 def boltzmann_policies(rewards, policies: dict[str, np.ndarray],
@@ -75,4 +86,7 @@ def boltzmann_panel(rewards, p_ref, p_star, beta: float, frontier: dict):
     _draw_frontier(right, frontier, {f"β = {beta:.3g}": (kl, reward)})
     right.set_title("The reward–KL frontier")
     fig.tight_layout()
+    # An invisible frame as large as the figure: the notebook crops each picture to what is drawn
+    # ("tight"), which changed its width with every β under the slider; now it keeps it whole.
+    fig.add_artist(Rectangle((0, 0), 1, 1, transform=fig.transFigure, fill=False, lw=0))
     return fig

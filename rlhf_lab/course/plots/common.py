@@ -8,11 +8,22 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ['loss_curves', 'gold_histograms', 'save', 'scatter_vs_gold', 'score_histograms']
+__all__ = ['loss_curves', 'gold_histograms', 'save', 'scatter_vs_gold', 'score_histograms', 'ramp',
+           'LEGEND_FONTSIZE']
 
 
 COLORS = {"base": "#9e9e9e", "sft": "#1f77b4", "ppo": "#d62728", "gold": "#2ca02c",
           "proxy": "#ff7f0e"}
+
+LEGEND_FONTSIZE = 9
+"""Legends and annotations: smaller than 9 points is hard to read in a notebook at 100 %."""
+
+
+def ramp(count: int, cmap: str = "viridis") -> np.ndarray:
+    """``count`` colours along a sequential colour map (one per β, per size, ...), stopping at
+    0.65 of it: its light end (viridis' lime, plasma's yellow) is hard to see as a line on white
+    (contrast with white under 2.5:1)."""
+    return plt.get_cmap(cmap)(np.linspace(0.0, 0.65, max(count, 1)))
 
 
 def _smooth(values, window: int = 10) -> np.ndarray:
@@ -80,16 +91,16 @@ def score_histograms(samples: dict[str, list[float]], xlabel: str, title: str,
     fig, ax = plt.subplots(figsize=(6, 3.4))
     all_values = np.concatenate(list(samples.values()))
     bins = np.linspace(all_values.min(), all_values.max(), 40)
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(samples)))
+    colors = ramp(len(samples))
     for (name, values), color in zip(samples.items(), colors):
         ax.hist(values, bins=bins, density=True, alpha=0.5, color=color,
                 label=f"{name}: {len(values)} {unit}, mean {np.mean(values):.2f}")
         ax.axvline(np.mean(values), color=color, ls="--", lw=1.5)
     ax.set(title=title, xlabel=xlabel, ylabel="density")
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig
 
 
 def _size_colors(count: int):
-    return plt.cm.viridis(np.linspace(0.15, 0.8, max(count, 1)))
+    return ramp(count)

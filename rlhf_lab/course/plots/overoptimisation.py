@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from rlhf_lab.course.plots.common import COLORS, _size_colors
+from rlhf_lab.course.plots.common import COLORS, LEGEND_FONTSIZE, _size_colors
 from rlhf_lab.course.plots.ppo import gold_vs_proxy_over_training
 
 __all__ = ['bon_gao_curves', 'bon_ensemble', 'bon_peak_detection', 'bon_seed_average', 'ppo_gao_curve', 'ppo_gao_curves',
@@ -45,7 +45,7 @@ def bon_gao_curves(results: dict):
                  ylabel="proxy score gain over n = 1")
     for ax in (gold_ax, proxy_ax):
         _n_axis(ax, oracle["curve"]["n"], oracle["curve"]["d"])
-        ax.legend(frameon=False, fontsize=8)
+        ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig
 
@@ -73,7 +73,7 @@ def bon_ensemble(results: dict):
     gold_ax.axhline(0, color="#999999", lw=0.8)
     gold_ax.set(title="Gold gain: single RMs vs ensembles", xlabel="d = sqrt(KL_bon)",
                 ylabel="gold utility gain over n = 1")
-    gold_ax.legend(frameon=False, fontsize=7)
+    gold_ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     d = ens["members"][0]["curve"]["d"]
     spread_ax.plot(d, ens["disagreement"], color=COLORS["proxy"], marker="o", ms=3)
     spread_ax.set(title="Ensemble disagreement on one RM's choice", xlabel="d = sqrt(KL_bon)",
@@ -114,7 +114,7 @@ def bon_peak_detection(results: dict):
                        color="#6a3d9a", ls="-.", label=f"labels pick n={lab['n_chosen']}")
         ax.set(title=f"proxy on {row['n_pairs']} pairs (regret {row['regret']:.2f})",
                xlabel="d = sqrt(KL_bon)", ylabel="gain over n = 1")
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig
 
@@ -137,7 +137,7 @@ def bon_seed_average(results: dict):
     ax.set(title=f"Gold gain of best-of-n, mean of {rows[0]['seeds']} reward-model seeds per size",
            xlabel="d = sqrt(KL_bon)", ylabel="gold utility gain over n = 1")
     _n_axis(ax, oracle["curve"]["n"], oracle["curve"]["d"])
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=LEGEND_FONTSIZE)
     fig.tight_layout()
     return fig
 
@@ -208,8 +208,8 @@ def ppo_gao_curves(study: dict):
         styles.append(Line2D([], [], color="k", marker="o", ms=2, alpha=0.3, lw=0,
                              label="gold, each rollout batch"))
     beside = zoom if checkpoints else ax                          # beside the curves, not on them
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.02, 1.0), bbox_transform=beside.transAxes)
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False,
+              fontsize=LEGEND_FONTSIZE, loc="upper left", bbox_to_anchor=(1.02, 1.0), bbox_transform=beside.transAxes)
     ax.set(title=f"PPO at β = {study['config']['beta']:g} against proxies of each size",
            xlabel="d = sqrt(KL(π‖π_ref))",
            ylabel="gain over the SFT policy" + ("" if study.get("baseline") else " (iteration 0)"))
@@ -259,7 +259,7 @@ def ppo_gao_seed_curves(study: dict):
               Patch(color="k", alpha=0.2, label="±2 standard errors"),
               Line2D([], [], color="k", lw=1.1, ls="--", alpha=0.5, label="proxy gain"),
               Line2D([], [], color="w", marker="*", ms=12, mfc="#777777", mec="k", label="gold peak")]
-    whole.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False, fontsize=8,
-                 loc="lower left")                    # below the curves' start, off the fall
+    whole.legend(handles=ax.get_legend_handles_labels()[0] + styles, frameon=False,
+                 fontsize=LEGEND_FONTSIZE, loc="lower left")                    # below the curves' start, off the fall
     fig.tight_layout()
     return fig
