@@ -50,7 +50,8 @@ from rlhf_lab.lm.value_head import PolicyWithValueHead
 from rlhf_lab.stages.ptx import PretrainingText, pretraining_text, ptx_policy_loss
 from rlhf_lab.stages.rollout import PPOResult, Rollout, clipped_step, generate_rollout
 
-__all__ = ['PPOConfig', 'PPOLosses', 'adaptive_beta', 'score_rollout', 'ppo_update', 'ppo_step', 'build_networks', 'train_ppo']
+__all__ = ['PPOConfig', 'PPOLosses', 'adaptive_beta', 'score_rollout', 'reward_normaliser', 'ppo_update',
+           'ppo_step', 'build_networks', 'train_ppo']
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,9 @@ class PPOConfig:
     """Web replies in PPO-ptx's pretraining text, drawn once per run (seed PTX_CORPUS_SEED + seed)."""
     eval_every: int = field(default=0, metadata=LATER)
     """Evaluate the policy before the first iteration, every this many iterations and after the
-    last (:func:`rlhf_lab.lm.evaluation.evaluate_policy`: ``eval_per_prompt`` replies to each of the
-    48 prompts, drawn with ``eval_seed`` every time, at temperature 1); 0 = off. A rollout batch
-    is 256 replies to random prompts (gold ±0.06); 768 on every prompt with the same seeds tell
-    checkpoints apart to about ±0.02. Training itself is unchanged (it draws from its own
-    generators)."""
+    last (:func:`rlhf_lab.lm.evaluation.evaluate_policy`: ``eval_per_prompt`` replies to each
+    prompt, drawn with ``eval_seed`` every time); 0 = off. Fixed seeds on every prompt tell
+    checkpoints apart better than random rollout batches do; training is unchanged."""
     eval_per_prompt: int = field(default=16, metadata=LATER)
     """Replies per prompt of each evaluation (typical 8-64)."""
     eval_seed: int = field(default=12_345, metadata=LATER)
@@ -126,13 +125,12 @@ class PPOConfig:
     """None: the score r_φ as it is; "center": minus its mean over one batch of the reference's
     replies (:func:`reward_normaliser`); "whiten": also over their std (Ziegler et al. 2019).
     Why: with a value head that starts at zero and λ < 1, a positive mean score gives the last
-    tokens of a reply larger advantages than the first: the policy first learns to stop early."""
+    tokens of a reply larger advantages than the first: the policy first learns to stop early.
+    (The separate critic starts from the RM, so it expects the raw score: keep None with it.)"""
     seed: int = 0
     """Seed of the prompt order, the sampling and the value head."""
 
     def __post_init__(self):
-        require(self.reward_norm in (None, "center", "whiten"), "reward_norm",
-                f"must be None, 'center' or 'whiten', got {self.reward_norm!r}")
         non_negative(self, "beta", "missing_eos_penalty", "vf_coef", "ptx_coef")
         positive(self, "iterations", "rollouts", "epochs", "minibatch_size", "lr", "critic_lr",
                  "temperature", "max_new_tokens", "kl_horizon", "max_grad_norm", "sample_every",
@@ -152,10 +150,10 @@ class PPOConfig:
                 f"must be > 0 or None, got {self.kl_target}")
         require(self.rollouts % self.minibatch_size == 0, "minibatch_size",
                 f"must divide rollouts ({self.rollouts}), got {self.minibatch_size}")
-        require(self.critic in ("separate", "head"), "critic",
-                f"must be 'separate' or 'head', got {self.critic!r}")
-        require(self.reward in ("proxy", "gold"), "reward",
-                f"must be 'proxy' or 'gold', got {self.reward!r}")
+        for name, allowed in (("critic", ("separate", "head")), ("reward", ("proxy", "gold")),
+                              ("reward_norm", (None, "center", "whiten"))):
+            require(getattr(self, name) in allowed, name,
+                    f"must be one of {allowed}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -218,11 +216,12 @@ def reward_normaliser(policy, reference, critic, reward_model, tokenizer, cfg: P
     other random streams stay those of a run without it."""
     rng = random.Random(cfg.seed + NORM_SEED)
     prompts = [rng.choice(world.all_prompts()) for _ in range(cfg.rollouts)]
-    sampler = torch.Generator().manual_seed(cfg.seed + NORM_SEED)
+    device = next(reference.parameters()).device
+    sampler = torch.Generator(device).manual_seed(cfg.seed + NORM_SEED)
     rollout = generate_rollout(policy, tokenizer, prompts, cfg, sampler)
     score_rollout(rollout, policy, reference, critic, reward_model, cfg)
     mean, std = rollout.scores.mean().item(), rollout.scores.std().item()
-    return mean, (std if cfg.reward_norm == "whiten" else 1.0)
+    return mean, (std if cfg.reward_norm == "whiten" and std > 0 else 1.0)
 
 
 def ppo_update(rollout: Rollout, adv, returns, policy, critic, optimizers, cfg: PPOConfig,

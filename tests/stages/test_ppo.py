@@ -134,6 +134,16 @@ class _Shifted(torch.nn.Module):
         return types.SimpleNamespace(logits=self.rm(**inputs).logits + self.shift)
 
 
+class _Constant(torch.nn.Module):
+    """A reward model that scores every reply ``value``."""
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, input_ids, **_):
+        return types.SimpleNamespace(logits=torch.full((len(input_ids), 1), self.value))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["center", "whiten"])
 def test_reward_normaliser_is_the_mean_and_spread_of_one_reference_batch(fast_ppo, trained, tok, how):
@@ -151,6 +161,8 @@ def test_reward_normaliser_is_the_mean_and_spread_of_one_reference_batch(fast_pp
                                       rollout.input_ids.shape[1] - rollout.response_mask.shape[1])
     assert shift == pytest.approx(scores.mean().item(), abs=1e-6)
     assert scale == (pytest.approx(scores.std().item(), abs=1e-6) if how == "whiten" else 1.0)
+    flat = _Constant(2.5)                                   # no spread: nothing to scale by
+    assert reward_normaliser(policy, reference, critic, flat, tok, cfg) == (2.5, 1.0)
 
 
 @pytest.mark.slow
