@@ -214,15 +214,18 @@ def topic_dip(args, out: Path) -> None:
                    f"{d['dip']:+.3f} ({d['dip_iteration']}, {d['dip_kl']:.2f}, {d['dip_proxy']:+.3f}, "
                    f"{d['dip_length']:.1f})")
             print(f"| {norm or 'raw'} | {seed} | ppo-{stage_keys(run)['ppo']} | {d['gold'][1]:+.3f} / "
-                  f"{d['gold'][2]:+.3f} | {dip} | {d['peak']:+.3f} ({d['peak_iteration']}, {d['peak_kl']:.2f}) "
+                  f"{d['gold'][2]:+.3f} | {dip} | {d['peak']:+.3f} ({d['peak_iteration']}, "
+                  f"{d['peak_kl']:.2f}) "
                   f"| {min(ev):+.2f} to {max(ev):+.2f} |")
             if seed == args.seeds[0]:
                 curves[norm or "raw"] = (m["evals"], d)
-    print(f"\nmean proxy score of the SFT policy's replies (the first checkpoint): {m['evals'][0]['proxy']:.3f}")
+    print(f"\nmean proxy score of the SFT policy's replies (the first checkpoint): "
+          f"{m['evals'][0]['proxy']:.3f}")
     print(f"seed {args.seeds[0]}, first checkpoints (gold gain / proxy gain / KL / length):")
     for name, (evals, d) in curves.items():
-        print(f"  {name:6s}: " + "  ".join(f"it {e['iteration']}: {g:+.2f}/{p:+.2f}/{e['kl']:.2f}/{e['length']:.1f}"
-                                          for e, g, p in list(zip(evals, d["gold"], d["proxy"]))[:6]))
+        print(f"  {name:6s}: " + "  ".join(
+            f"it {e['iteration']}: {g:+.2f}/{p:+.2f}/{e['kl']:.2f}/{e['length']:.1f}"
+            for e, g, p in list(zip(evals, d["gold"], d["proxy"]))[:6]))
     evals, d = curves["raw"]
     at_dip = next(e for e in evals if e["iteration"] == d["dip_iteration"])
     change = {k: at_dip["parts"][k] - evals[0]["parts"][k] for k in evals[0]["parts"]}
@@ -265,7 +268,11 @@ def topic_negative_kl(args, out: Path, betas_runs: dict) -> None:
     negative = [(name, i, v) for name, f in found.items() for i, v in f["negative"]]
     first = [h[0]["kl"] for h in runs.values()]
     second = [h[1]["kl"] for h in runs.values() if len(h) > 1]
-    print(f"{len(runs)} cached PPO runs, {batches} batches of 256 replies: {len(negative)} negative batch means")
+    sizes = sorted({read_json(Path(root) / name / "config.json")["rollouts"]
+                    for root in (args.cache, args.study_cache) for name in runs
+                    if (Path(str(root)) / name / "config.json").exists()})
+    print(f"{len(runs)} cached PPO runs, {batches} batches of {' or '.join(map(str, sizes))} replies: "
+          f"{len(negative)} negative batch means")
     print(f"iteration 0 (π = π_ref): KL exactly 0 in {sum(k == 0.0 for k in first)} of {len(first)} runs")
     print(f"iteration 1: negative in {sum(k < 0 for k in second)} of {len(second)} runs; "
           f"median {np.median(second):+.4f}, lowest {min(second):+.4f}")
@@ -274,8 +281,9 @@ def topic_negative_kl(args, out: Path, betas_runs: dict) -> None:
     if args.no_sampling:
         return
     print(f"\nper reply, {args.replies} replies sampled from each cached policy (seed {args.sample_seed}):")
-    print("| policy | k1 mean | k3 mean | k1 / k3 spread over replies (sd) | sd of a 256-reply batch mean (k1) "
-          "| replies with k1 < 0 | tokens with k1 < 0 | lowest reply k1 | lowest reply k3 |")
+    print("| policy | k1 mean | k3 mean | k1 / k3 spread over replies (sd) "
+          "| sd of a 256-reply batch mean (k1) | replies with k1 < 0 | tokens with k1 < 0 "
+          "| lowest reply k1 | lowest reply k3 |")
     print("|---|---|---|---|---|---|---|---|---|")
     reference = model_of("sft", RunConfig(), args.cache)
     shown = {}
@@ -287,14 +295,15 @@ def topic_negative_kl(args, out: Path, betas_runs: dict) -> None:
         print(f"| PPO β = {beta:g} (ppo-{stage_keys(run)['ppo']}) | {est['reply_k1'].mean():+.4f} "
               f"| {est['reply_k3'].mean():+.4f} | {sd1:.3f} / {sd3:.3f} | {sd1 / 16:.4f} "
               f"| {np.mean(est['reply_k1'] < 0):.1%} "
-              f"| {np.mean(est['token_k1'] < 0):.1%} | {est['reply_k1'].min():+.3f} | {est['reply_k3'].min():+.4f} |")
+              f"| {np.mean(est['token_k1'] < 0):.1%} | {est['reply_k1'].min():+.3f} "
+              f"| {est['reply_k3'].min():+.4f} |")
     beta = args.kl_betas[0]
     est = shown[beta]
     fig, ax = plt.subplots(figsize=(6, 3.3))
     lo, hi = np.percentile(np.concatenate([est["reply_k1"], est["reply_k3"]]), [0.5, 99.5])
     bins = np.linspace(lo, hi, 50)
-    for (key, label), color in zip((("reply_k1", "k1 = Σ log π/π_ref"), ("reply_k3", "k3 = Σ (ρ − 1) − log ρ")),
-                                   ramp(2)):
+    labels = (("reply_k1", "k1 = Σ log π/π_ref"), ("reply_k3", "k3 = Σ (ρ − 1) − log ρ"))
+    for (key, label), color in zip(labels, ramp(2)):
         ax.hist(est[key], bins=bins, alpha=0.55, color=color,
                 label=f"{label}: mean {est[key].mean():+.3f}, {np.mean(est[key] < 0):.0%} below 0")
     ax.axvline(0, color="#9e9e9e", lw=0.8)
@@ -310,7 +319,8 @@ def topic_no_leash(args, out: Path, betas_runs: dict) -> None:
     """3. Entropy, length, KL and gold of the pipeline's runs at each β."""
     from rlhf_lab.course.plots.common import LEGEND_FONTSIZE, ramp, save
     import matplotlib.pyplot as plt
-    print("\n## 3. Entropy and length with no leash (the pipeline's runs; start → mean of the last 5 iterations)\n")
+    print("\n## 3. Entropy and length with no leash "
+          "(the pipeline's runs; start → mean of the last 5 iterations)\n")
     print("| β | run | entropy (nats/token) | length (tokens) | shortest (iteration) | KL | proxy | gold "
           "| gold peak (iteration) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -323,12 +333,14 @@ def topic_no_leash(args, out: Path, betas_runs: dict) -> None:
         cells = [f"{h[0][k]:.2f} → {tail_mean(h, k):.2f}" for k in keys]
         short = int(np.argmin([row["length"] for row in h]))
         cells.insert(2, f"{h[short]['length']:.2f} ({short})")
-        print(f"| {beta:g} | ppo-{stage_keys(run)['ppo']} | {' | '.join(cells)} | {h[peak]['gold']:.2f} ({peak}) |")
+        print(f"| {beta:g} | ppo-{stage_keys(run)['ppo']} | {' | '.join(cells)} "
+              f"| {h[peak]['gold']:.2f} ({peak}) |")
 
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.1))
     for (beta, h), color in zip(histories.items(), ramp(len(histories))):
         for ax, key in zip(axes, ("entropy", "length", "kl", "gold")):
-            ax.plot([row[key] for row in h], color=color, lw=1.6 if beta == 0 else 1.1, label=f"β = {beta:g}")
+            ax.plot([row[key] for row in h], color=color, lw=1.6 if beta == 0 else 1.1,
+                    label=f"β = {beta:g}")
     for ax, label in zip(axes, ("policy entropy (nats/token)", "reply length (tokens)", "KL (k1, nats)",
                                 "gold utility")):
         ax.set(xlabel="PPO iteration", title=label)
@@ -344,7 +356,8 @@ def topic_eos(args) -> None:
     for root in (args.cache, args.study_cache):
         for folder in sorted(glob.glob(os.path.join(str(root), "ppo-*"))):
             if os.path.exists(os.path.join(folder, "COMPLETE")):
-                evals += [(os.path.basename(folder), e) for e in read_json(Path(folder) / "metrics.json").get("evals", [])]
+                found = read_json(Path(folder) / "metrics.json").get("evals", [])
+                evals += [(os.path.basename(folder), e) for e in found]
     evals = list({(name, e["iteration"]): (name, e) for name, e in evals}.values())
     shares = np.array([e["eos"] for _, e in evals])
     name, low = min(evals, key=lambda ne: ne[1]["eos"])
@@ -362,7 +375,8 @@ def topic_eos(args) -> None:
     print(f"proxy on {args.pairs} pairs (rm-{stage_keys(run)['rm']}), {len(gap)} SFT replies that ended "
           f"({v['ended']:.1%} of {args.replies}): score with <eos> {v['with'].mean():+.3f}, the same words "
           f"without it {v['without'].mean():+.3f}; the <eos> is worth {gap.mean():+.3f} on average "
-          f"(negative for {np.mean(gap < 0):.1%} of the replies); the gold utility charges 1.000 for a missing <eos>")
+          f"(negative for {np.mean(gap < 0):.1%} of the replies); the gold utility charges 1.000 "
+          f"for a missing <eos>")
 
 
 def main(argv=None) -> None:

@@ -37,4 +37,5 @@ def test_advantages_at_zero_value_decay_by_lambda_towards_the_start_of_a_reply()
     assert sum(kept) == pytest.approx(0.0, abs=1e-6)                 # whitened over the 4 kept tokens
     assert sum(a * a for a in kept) / 4 == pytest.approx(1.0, abs=1e-6)
     assert white[0, 1].item() == white[0, 2].item() == 0.0           # masked positions stay 0
-    assert white[1, 2].item() == white[0, 0].item() > white[1, 0].item()   # every <eos> alike, first token lowest
+    # every <eos> gets the same advantage; the first token of the longer reply the lowest
+    assert white[1, 2].item() == white[0, 0].item() > white[1, 0].item()
