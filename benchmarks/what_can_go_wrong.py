@@ -246,6 +246,9 @@ def topic_dip(args, out: Path) -> None:
         axes[0].plot(it, d["gold"], ls, color=COLORS["gold"], label=f"gold, {label}")
         axes[0].plot(it, d["proxy"], ls, color=COLORS["proxy"], label=f"proxy, {label}")
         axes[1].plot(it, [e["length"] for e in evals], ls, color=COLORS["ppo"], label=label)
+    shown = [v for evals, d in curves.values() for e, g, p in zip(evals, d["gold"], d["proxy"])
+             if e["iteration"] <= 40 for v in (g, p)]           # scale to the 40 iterations shown
+    axes[0].set_ylim(min(shown) - 0.1, max(shown) + 0.3)        # (+0.3: room for the legend)
     axes[0].axhline(0, color="#9e9e9e", lw=0.8)
     axes[0].set(xlabel="PPO iteration", ylabel="gain over the SFT policy", xlim=(0, 40),
                 title="Gold and proxy gains (first 40 iterations)")
