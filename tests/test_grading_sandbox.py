@@ -173,19 +173,34 @@ def test_a_grader_killed_outright_leaves_no_process(tmp_path):
     for i in range(3):
         shutil.copytree(SOLUTIONS, subs / f"s{i}")
     before, judges = sandbox_processes(), _judges()
-    grader = subprocess.Popen([sys.executable, "-m", "rlhf_lab", "grade", str(subs), "--out",
-                               str(tmp_path / "grades")], cwd=tmp_path,
-                              env=dict(grader_env(), TMPDIR=str(tmp_path)),   # its leftovers go here
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "grader.log"
+    with open(log, "w") as out:
+        grader = subprocess.Popen([sys.executable, "-m", "rlhf_lab", "grade", str(subs), "--out",
+                                   str(tmp_path / "grades")], cwd=tmp_path,
+                                  env=dict(grader_env(), TMPDIR=str(tmp_path)),   # its leftovers go here
+                                  stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
-    while not sandbox_processes() - before and time.monotonic() < deadline:
+    while not sandbox_processes() - before and time.monotonic() < deadline and grader.poll() is None:
         time.sleep(0.1)
-    assert sandbox_processes() - before, "no sandbox started"
+    assert sandbox_processes() - before, (
+        f"no sandbox started; grader exit code {grader.poll()}; {len(before)} sandbox processes "
+        f"were running before it ({_cmdlines(before)}); its output:\n{log.read_text()[-3000:]}")
     grader.kill()
     grader.wait()
     time.sleep(2.0)
     assert sandbox_processes() - before == set()
     assert _judges() - judges == set()
+
+
+def _cmdlines(pids, limit: int = 3) -> list[str]:
+    """The command lines of a few of ``pids`` (for a failure message)."""
+    out = []
+    for pid in sorted(pids)[:limit]:
+        try:
+            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+        except OSError:
+            out.append(f"{pid}: gone")
+    return out
 
 
 def _judges() -> set[int]:
