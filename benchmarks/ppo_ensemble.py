@@ -36,7 +36,7 @@ from rlhf_lab.lm import models
 from rlhf_lab.lm.ensemble import RewardEnsemble
 from rlhf_lab.pipeline.runs import RunConfig, load_or_train_rm, load_or_train_sft
 from rlhf_lab.stages.ppo import train_ppo
-from rlhf_lab.studies.ppo_gao import PPOGaoConfig, ppo_gao_runs
+from rlhf_lab.studies.ppo_gao import PPOGaoConfig, gain_curve, observed_peak, ppo_gao_runs
 
 
 def member_run(pairs: int, rm_seed: int, ppo_seed: int, iterations: int) -> RunConfig:
@@ -60,11 +60,12 @@ def one_run(pairs: int, rm_seeds: tuple, how: str | None, ppo_seed: int, iterati
 
 
 def shape(evals: list[dict]) -> dict:
-    """Gains over the first checkpoint: the curve, its peak, the final gain and the fall."""
-    gain = [e["gold"] - evals[0]["gold"] for e in evals]
-    i = int(np.argmax(gain))
-    return {"gain": gain, "kl": [e["kl"] for e in evals], "peak": gain[i], "peak_kl": evals[i]["kl"],
-            "final": gain[-1], "final_kl": evals[-1]["kl"], "fall": gain[-1] - gain[i]}
+    """Gains over the first checkpoint (:func:`~rlhf_lab.studies.ppo_gao.gain_curve`): the curve,
+    its peak (:func:`~rlhf_lab.studies.ppo_gao.observed_peak`), the final gain and the fall."""
+    curve = gain_curve(evals)
+    peak, gain = observed_peak(curve), curve["gold_gain"]
+    return {"gain": gain, "kl": curve["kl"], "peak": peak["gold_gain"], "peak_kl": peak["kl"],
+            "final": gain[-1], "final_kl": curve["kl"][-1], "fall": gain[-1] - peak["gold_gain"]}
 
 
 def mean_se(values: list[float]) -> str:

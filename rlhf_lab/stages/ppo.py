@@ -50,7 +50,7 @@ from rlhf_lab.lm.value_head import PolicyWithValueHead
 from rlhf_lab.stages.ptx import PretrainingText, pretraining_text, ptx_policy_loss
 from rlhf_lab.stages.rollout import PPOResult, Rollout, clipped_step, generate_rollout
 
-__all__ = ['PPOConfig', 'PPOLosses', 'adaptive_beta', 'score_rollout', 'reward_normaliser', 'ppo_update',
+__all__ = ['PPOConfig', 'PPOLosses', 'adaptive_beta', 'score_rollout', 'final_scores', 'reward_normaliser', 'ppo_update',
            'ppo_step', 'build_networks', 'train_ppo']
 
 
@@ -108,8 +108,7 @@ class PPOConfig:
     0 = plain PPO. 0.01-0.03 removes the tiny model's tax at β = 0.03; 0.1 and more pulls the
     replies back towards web text and costs gold (InstructGPT used 27.8 on its own scale)."""
     ptx_batch_size: int = field(default=32, metadata=LATER)
-    """Web-text sequences read with every policy minibatch step when ``ptx_coef`` > 0 (each one
-    costs about as much as a response of the minibatch)."""
+    """Web-text sequences read with every policy minibatch step when ``ptx_coef`` > 0."""
     ptx_corpus_size: int = field(default=4096, metadata=LATER)
     """Web replies in PPO-ptx's pretraining text, drawn once per run (seed PTX_CORPUS_SEED + seed)."""
     eval_every: int = field(default=0, metadata=LATER)
@@ -122,11 +121,10 @@ class PPOConfig:
     eval_seed: int = field(default=12_345, metadata=LATER)
     """Seed of the evaluation's sampling, the same at every checkpoint."""
     reward_norm: str | None = field(default=None, metadata=LATER)
-    """None: the score r_φ as it is; "center": minus its mean over one batch of the reference's
-    replies (:func:`reward_normaliser`); "whiten": also over their std (Ziegler et al. 2019).
-    Why: with a value head that starts at zero and λ < 1, a positive mean score gives the last
-    tokens of a reply larger advantages than the first: the policy first learns to stop early.
-    (The separate critic starts from the RM, so it expects the raw score: keep None with it.)"""
+    """None: r_φ as it is; "center": minus its mean over one batch of the reference's replies
+    (:func:`reward_normaliser`); "whiten": also over their std (Ziegler et al. 2019). Why: with a
+    value head starting at zero and λ < 1, a positive mean score favours a reply's last tokens, so
+    the policy first learns to stop early. Keep None with the separate critic (it starts from r_φ)."""
     seed: int = 0
     """Seed of the prompt order, the sampling and the value head."""
 
@@ -194,33 +192,37 @@ def score_rollout(rollout: Rollout, policy, reference, critic, reward_model, cfg
     ref_logits = models.forward_logits(reference, ids, am)
     rollout.logp_ref = response_logprobs(ref_logits, ids, P, cfg.temperature)
     rollout.values = values[:, P - 1:-1].float()                # V(s_t) is read where y_t is predicted
-    if rollout.texts is not None:                               # the world's prompts: monitor gold
+    lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
+    rollout.scores = final_scores(rollout, lm, reward_model, cfg)
+
+
+def final_scores(rollout: Rollout, lm, reward_model, cfg: PPOConfig) -> torch.Tensor:
+    """Each reply's score, paid at its last token: r_φ(x, y) (r*(x, y) if ``cfg.reward == "gold"``)
+    − ``missing_eos_penalty`` if it never wrote <eos>: (B,). Sets ``rollout.gold`` (r*, monitored)."""
+    ids, am = rollout.input_ids, rollout.attention_mask
+    P = ids.shape[1] - rollout.response_mask.shape[1]
+    if rollout.texts is not None:
         rollout.gold = torch.tensor(world.gold_utilities(rollout.prompts, rollout.texts),
                                     device=ids.device)
-    if cfg.reward == "gold":
-        scores = rollout.gold.clone()
-    else:
-        scores = models.reward_scores(reward_model, ids, am, P)
-    lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
-    ended = rollout.input_ids[:, P:].eq(lm.config.eos_token_id).any(-1)
-    rollout.scores = scores - cfg.missing_eos_penalty * (~ended).float()
+    scores = rollout.gold.clone() if cfg.reward == "gold" else models.reward_scores(reward_model, ids, am, P)
+    ended = ids[:, P:].eq(lm.config.eos_token_id).any(-1)        # lm: the policy's causal LM
+    return scores - cfg.missing_eos_penalty * (~ended).float()
 
 
 NORM_SEED = 7_919          # offset of the seed of reward_normaliser's batch
 
 
 @torch.no_grad()
-def reward_normaliser(policy, reference, critic, reward_model, tokenizer, cfg: PPOConfig) -> tuple[float, float]:
-    """Step 0 (``cfg.reward_norm``): (μ, σ) of r_φ over one batch of the untrained policy's (the
-    reference's) replies, or (μ, 1) with "center"; drawn from generators of its own, so the run's
-    other random streams stay those of a run without it."""
+def reward_normaliser(policy, reward_model, tokenizer, cfg: PPOConfig) -> tuple[float, float]:
+    """Step 0 (``cfg.reward_norm``): (μ, σ) of the :func:`final_scores` of one batch of the untrained
+    policy's (= the reference's) replies, or (μ, 1) with "center"; drawn with generators of its own."""
+    lm = policy.policy if isinstance(policy, PolicyWithValueHead) else policy
     rng = random.Random(cfg.seed + NORM_SEED)
     prompts = [rng.choice(world.all_prompts()) for _ in range(cfg.rollouts)]
-    device = next(reference.parameters()).device
-    sampler = torch.Generator(device).manual_seed(cfg.seed + NORM_SEED)
+    sampler = torch.Generator(next(lm.parameters()).device).manual_seed(cfg.seed + NORM_SEED)
     rollout = generate_rollout(policy, tokenizer, prompts, cfg, sampler)
-    score_rollout(rollout, policy, reference, critic, reward_model, cfg)
-    mean, std = rollout.scores.mean().item(), rollout.scores.std().item()
+    scores = final_scores(rollout, lm, reward_model, cfg)       # no other forward pass needed
+    mean, std = scores.mean().item(), scores.std().item()
     return mean, (std if cfg.reward_norm == "whiten" and std > 0 else 1.0)
 
 
@@ -369,8 +371,7 @@ def train_ppo(cfg: PPOConfig, sft_model, reward_model=None, tokenizer=None,
             cfg.max_new_tokens)})
 
     # 0. the score's shift and scale (none by default)
-    norm = (0.0, 1.0) if cfg.reward_norm is None else reward_normaliser(
-        policy, reference, critic, reward_model, tokenizer, cfg)
+    norm = (0.0, 1.0) if cfg.reward_norm is None else reward_normaliser(policy, reward_model, tokenizer, cfg)
     result.reward_norm = norm
     beta = cfg.beta
     for it in progress(range(cfg.iterations), desc=f"PPO β={cfg.beta:g}", leave=False):

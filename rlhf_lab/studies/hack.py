@@ -54,8 +54,8 @@ def mean_parts(many: list[dict[str, float]]) -> dict[str, float]:
     """
     if not many:
         raise ValueError("many must hold at least one dict of parts")
-    for parts in many[1:]:
-        part_changes(parts, many[0])                      # the same names, or a ValueError
+    if any(set(parts) != set(many[0]) for parts in many):
+        raise ValueError(f"every dict must name the same parts, got {[sorted(p) for p in many]}")
     return {k: round(sum(p[k] for p in many) / len(many), 12) for k in many[0]}
 
 

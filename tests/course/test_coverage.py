@@ -133,28 +133,27 @@ def _has(path: str, dotted: str) -> bool:
     return name in _defined(body)
 
 
-def module_problems(table: list[list[str]]) -> list[str]:
-    """Each `rlhf_lab/...py` exists, and defines the `::name` given with it."""
+def _reference_problems(table, column: int, pattern, missing_file: str, missing_name: str) -> list[str]:
+    """Each `path::name` that ``pattern`` finds in ``column``: the file exists, and defines the
+    name when one is given."""
     problems = []
     for row in table:
-        for path, name in MODULE_REF.findall(row[2]):
+        for path, name in pattern.findall(row[column]):
             if not (REPO / path).is_file():
-                problems.append(f"{path}: no such module")
+                problems.append(f"{path}: {missing_file}")
             elif name and not _has(path, name):
-                problems.append(f"{path}::{name}: not defined there")
+                problems.append(f"{path}::{name}: {missing_name}")
     return problems
+
+
+def module_problems(table: list[list[str]]) -> list[str]:
+    """Each `rlhf_lab/...py` exists, and defines the `::name` given with it."""
+    return _reference_problems(table, 2, MODULE_REF, "no such module", "not defined there")
 
 
 def named_test_problems(table: list[list[str]]) -> list[str]:
     """Each `tests/...py::name` exists and defines that test (by name, without parameters)."""
-    problems = []
-    for row in table:
-        for path, name in TEST_REF.findall(row[3]):
-            if not (REPO / path).is_file():
-                problems.append(f"{path}: no such test file")
-            elif not _has(path, name):
-                problems.append(f"{path}::{name}: no such test")
-    return problems
+    return _reference_problems(table, 3, TEST_REF, "no such test file", "no such test")
 
 
 def section_problems(table: list[list[str]]) -> list[str]:
