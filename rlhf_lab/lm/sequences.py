@@ -38,8 +38,13 @@ class Batch:
     prompt_len: int               # P, the column where responses start
 
     def rows(self, idx: torch.Tensor) -> "Batch":
-        """The rows ``idx``, cut to their longest real sequence (less work per training step)."""
-        width = int(self.attention_mask[idx].sum(-1).max())
+        """The rows ``idx``, cut after their last real token (less work per training step).
+
+        Prompts are left-padded, so a row's last real token sits at column P + its reply's length,
+        not at its count of real tokens: the cut keeps every reply whole."""
+        mask = self.attention_mask[idx]
+        columns = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+        width = int((mask * columns).max())
         return Batch(self.input_ids[idx, :width], self.attention_mask[idx, :width],
                      self.response_mask[idx, :width], self.prompt_len)
 

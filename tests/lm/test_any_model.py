@@ -76,6 +76,18 @@ def test_local_checkpoint_with_bpe_runs_sft_rm_ppo(tmp_path, bpe):
     assert isinstance(result.policy, GPT2LMHeadModel)
 
 
+def test_batch_rows_keep_a_long_reply_after_a_short_left_padded_prompt(bpe):
+    # BPE prompts differ in length, so the short one is left-padded; its long reply must survive
+    # the cut to the rows' width (a cut at the count of real tokens once dropped its tail).
+    batch = encode_pairs(bpe, ["review car", "review the very long phone with many words"],
+                         ["it is good and fine and nice and a long reply here", "ok"], 24)
+    rows = batch.rows(torch.tensor([0, 1]))
+    assert torch.equal(rows.input_ids, batch.input_ids[:, :rows.input_ids.shape[1]])
+    assert rows.response_mask.sum(-1).tolist() == batch.response_mask.sum(-1).tolist()
+    assert rows.attention_mask.sum(-1).tolist() == batch.attention_mask.sum(-1).tolist()
+    assert rows.attention_mask[:, -1].any()                   # and nothing but padding is cut
+
+
 def test_load_pretrained_gives_a_tokenizer_a_pad_of_its_own(tmp_path, bpe):
     """A tokenizer that pads with its end-of-sequence token gets a distinct <pad>: a new token and
     embedding row if the vocabulary lacks one, else the one it has."""
