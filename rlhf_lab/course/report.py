@@ -2,6 +2,7 @@
 markdown summary into an output folder."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from rlhf_lab.pipeline.runs import (
     load_or_train_rm,
     load_or_train_sft,
     reward_model_scaling,
+    stage_keys,
+    train_runs,
 )
 from rlhf_lab.stages import dpo
 from rlhf_lab.studies import alignment_tax, feedback, iterative, memory, overoptimisation, sweep
@@ -35,6 +38,8 @@ __all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section",
            "PPO_BETAS"]
 
 RM_PAIR_GRID = (250, 1000, 4000, 16000)
+PIPELINE_JOBS = min(2, os.cpu_count() or 1)
+"""PPO runs the pipeline trains at once (single-threaded worker processes)."""
 PPO_BETAS = sweep.SWEEP_BETAS
 BEYOND_GRPO = {"iterations": 30, "prompts_per_iteration": 16, "minibatch_size": 32}
 """GRPO's notebook-sized run (notebook 07 and the pipeline share it)."""
@@ -51,7 +56,7 @@ def _timed(fn, *args, **kwargs):
 def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_PAIR_GRID,
                  rm_heldout: int = 5000, betas=PPO_BETAS, bon: dict | None = None,
                  sweep_options: dict | None = None, beyond: dict | None = None,
-                 gao: dict | None = None) -> Path:
+                 gao: dict | None = None, jobs: int = PIPELINE_JOBS) -> Path:
     """Train (or load from the cache) every stage, save figures and ``summary.md``; return its path.
 
     ``rm_pairs``: the reward models' sizes, all measured on ``rm_heldout`` shared held-out pairs
@@ -59,7 +64,8 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     ``bon``: keyword arguments of :func:`rlhf_lab.studies.overoptimisation.overoptimisation_study`;
     ``sweep_options``: of :func:`rlhf_lab.studies.sweep.beta_sweep` (both default to the course's);
     ``beyond``: of :func:`beyond_section` (notebook 07's studies); ``gao``: of
-    :func:`rlhf_lab.studies.ppo_gao.ppo_gao_study` (PPO against proxies of several sizes)."""
+    :func:`rlhf_lab.studies.ppo_gao.ppo_gao_study` (PPO against proxies of several sizes);
+    ``jobs``: the PPO runs of stage 3 trained at once (:func:`ppo_section`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# rlhf-lab pipeline summary", ""]
@@ -99,7 +105,7 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
               "reward_models": summary_json.reward_model_rows(rows, params, run.rm.seed)}
     sweep_options = sweep_options or {}
     careful = sweep.SweepConfig(**{k: v for k, v in sweep_options.items() if k.startswith("careful_")})
-    lines += ppo_section(run, out, betas, careful, record)   # the sweep's own runs, trained once
+    lines += ppo_section(run, out, betas, careful, record, jobs)   # the sweep's runs, trained once
     lines += sweep_section(run, out, betas, record, **sweep_options)
     lines += hack_section(run, betas, careful, record)
     lines += overopt_section(run, out, record, **(bon or {}))
@@ -113,20 +119,30 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
 
 
 def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS,
-                careful: sweep.SweepConfig = sweep.SweepConfig(), record: dict | None = None) -> list[str]:
+                careful: sweep.SweepConfig = sweep.SweepConfig(), record: dict | None = None,
+                jobs: int = PIPELINE_JOBS) -> list[str]:
     """PPO against the proxy RM at each β (the β sweep's runs, :func:`rlhf_lab.studies.sweep.sweep_run`
     with ``careful``'s settings for large β), and against the gold utility itself (the oracle)."""
     runs = {f"β={b:g}": sweep.sweep_run(run, b, careful) for b in betas}
     runs["oracle (gold reward)"] = run.with_ppo(reward="gold")
+    # Train the missing runs `jobs` at a time in single-threaded workers, the longest (the careful,
+    # large-β ones) first; the hack section's β = 0 run goes with them.
+    tasks = sorted(runs.values(), key=lambda r: -r.ppo.iterations * (1 + (r.ppo.critic == "separate")))
+    load_or_train_rm(run)                            # upstream stages once, before any worker
+    trained = train_runs([("ppo", r) for r in tasks + [run.with_ppo(beta=0.0)]], jobs=jobs)
+    seconds_of = {stage_keys(r)["ppo"]: s for r, s in zip(tasks, trained)}
     lines = ["", "## Stage 3: PPO (tiny preset)", "",
              "Default settings, except where β is large: there the β sweep's careful runs "
-             "(smaller step, more iterations, separate critic; `rlhf_lab.studies.sweep.sweep_run`).", "",
+             "(smaller step, more iterations, separate critic; `rlhf_lab.studies.sweep.sweep_run`)."
+             + (f" Runs missing from the cache train {jobs} at a time, one thread each: their "
+                "times overlap." if jobs > 1 else ""), "",
              "| run | lr, iterations, critic | time (s, 0 if cached) | KL start -> end | proxy start -> end "
              "| gold start -> peak -> end |",
              "|---|---|---|---|---|---|"]
     histories = {}
     for name, variant in runs.items():
-        art, seconds = _timed(load_or_train_ppo, variant)
+        art = load_or_train_ppo(variant)
+        seconds = seconds_of[stage_keys(variant)["ppo"]]
         h = histories[name] = art.metrics["history"]
         peak = max(h, key=lambda row: row["gold"])
         ppo = variant.ppo
