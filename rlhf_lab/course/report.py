@@ -32,7 +32,7 @@ from rlhf_lab.pipeline.runs import (
 from rlhf_lab.stages import dpo
 from rlhf_lab.studies import alignment_tax, feedback, iterative, memory, overoptimisation, sweep
 
-__all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section",
+__all__ = ["run_pipeline", "ppo_section", "sweep_section", "overopt_section", "time_section",
            "beyond_section",
            "BEYOND_GRPO", "BEYOND_ARMS", "RM_PAIR_GRID",
            "PPO_BETAS"]
@@ -66,6 +66,7 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
     ``beyond``: of :func:`beyond_section` (notebook 07's studies); ``gao``: of
     :func:`rlhf_lab.studies.ppo_gao.ppo_gao_study` (PPO against proxies of several sizes);
     ``jobs``: the PPO runs of stage 3 trained at once (:func:`ppo_section`)."""
+    start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# rlhf-lab pipeline summary", ""]
@@ -105,17 +106,37 @@ def run_pipeline(out_dir: str | Path, run: RunConfig = RunConfig(), rm_pairs=RM_
               "reward_models": summary_json.reward_model_rows(rows, params, run.rm.seed)}
     sweep_options = sweep_options or {}
     careful = sweep.SweepConfig(**{k: v for k, v in sweep_options.items() if k.startswith("careful_")})
-    lines += ppo_section(run, out, betas, careful, record, jobs)   # the sweep's runs, trained once
-    lines += sweep_section(run, out, betas, record, **sweep_options)
-    lines += hack_section(run, betas, careful, record)
-    lines += overopt_section(run, out, record, **(bon or {}))
-    lines += ppo_gao_section(run, out, min(betas), record, **(gao or {}))
-    lines += beyond_section(run, out, **(beyond or {}))
+    sections = [
+        ("stage 3: PPO at each β, the oracle, β = 0",
+         lambda: ppo_section(run, out, betas, careful, record, jobs)),   # the sweep's runs, trained once
+        ("the β sweep (closed-form optimum)", lambda: sweep_section(run, out, betas, record, **sweep_options)),
+        ("what the hack is (gold parts)", lambda: hack_section(run, betas, careful, record)),
+        ("best-of-n overoptimisation", lambda: overopt_section(run, out, record, **(bon or {}))),
+        ("Gao's PPO study", lambda: ppo_gao_section(run, out, min(betas), record, **(gao or {}))),
+        ("beyond vanilla RLHF (notebook 07)", lambda: beyond_section(run, out, **(beyond or {}))),
+    ]
+    timings = {"stages 0-2: base, SFT, reward models": time.perf_counter() - start}
+    for name, section in sections:
+        section_lines, timings[name] = _timed(section)
+        lines += section_lines
+    lines += time_section(timings)
+    record["timings"] = {name: round(seconds, 1) for name, seconds in timings.items()}
     lines += ["", "Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png")))]
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
     write_json(out / "summary.json", record)
     return summary
+
+
+def time_section(timings: dict[str, float]) -> list[str]:
+    """Where the pipeline's time went: one row per part, seconds and share (0 s when cached)."""
+    total = sum(timings.values())
+    lines = ["", "## Where the time went", "",
+             f"{total / 60:.1f} min in all (a part found in the cache takes about 0 s).", "",
+             "| part | seconds | share |", "|---|---|---|"]
+    lines += [f"| {name} | {seconds:.0f} | {seconds / total if total > 0 else 0:.0%} |"
+              for name, seconds in timings.items()]
+    return lines
 
 
 def ppo_section(run: RunConfig, out: Path, betas=PPO_BETAS,

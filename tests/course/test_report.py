@@ -7,7 +7,7 @@ import pytest
 matplotlib.use("Agg")
 
 
-from rlhf_lab.course.report import BEYOND_ARMS, run_pipeline  # noqa: E402
+from rlhf_lab.course.report import BEYOND_ARMS, run_pipeline, time_section  # noqa: E402
 from rlhf_lab.studies.feedback import FeedbackConfig  # noqa: E402
 from rlhf_lab.studies.iterative import IterativeConfig  # noqa: E402
 
@@ -57,6 +57,8 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
     assert {r["beta"] for r in record["sweep"]} == {0.3, 0.01}
     assert set(record["ensembles"]["aggregates"]) == {"mean", "min", "mean_minus_std"}
     assert isinstance(record["oracle_ppo_gain"], float)
+    assert len(record["timings"]) == 7 and "Gao's PPO study" in record["timings"]
+    assert "## Where the time went" in text
     assert [r["beta"] for r in record["hacks"]] == [0.3, 0.01, 0.0] and "What the hack is" in text
     for r in record["hacks"]:                       # the parts' changes add up to the gold change
         assert sum(r["changes"].values()) == pytest.approx(r["gold_change"], abs=1e-9)
@@ -68,6 +70,13 @@ def test_pipeline_writes_summary_and_figures(fast_ppo, small_config, tmp_path):
                        "ppo_gao_curve.png", "ppo_gao_curves.png", "dpo_vs_boltzmann.png",
                        "reward_kl_plane.png",
                        "alignment_tax.png", "iterative_rlhf.png", "ai_feedback.png"}
+
+
+def test_time_section_gives_each_part_its_seconds_and_share():
+    lines = time_section({"a": 30.0, "b": 90.0})
+    assert "2.0 min in all (a part found in the cache takes about 0 s)." in lines
+    assert lines[-2:] == ["| a | 30 | 25% |", "| b | 90 | 75% |"]
+    assert time_section({"cached": 0.0})[-1] == "| cached | 0 | 0% |"
 
 
 def test_pipeline_command_refuses_no_gao_seeds(capsys):
