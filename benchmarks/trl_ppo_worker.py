@@ -17,7 +17,9 @@ trained policy+value wrapper, rather than the reference, opens the update). So:
 * generate: ``batch_generation`` (HF ``generate`` with ``output_scores``);
 * score: log-probs from the kept logits, the reference, value and reward forwards, rewards, GAE;
 * update: 4 epochs x 4 minibatches of forward + backward + AdamW, then the metrics and the log;
-* other: the rest (TRL's ``gc.collect()`` / ``empty_cache()`` between batches, the dataloader).
+* other: the rest (TRL's ``gc.collect()`` / ``empty_cache()`` between batches, the dataloader);
+* gc: of all these, the seconds in ``gc.collect()`` (``ppo_trainer.gc`` is wrapped too): one call
+  ends scoring, one follows each iteration.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import copy
 import json
 import tempfile
 import time
+import types
 
 import torch
 
@@ -65,6 +68,7 @@ class Clock:
 
     def __init__(self):
         self.rows, self.reply_lengths, self.stop_ids, self.optimizer_steps = [], [], set(), 0
+        self.gc = 0.0                                  # seconds in gc.collect() this iteration
         self.start = self.gen_start = self.gen_end = self.update_start = None
 
     def row(self, now: float) -> dict:
@@ -72,12 +76,13 @@ class Clock:
         gen, score, update = (self.gen_end - self.gen_start, self.update_start - self.gen_end,
                               now - self.update_start)
         return {"total": total, "generate": gen, "score": score, "update": update,
-                "other": total - gen - score - update, "optimizer_steps": self.optimizer_steps}
+                "other": total - gen - score - update, "gc": self.gc, "optimizer_steps": self.optimizer_steps}
 
 
 def instrument(ppo_module, clock: Clock, reference) -> None:
-    """Wrap ppo_trainer's ``batch_generation`` and ``forward`` to stamp the phases (see the top)."""
-    generation, forward = ppo_module.batch_generation, ppo_module.forward
+    """Wrap ppo_trainer's ``batch_generation`` and ``forward`` to stamp the phases (see the top),
+    and its ``gc.collect`` to add up the seconds it takes."""
+    generation, forward, collect = ppo_module.batch_generation, ppo_module.forward, ppo_module.gc.collect
 
     def timed_generation(model, queries, local_batch, pad_id, generation_config):
         clock.stop_ids |= {generation_config.eos_token_id, model.generation_config.eos_token_id}
@@ -92,7 +97,14 @@ def instrument(ppo_module, clock: Clock, reference) -> None:
             clock.update_start = time.perf_counter()
         return forward(model, *args, **kwargs)
 
+    def timed_collect(*args):
+        t0 = time.perf_counter()
+        found = collect(*args)
+        clock.gc += time.perf_counter() - t0
+        return found
+
     ppo_module.batch_generation, ppo_module.forward = timed_generation, timed_forward
+    ppo_module.gc = types.SimpleNamespace(collect=timed_collect)   # train() calls gc.collect()
 
 
 def run(iterations: int, threads: int) -> dict:
@@ -115,7 +127,7 @@ def run(iterations: int, threads: int) -> dict:
         def on_step_end(self, args, state, control, **kwargs):
             now = time.perf_counter()
             clock.rows.append(clock.row(now))
-            clock.start, clock.update_start, clock.optimizer_steps = now, None, 0
+            clock.start, clock.update_start, clock.optimizer_steps, clock.gc = now, None, 0, 0.0
 
     with tempfile.TemporaryDirectory() as out:
         # One PPO batch = the 64 prompts; per_device_train_batch_size is the rollout batch (with no

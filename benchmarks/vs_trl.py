@@ -152,7 +152,8 @@ def ratios(trl: dict, head: dict, separate: dict) -> dict:
     """TRL's seconds over ours, ours over its floor, and whether each meets its goal (GOALS)."""
     r = {"trl/separate": trl["total"] / separate["total"], "trl/head": trl["total"] / head["total"],
          "separate/floor": separate["total"] / separate["floor"], "head/floor": head["total"] / head["floor"]}
-    r["met"] = {"trl/separate": r["trl/separate"] >= GOALS["separate"], "trl/head": r["trl/head"] >= GOALS["head"],
+    r["met"] = {"trl/separate": r["trl/separate"] >= GOALS["separate"],
+                "trl/head": r["trl/head"] >= GOALS["head"],
                 "separate/floor": r["separate/floor"] <= GOALS["floor"],
                 "head/floor": r["head/floor"] <= GOALS["floor"]}
     return r
@@ -173,13 +174,15 @@ def table(title: str, trl: dict, head: dict, separate: dict) -> str:
                       ("ours, value head", head)):
         lines.append(f"{name:<34}" + "".join(cell(row, k) for k in (*PHASES, "other", "total", "floor"))
                      + f"{TOKENS / row['total']:>9.0f}")
+    if "gc" in trl:
+        lines.append(f"  of TRL's iteration, {trl['gc']:.2f} s in gc.collect() (within score and other)")
     r = ratios(trl, head, separate)
     mark = {True: "met", False: "NOT met"}
     lines.append(f"  TRL / ours: separate critic {r['trl/separate']:.2f}x (goal >= {GOALS['separate']:g}: "
                  f"{mark[r['met']['trl/separate']]}), value head {r['trl/head']:.2f}x (goal >= "
                  f"{GOALS['head']:g}: {mark[r['met']['trl/head']]})")
-    lines.append(f"  ours / floor: separate critic {r['separate/floor']:.2f}x, value head {r['head/floor']:.2f}x "
-                 f"(goal <= {GOALS['floor']:g}: {mark[r['met']['separate/floor']]} / "
+    lines.append(f"  ours / floor: separate critic {r['separate/floor']:.2f}x, value head "
+                 f"{r['head/floor']:.2f}x (goal <= {GOALS['floor']:g}: {mark[r['met']['separate/floor']]} / "
                  f"{mark[r['met']['head/floor']]})")
     return "\n".join(lines)
 
@@ -211,7 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of TRL, ours (head), ours (separate)")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations per side per round, "
                         "after one warm-up")
-    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help=f"the TRL venv (default {DEFAULT_VENV})")
+    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV,
+                        help=f"the TRL venv (default {DEFAULT_VENV})")
     parser.add_argument("--skip-install", action="store_true", help="never build the venv: fail if it "
                         "lacks trl " + TRL_VERSION)
     args = parser.parse_args(argv)
@@ -239,7 +243,7 @@ def main(argv=None) -> int:
     print(header(load, threads, runs["trl"][0]["meta"]))
     for block in blocks:
         print(block)
-    print(table(f"best of {args.rounds} rounds", *(best_of(runs[s]) for s in ("trl", "head", "separate"))))
+    print(table(f"best of {args.rounds} round{'s' * (args.rounds > 1)}", *(best_of(runs[s]) for s in ("trl", "head", "separate"))))
     print(f"load average (1 min) at the end {os.getloadavg()[0]:.2f}; TRL's 'other' = its gc.collect() and "
           f"dataloader between iterations; floor = our passes done bare (bench_ppo.py)")
     return 0

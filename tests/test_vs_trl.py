@@ -9,7 +9,7 @@ _spec = importlib.util.spec_from_file_location("vs_trl", _PATH)
 vs_trl = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(vs_trl)
 
-TRL = {"generate": 1.0, "score": 0.5, "update": 4.0, "other": 0.5, "total": 6.0}
+TRL = {"generate": 1.0, "score": 0.5, "update": 4.0, "other": 0.5, "total": 6.0, "gc": 0.25}
 HEAD = {"generate": 0.25, "score": 0.25, "update": 1.0, "total": 1.5, "floor": 1.4}
 SEPARATE = {"generate": 0.25, "score": 0.5, "update": 2.25, "total": 3.0, "floor": 2.5}
 
@@ -34,7 +34,8 @@ def test_best_iteration_leaves_out_the_warm_up():
 
 
 def test_best_of_rounds_takes_each_number_at_its_best():
-    best = vs_trl.best_of([{"total": 3.0, "floor": 2.0, "meta": {}}, {"total": 2.5, "floor": 2.2, "meta": {}}])
+    rounds = [{"total": 3.0, "floor": 2.0, "meta": {}}, {"total": 2.5, "floor": 2.2, "meta": {}}]
+    best = vs_trl.best_of(rounds)
     assert best == {"total": 2.5, "floor": 2.0}
 
 
@@ -51,6 +52,7 @@ def test_table_prints_each_row_and_the_verdicts():
     lines = vs_trl.table("round 1", TRL, HEAD, SEPARATE).splitlines()
     assert lines[1].split()[-7:] == ["1.00", "0.50", "4.00", "0.50", "6.00", "-", "341"]   # 2048 tok / 6 s
     assert lines[2].split()[-7:] == ["0.25", "0.50", "2.25", "-", "3.00", "2.50", "683"]
-    assert lines[4] == ("  TRL / ours: separate critic 2.00x (goal >= 2: met), value head 4.00x "
+    assert lines[4] == "  of TRL's iteration, 0.25 s in gc.collect() (within score and other)"
+    assert lines[5] == ("  TRL / ours: separate critic 2.00x (goal >= 2: met), value head 4.00x "
                         "(goal >= 3: met)")
-    assert lines[5] == "  ours / floor: separate critic 1.20x, value head 1.07x (goal <= 1.1: NOT met / met)"
+    assert lines[6] == "  ours / floor: separate critic 1.20x, value head 1.07x (goal <= 1.1: NOT met / met)"
