@@ -184,6 +184,11 @@ EDGE_FEEDBACK = {
         ("beyond_mutants.ppo_ptx_loss__float32_and_mask_product", "float64"),
     "test_ppo_ptx_loss__all_padding_row_and_batch_of_one":
         ("beyond_mutants.ppo_ptx_loss__mean_of_row_means", "all padding"),
+    "test_plackett_luce_loss__padding_holding_nan_and_inf":
+        ("bradley_terry_mutants.plackett_luce_loss__multiplies_by_the_mask",
+         "padded positions holding NaN"),
+    "test_importance_estimates__tiny_beta_and_huge_rewards":
+        ("closed_form_mutants.importance_estimates__kl_nan_at_zero_weights", "at β = 1e-3"),
     "test_response_logprob__padding_holding_nan_and_inf":
         ("logprob_mutants.response_logprob__multiplies_by_the_mask", "logits hold NaN"),
 }

@@ -22,8 +22,9 @@ Two ways to use it:
 * **exact**, on an enumerable set of Y responses (:func:`rlhf_lab.equations.enumerable_space.enumerable_space`). Every function takes
   ``logp_ref`` and ``rewards`` of shape (..., Y): the last dim is the set of responses, leading
   dims are a batch (e.g. prompts).
-* **estimated** from N samples of π_ref (:func:`boltzmann_estimate`), for a language model whose
-  responses cannot be listed.
+* **estimated** from N samples of π_ref (:func:`boltzmann_estimate`, and
+  :func:`importance_estimates`, the same numbers as a plain tuple: notebook 03's exercise), for a
+  language model whose responses cannot be listed.
 
 Everything is computed in log space (``logsumexp``), so β = 1e-3 with rewards of size ~10
 (r/β ~ 1e4) neither overflows nor produces NaN. Results keep the inputs' dtype (float64 in,
@@ -34,6 +35,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -41,7 +43,8 @@ from rlhf_lab.core.config import number
 
 __all__ = ["boltzmann_policy", "log_partition", "optimal_objective", "policy_stats",
            "kl_optimal", "frontier", "beta_to_zero_policy", "boltzmann_estimate",
-           "estimated_frontier", "BoltzmannEstimate", "LowESSWarning", "DEFAULT_MIN_ESS"]
+           "importance_estimates", "estimated_frontier", "BoltzmannEstimate",
+           "ImportanceEstimates", "LowESSWarning", "DEFAULT_MIN_ESS"]
 
 DEFAULT_MIN_ESS = 100.0
 """Default effective sample size below which an importance-sampled estimate is not trusted.
@@ -314,6 +317,37 @@ def boltzmann_estimate(rewards, beta, min_ess: float = DEFAULT_MIN_ESS,
                       LowESSWarning, stacklevel=2)
     return BoltzmannEstimate(beta, n, expected_reward, log_z, kl, beta * log_z, ess,
                              trustworthy, w)
+
+
+class ImportanceEstimates(NamedTuple):
+    """:func:`importance_estimates`' result: a tuple, in this order, whose fields have names."""
+
+    log_z: torch.Tensor              # (...) log Ẑ = logsumexp_i(r_i/β) − log N
+    weights: torch.Tensor            # (..., N) w_i = softmax_i(r_i/β)
+    expected_reward: torch.Tensor    # (...) Σ_i w_i r_i ≈ E_{π*}[r]
+    kl: torch.Tensor                 # (...) Σ_i w_i log(N w_i) = Σ_i w_i r_i/β − log Ẑ
+    ess: torch.Tensor                # (...) 1/Σ_i w_i²
+
+
+def importance_estimates(rewards, beta) -> ImportanceEstimates:
+    """Self-normalised importance sampling of the closed form from N samples y_i ~ π_ref.
+
+    The numbers of :func:`boltzmann_estimate` as one tuple ``(log_z, weights, expected_reward,
+    kl, ess)`` of tensors (no ESS threshold, no warning): what notebook 03's exercise returns.
+
+        log Ẑ = logsumexp_i(r_i/β) − log N        w_i = exp(r_i/β) / Σ_j exp(r_j/β)
+        E_{π*}[r] ≈ Σ_i w_i r_i                   KL ≈ Σ_i w_i log(N w_i) = Σ_i w_i r_i/β − log Ẑ
+        ESS = 1 / Σ_i w_i²
+
+    Shapes: rewards (..., N) -> log_z, expected_reward, kl, ess (...), weights (..., N); the
+    results keep the rewards' dtype, and log_z is differentiable (d log Ẑ / d r_i = w_i/β).
+
+    Example: rewards [0, log 3], β = 1 (two samples) give log Ẑ = log 2, w = [1/4, 3/4],
+    E_w[r] = 0.824, KL = 0.131 and ESS = 1.6: for π_ref = [1/2, 1/2] these samples are the
+    space itself, and the estimates are the exact closed form.
+    """
+    est = boltzmann_estimate(rewards, beta, warn=False)
+    return ImportanceEstimates(est.log_z, est.weights, est.expected_reward, est.kl, est.ess)
 
 
 def estimated_frontier(rewards, betas, min_ess: float = DEFAULT_MIN_ESS,

@@ -3,6 +3,7 @@
 * :func:`response_logprob` — log pi(y | x) of a whole response (notebook 00);
 * :func:`sft_loss` — masked, response-only next-token loss (stage 1, notebook 01);
 * :func:`bt_probability`, :func:`bradley_terry_loss` — the Bradley-Terry model (stage 2, notebook 02);
+* :func:`plackett_luce_loss` — its K-wise extension, for replies ranked best first (notebook 02);
 * :func:`fit_bradley_terry` — Bradley-Terry strengths of a league table by maximum likelihood
   (notebook 02: the model's original use, ranking sports teams).
 
@@ -11,13 +12,15 @@ The PPO-stage equations live in :mod:`rlhf_lab.equations.rl_losses`; the logits/
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from rlhf_lab.equations.masking import check_mask, gather_logprobs, masked_mean, masked_sum
 
 __all__ = ["response_logprob", "sft_loss", "bt_probability", "bradley_terry_loss",
-           "fit_bradley_terry"]
+           "plackett_luce_loss", "fit_bradley_terry"]
 
 
 def response_logprob(logits: torch.Tensor, input_ids: torch.Tensor,
@@ -83,6 +86,56 @@ def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> tupl
     with torch.no_grad():
         stats = {"loss": loss.item(), "accuracy": (margin > 0).float().mean().item(),
                  "margin": margin.mean().item()}
+    return loss, stats
+
+
+def plackett_luce_loss(rewards: torch.Tensor,
+                       ranking_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """K-wise reward-model loss: minus the mean Plackett-Luce log-likelihood of B rankings.
+
+    Row b of ``rewards`` scores the replies to prompt b **listed best first**. Plackett-Luce
+    reads a ranking as K - 1 choices, each of the best among the replies not yet chosen:
+
+        P(y_1 > y_2 > ... > y_K | x) = prod_i exp(r_i) / sum_{j >= i} exp(r_j)
+        L_PL = -mean_b sum_i [r_i - log sum_{j >= i} exp(r_j)]
+
+    The denominators are a log-cum-sum-exp taken from the right (``logcumsumexp`` of the
+    flipped row), stable for any reward size. K = 2 is Bradley-Terry: ``-log sigmoid(r_1 - r_2)``.
+    A constant added to a row changes nothing (each choice is a softmax).
+
+    Args: rewards (B, K), K >= 2; ranking_mask (B, K) bool, True on the replies of each ranking
+    (a prompt with fewer than K replies has padding at the end, which may hold anything, even
+    NaN or inf: it changes neither the loss nor its gradient); None: every entry counts. Each
+    row must rank at least two replies. Returns ``(loss, stats)``: the loss has the rewards'
+    dtype; ``stats["accuracy"]`` is the share of the rankings' pairs that the rewards order
+    correctly, ``stats["top1"]`` the share of rankings whose first reply scores highest.
+
+    Example: rewards [[2, 1, 0]] give 0.4076 + 0.3133 = 0.7209 (the last choice is certain);
+    rewards [[1, 0]] give -log sigmoid(1) = 0.3133.
+    """
+    if not isinstance(rewards, torch.Tensor) or not rewards.is_floating_point() \
+            or rewards.dim() != 2 or rewards.shape[1] < 2:
+        raise ValueError(f"rewards must be a float (B, K) tensor with K >= 2, got "
+                         f"{getattr(rewards, 'shape', type(rewards).__name__)}")
+    if ranking_mask is None:
+        ranking_mask = torch.ones_like(rewards, dtype=torch.bool)
+    check_mask(ranking_mask, rewards, "ranking_mask")
+    if (ranking_mask.sum(-1) < 2).any():
+        raise ValueError("ranking_mask must keep at least two replies in every row: a ranking "
+                         "of one reply says nothing")
+    neg_inf = torch.full_like(rewards, -math.inf)
+    scores = torch.where(ranking_mask, rewards, neg_inf)                      # (B, K)
+    log_rest = torch.logcumsumexp(scores.flip(-1), dim=-1).flip(-1)          # log sum_{j>=i}
+    log_choice = torch.where(ranking_mask, scores - log_rest, torch.zeros_like(rewards))
+    loss = -log_choice.sum(-1).mean()
+    with torch.no_grad():
+        k = rewards.shape[1]
+        later = torch.ones(k, k, dtype=torch.bool, device=rewards.device).triu(1)   # i < j
+        pairs = later & ranking_mask[:, :, None] & ranking_mask[:, None, :]         # (B, K, K)
+        right = pairs & (scores[:, :, None] > scores[:, None, :])
+        top1 = (scores[:, :1] > scores[:, 1:]).all(-1)
+        stats = {"loss": loss.item(), "accuracy": (right.sum() / pairs.sum()).item(),
+                 "top1": top1.float().mean().item()}
     return loss, stats
 
 

@@ -28,10 +28,13 @@ CHECKS = {
     "sft_loss": (language_model_checks.check_sft_loss, [losses.sft_loss]),
     "bt_probability": (reward_model_checks.check_bt_probability, [losses.bt_probability]),
     "bradley_terry_loss": (reward_model_checks.check_bt_loss, [losses.bradley_terry_loss]),
+    "plackett_luce_loss": (reward_model_checks.check_plackett_luce_loss, [losses.plackett_luce_loss]),
     "fit_bradley_terry": (reward_model_checks.check_bt_fit, [losses.fit_bradley_terry]),
     "boltzmann_policy": (closed_form_checks.check_boltzmann_policy, [closed_form.boltzmann_policy]),
     "optimal_objective": (closed_form_checks.check_optimal_objective, [closed_form.optimal_objective]),
     "kl_optimal": (closed_form_checks.check_kl_optimal, [closed_form.kl_optimal]),
+    "importance_estimates": (closed_form_checks.check_importance_estimates,
+                             [closed_form.importance_estimates]),
     "kl_estimators": (ppo_checks.check_kl_estimators, [rl_losses.kl_k1, rl_losses.kl_k3]),
     "shaped_rewards": (ppo_checks.check_shaped_rewards, [rl_losses.shaped_rewards]),
     "gae": (ppo_checks.check_gae, [rl_losses.gae]),
@@ -297,6 +300,29 @@ def ensemble_sample_std(scores, how, k=1.0):
     return overopt_math.aggregate_ensemble(scores, how, k)
 
 
+def pl_forward_cumsum(rewards, ranking_mask=None):
+    mask = torch.ones_like(rewards, dtype=torch.bool) if ranking_mask is None else ranking_mask
+    s = torch.where(mask, rewards, -math.inf)
+    return -torch.where(mask, s - torch.logcumsumexp(s, -1), 0.0).sum(-1).mean()
+
+
+def pl_multiplied_by_the_mask(rewards, ranking_mask=None):
+    mask = torch.ones_like(rewards) if ranking_mask is None else ranking_mask.to(rewards.dtype)
+    r = rewards * mask
+    return -((r - torch.logcumsumexp(r.flip(-1), -1).flip(-1)) * mask).sum(-1).mean()
+
+
+def is_sum_not_mean(rewards, beta):
+    est = closed_form.importance_estimates(rewards, beta)
+    log_z = torch.logsumexp(rewards / beta, -1)
+    return log_z, est.weights, est.expected_reward, est.expected_reward / beta - log_z, est.ess
+
+
+def is_ess_of_a_mean(rewards, beta):
+    est = closed_form.importance_estimates(rewards, beta)
+    return est[:4] + (1 / (est.weights ** 2).mean(-1),)
+
+
 def ensemble_min_tuple(scores, how, k=1.0):
     if how == "min":
         return scores.min(0)
@@ -345,6 +371,8 @@ WRONG = [
     (reward_model_checks.check_bt_loss, [bt_loss_log_sigmoid], "log(sigmoid(x)) underflows"),
     (reward_model_checks.check_bt_loss, [bt_loss_sum], "you summed over pairs"),
     (reward_model_checks.check_bt_loss, [bt_loss_swapped], "you swapped chosen and rejected"),
+    (reward_model_checks.check_plackett_luce_loss, [pl_forward_cumsum], "replies not yet chosen"),
+    (reward_model_checks.check_plackett_luce_loss, [pl_multiplied_by_the_mask], "rather than multiplying"),
     (reward_model_checks.check_bt_fit, [bt_fit_transposed], "wrong sign"),
     (reward_model_checks.check_bt_fit, [bt_fit_not_centred], "not centred"),
     (reward_model_checks.check_bt_fit, [bt_fit_too_few_steps], "not at the maximum of the likelihood"),
@@ -353,6 +381,8 @@ WRONG = [
     (closed_form_checks.check_boltzmann_policy, [boltzmann_naive_exp], "exp(r/β) overflows"),
     (closed_form_checks.check_optimal_objective, [objective_log_z], "you returned log Z"),
     (closed_form_checks.check_kl_optimal, [kl_optimal_no_beta], "forgot to divide E_π*[r] by β"),
+    (closed_form_checks.check_importance_estimates, [is_sum_not_mean], "you forgot the - log N"),
+    (closed_form_checks.check_importance_estimates, [is_ess_of_a_mean], "N times too large"),
     (ppo_checks.check_kl_estimators, [k1_reversed, rl_losses.kl_k3], "k1 has the wrong sign"),
     (ppo_checks.check_kl_estimators, [rl_losses.kl_k1, k3_reversed_ratio], "ρ = π_ref/π"),
     (ppo_checks.check_shaped_rewards, [shaped_last_column], "the score went to the last column"),

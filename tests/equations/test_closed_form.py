@@ -12,6 +12,7 @@ from rlhf_lab.equations.closed_form import (
     boltzmann_policy,
     estimated_frontier,
     frontier,
+    importance_estimates,
     kl_optimal,
     log_partition,
     optimal_objective,
@@ -190,6 +191,24 @@ def test_estimate_kl_formulas_agree_and_are_bounded_by_log_n(space):
         assert est.kl.item() == pytest.approx(formula.item(), abs=1e-8)
         assert est.kl.item() <= math.log(500 / est.ess.item()) + 1e-9 <= math.log(500) + 1e-9
         assert est.objective.item() == pytest.approx(beta * est.log_z.item())
+
+
+def test_importance_estimates_are_the_estimate_as_a_tuple_and_exact_on_a_proportional_sample():
+    rewards = torch.tensor([[2.0, -1.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0],
+                            [-0.3, 1.2, 0.7, 0.7, -2.0, -2.0, -2.0, -2.0]], dtype=F64)
+    est, ref = importance_estimates(rewards, 0.7), boltzmann_estimate(rewards, 0.7, warn=False)
+    for name in ("log_z", "weights", "expected_reward", "kl", "ess"):
+        assert torch.equal(getattr(est, name), getattr(ref, name))
+    log_z, weights, *_ = est                                    # a plain tuple, in this order
+    assert log_z is est.log_z and weights.shape == (2, 8)
+    # each reply drawn in proportion to pi_ref = [1/8, 1/8, 1/4, 1/2]: the estimates are exact
+    logp_ref = torch.log(torch.tensor([1 / 8, 1 / 8, 1 / 4, 1 / 2], dtype=F64)).expand(2, 4)
+    listed = rewards[:, [0, 1, 2, 4]]
+    assert torch.allclose(est.log_z, log_partition(logp_ref, listed, 0.7), atol=1e-12)
+    assert torch.allclose(est.kl, kl_optimal(logp_ref, listed, 0.7), atol=1e-12)
+    r = rewards.clone().requires_grad_(True)
+    importance_estimates(r, 0.7).log_z.sum().backward()
+    assert torch.allclose(r.grad, est.weights / 0.7)           # d log Z_hat / d r_i = w_i / beta
 
 
 def test_estimate_converges_to_exact(space):

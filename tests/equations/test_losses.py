@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from rlhf_lab.equations.losses import bradley_terry_loss, bt_probability, response_logprob, sft_loss
+from rlhf_lab.equations.losses import (
+    bradley_terry_loss,
+    bt_probability,
+    plackett_luce_loss,
+    response_logprob,
+    sft_loss,
+)
 from rlhf_lab.equations.masking import gather_logprobs, masked_mean, response_logits, response_logprobs
 
 
@@ -31,6 +37,40 @@ def test_bt_probability_is_shift_invariant_and_exact():
     loss1, _ = bradley_terry_loss(a, b)
     loss2, _ = bradley_terry_loss(a - 3, b - 3)
     assert loss1.item() == pytest.approx(loss2.item())
+
+
+def test_plackett_luce_by_hand_and_for_two_replies_is_bradley_terry():
+    loss, stats = plackett_luce_loss(torch.tensor([[2.0, 1.0, 0.0]], dtype=torch.float64))
+    by_hand = -((2 - math.log(math.e ** 2 + math.e + 1)) + (1 - math.log(math.e + 1)))
+    assert loss.item() == pytest.approx(by_hand, abs=1e-12) and loss.dtype == torch.float64
+    assert stats["accuracy"] == 1.0 and stats["top1"] == 1.0
+    a, b = torch.tensor([1.0, -2.0, 0.3, 8.0]), torch.tensor([0.0, 1.0, 0.3, -9.0])
+    pl, _ = plackett_luce_loss(torch.stack([a, b], 1))
+    bt, _ = bradley_terry_loss(a, b)
+    assert pl.item() == pytest.approx(bt.item(), rel=1e-6)
+
+
+def test_plackett_luce_padding_reaches_neither_loss_nor_gradient():
+    rewards = torch.tensor([[1.0, 0.5, -1.0, 0.0], [0.2, 1.2, 0.0, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    junk = torch.where(mask, rewards, torch.tensor([math.nan, math.inf], dtype=torch.float64)
+                       .repeat(4)[:4])
+    junk.requires_grad_(True)
+    loss, stats = plackett_luce_loss(junk, mask)
+    loss.backward()
+    row0, _ = plackett_luce_loss(rewards[:1])
+    row1, _ = plackett_luce_loss(rewards[1:, :2])
+    assert loss.item() == pytest.approx((row0.item() + row1.item()) / 2, abs=1e-12)
+    assert torch.isfinite(junk.grad).all() and (junk.grad[~mask] == 0).all()
+    assert junk.grad[0, 0] < 0 < junk.grad[0, 3]          # raise the best, lower the worst
+    assert stats["top1"] == 0.5                            # row 1 ranks its lower reward first
+    shifted, _ = plackett_luce_loss(rewards + torch.tensor([[5.0], [-3.0]], dtype=torch.float64),
+                                    mask)
+    assert shifted.item() == pytest.approx(loss.item(), abs=1e-12)
+    with pytest.raises(ValueError, match="ranking_mask"):
+        plackett_luce_loss(rewards, mask.float())
+    with pytest.raises(ValueError, match="at least two"):
+        plackett_luce_loss(rewards, torch.tensor([[True] * 4, [True, False, False, False]]))
 
 
 def test_bt_rejects_mismatched_shapes():

@@ -200,8 +200,9 @@ def poison(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def _first_tensors(out, what: str) -> tuple:
-    """The tensors of a result: itself, the loss of ``(loss, stats)``, or both of a pair."""
-    if isinstance(out, (tuple, list)) and len(out) == 2 and all(
+    """The tensors of a result: itself, the loss of ``(loss, stats)``, or all of a tuple of
+    tensors (a pair such as ``(adv, returns)``, or notebook 03's five importance estimates)."""
+    if isinstance(out, (tuple, list)) and len(out) >= 2 and all(
             isinstance(t, torch.Tensor) for t in out):
         return tuple(out)
     if isinstance(out, (tuple, list)) and out:

@@ -1,16 +1,18 @@
-"""Hidden tests of notebook 02: ``bt_probability``, ``bradley_terry_loss`` and
-``fit_bradley_terry``.
+"""Hidden tests of notebook 02: ``bt_probability``, ``bradley_terry_loss``,
+``plackett_luce_loss`` and ``fit_bradley_terry``.
 
 P(y_w ≻ y_l) = σ(r_chosen − r_rejected) elementwise; L_RM = −mean log σ(r_chosen − r_rejected)
-(finite and exact for any margin, with its gradient); the fit returns the centred
-maximum-likelihood strengths of a (K, K) win table (``wins[i, j]`` = games i won against j), in
-``steps`` iterations. float64 rewards give a float64 result.
+(finite and exact for any margin, with its gradient); the Plackett–Luce loss of (B, K) rewards
+listed best first is −mean_b Σ_i [r_i − log Σ_{j≥i} e^{r_j}] over each row's ranked replies
+(``ranking_mask``: True on them, padding at the end that may hold NaN or ±inf); the fit returns
+the centred maximum-likelihood strengths of a (K, K) win table (``wins[i, j]`` = games i won
+against j), in ``steps`` iterations. float64 rewards give a float64 result.
 """
 import math
 
 import torch
 import torch.nn.functional as F
-from _helpers import case, check_float64, check_grad, close, expect, loss_of, result, rng
+from _helpers import case, check_float64, check_grad, close, expect, loss_of, poison, result, rng
 
 from rlhf_lab.equations import losses
 
@@ -191,6 +193,213 @@ def test_bradley_terry_loss__float64_stays_float64(student):
                                                                              dtype=torch.float64)
     check_float64(student, L, (c, r), "with float64 rewards", _softplus_mean(c - r),
                   atol=1e-13)
+
+
+# ============================================================================ plackett_luce_loss
+
+PL = "plackett_luce_loss"
+
+
+def _pl_rows(rewards, lengths=None, denominators="rest", reverse=False):
+    """Minus the Plackett–Luce log-likelihood of each ranking, term by term, in float64.
+
+    ``denominators``: "rest" (j ≥ i, the right one), "seen" (j ≤ i, a forward cumulative sum),
+    "all" (every reply of the ranking), "padded" (j ≥ i over the whole row, padding included)."""
+    r = rewards.double()
+    lengths = lengths or [r.shape[1]] * len(r)
+    out = []
+    for b, n in enumerate(lengths):
+        row = r[b, :n].flip(0) if reverse else r[b, :n]
+        full = r[b] if denominators == "padded" else row
+        den = {"rest": lambda i: row[i:], "seen": lambda i: row[:i + 1], "all": lambda i: row,
+               "padded": lambda i: full[i:]}[denominators]
+        out.append(-sum(row[i] - torch.logsumexp(den(i), 0) for i in range(n)))
+    return torch.stack(out)
+
+
+def _pl(rewards, lengths=None):
+    return _pl_rows(rewards, lengths).mean()
+
+
+def _pairwise_rows(rewards, lengths=None):
+    """InstructGPT's loss per ranking: −log σ(r_i − r_j) averaged over its C(n, 2) pairs."""
+    r = rewards.double()
+    lengths = lengths or [r.shape[1]] * len(r)
+    rows = []
+    for b, n in enumerate(lengths):
+        i, j = torch.triu_indices(n, n, 1)
+        rows.append(F.softplus(-(r[b, i] - r[b, j])).mean())
+    return torch.stack(rows)
+
+
+def _pl_mistakes(rewards, lengths=None):
+    r = rewards.double()
+    lengths = lengths or [r.shape[1]] * len(r)
+    rows = _pl_rows(r, lengths)
+    n = torch.tensor(lengths, dtype=torch.float64)
+    top = torch.stack([-torch.log_softmax(r[b, :k], 0)[0] for b, k in enumerate(lengths)])
+    return [(rows.sum(), "you summed over the rankings: the loss is a mean over prompts"),
+            (-rows.mean(), "your loss has the wrong sign: it is MINUS the log-likelihood"),
+            (_pl_rows(r, lengths, "seen").mean(), "your denominators run over the replies "
+             "ranked ABOVE (a forward cumulative sum): the i-th choice is among the replies not "
+             "yet chosen, j ≥ i (a log-cum-sum-exp from the right: flip, logcumsumexp, flip)"),
+            (_pl_rows(r, lengths, "all").mean(), "every choice of yours is among ALL the "
+             "replies: the i-th choice is only among those not yet chosen, j ≥ i"),
+            (_pl_rows(r, lengths, reverse=True).mean(), "you read the ranking worst first: "
+             "the replies are listed best first"),
+            (_pairwise_rows(r, lengths).mean(), "you averaged Bradley–Terry over every pair "
+             "of the ranking (InstructGPT's loss): Plackett–Luce is a product of K − 1 choices, "
+             "not of the C(K, 2) pairs"),
+            (_pairwise_rows(r, lengths).mean() * (n * (n - 1) / 2).mean(), "you summed "
+             "Bradley–Terry over every pair of the ranking: Plackett–Luce is a product of "
+             "K − 1 choices, not of the C(K, 2) pairs"),
+            (top.mean(), "you kept only the first choice (the best reply against all): the "
+             "ranking is K − 1 choices, each among the replies not yet chosen"),
+            ((rows / n).mean(), "you averaged over the positions of each ranking: sum the "
+             "log-probabilities of its choices, then average over prompts"),
+            ((rows / (n - 1)).mean(), "you averaged over the choices of each ranking: sum the "
+             "log-probabilities of its choices, then average over prompts"),
+            (rows.sum() / n.sum(), "you averaged over every reply of the batch: sum within each "
+             "ranking, then average over prompts")]
+
+
+def _rankings(seed, shape, scale=2.0, lengths=None, fill=None):
+    """Rewards (B, K) and the mask of rankings of the given lengths (padding at the end)."""
+    g = rng(seed)
+    r = scale * torch.randn(shape, generator=g, dtype=torch.float64)
+    lengths = lengths or [shape[1]] * shape[0]
+    mask = torch.arange(shape[1])[None, :] < torch.tensor(lengths)[:, None]
+    if fill is not None:
+        r = torch.where(mask, r, torch.full_like(r, fill))
+    return r, mask, list(lengths)
+
+
+def test_plackett_luce_loss__exact_on_rankings_of_four_to_nine(student):
+    """Full rankings of K = 4, 6 and 9 replies (InstructGPT's range), no mask: the exact mean
+    over prompts of −Σ_i [r_i − log Σ_{j≥i} e^{r_j}]."""
+    for seed, k in ((60, 4), (61, 6), (62, 9)):
+        r, _, _ = _rankings(seed, (5, k))
+        loss = loss_of(student.call(PL, r))
+        expect(loss, _pl(r), f"for 5 full rankings of K = {k} replies (no ranking_mask)",
+               _pl_mistakes(r), atol=1e-9)
+
+
+def test_plackett_luce_loss__two_replies_is_bradley_terry(student):
+    """K = 2: −mean log σ(r_1 − r_2), the Bradley–Terry loss, also at margins of ±50."""
+    g = rng(63)
+    r = 3 * torch.randn(7, 2, generator=g, dtype=torch.float64)
+    r[5], r[6] = torch.tensor([-25.0, 25.0]), torch.tensor([30.0, -20.0])
+    loss = loss_of(student.call(PL, r))
+    bt = F.softplus(-(r[:, 0] - r[:, 1])).mean()
+    expect(loss, bt, "for 7 rankings of K = 2 replies (it is the Bradley–Terry loss "
+           "-mean log sigmoid(r_1 - r_2))", _pl_mistakes(r), atol=1e-9)
+
+
+def test_plackett_luce_loss__ragged_rankings_with_padding(student):
+    """Rankings of 6, 4, 2 and 3 replies padded to K = 6 with a large finite reward: the
+    padding is no reply at all — neither a choice nor in any denominator."""
+    r, mask, lengths = _rankings(64, (4, 6), lengths=[6, 4, 2, 3], fill=7.5)
+    with case("for rankings of 6, 4, 2 and 3 replies padded to K = 6 (ranking_mask False on the "
+              "padding, which holds 7.5)"):
+        loss = loss_of(student.call(PL, r, mask))
+        wrong = [(_pl(r), "the padding counted as replies: use ranking_mask"),
+                 (_pl_rows(r, lengths, "padded").mean(), "the padding still enters your "
+                  "denominators: set it to -inf before the log-cum-sum-exp (torch.where)")]
+        expect(loss, _pl(r, lengths), "wrong loss", wrong + _pl_mistakes(r, lengths),
+               atol=1e-9)
+
+
+def test_plackett_luce_loss__padding_holding_nan_and_inf(student):
+    """NaN, +inf and -inf on the padding: a finite, exact loss and gradient (0 on the
+    padding)."""
+    r, mask, lengths = _rankings(65, (4, 5), lengths=[5, 2, 4, 3])
+    bad = poison(r, mask)
+    with case("with padded positions holding NaN, +inf and -inf (rankings of 5, 2, 4 and 3 "
+              "replies)"):
+        loss = loss_of(student.call(PL, bad, mask))
+        if not math.isfinite(float(loss)):
+            raise AssertionError(f"your loss is {float(loss)}: a padded position reached it "
+                                 f"(0 · NaN is NaN: select the ranked replies with torch.where "
+                                 f"before any arithmetic, rather than multiplying by the mask)")
+        expect(loss, _pl(r, lengths), "wrong loss", _pl_mistakes(r, lengths), atol=1e-9)
+        x = r.clone().requires_grad_(True)
+        _pl(x, lengths).backward()
+        check_grad(student, PL, (bad, mask), 0, x.grad, "for the gradient with respect to the "
+                   "rewards (0 on the padding)", atol=1e-9)
+
+
+def test_plackett_luce_loss__shift_per_prompt_and_the_mask_by_name(student):
+    """A different constant added to each ranking changes nothing; ranking_mask=None (or left
+    out) is an all-True mask."""
+    r, mask, lengths = _rankings(66, (5, 4), lengths=[4, 3, 4, 2, 4])
+    base = loss_of(student.call(PL, r, mask))
+    shift = torch.tensor([[300.0], [-40.0], [0.5], [1e3], [-7.0]], dtype=torch.float64)
+    with case("adding a different constant to the rewards of each ranking"):
+        shifted = loss_of(student.call(PL, r + shift, ranking_mask=mask))
+        expect(shifted, base, "your loss changed: each choice is a softmax over the replies "
+               "left, so only differences of rewards within a ranking count", atol=1e-9)
+    with case("with ranking_mask=None"):
+        full = loss_of(student.call(PL, r, ranking_mask=None))
+        expect(full, _pl(r), "ranking_mask=None means every entry is a ranked reply",
+               _pl_mistakes(r), atol=1e-9)
+        every = loss_of(student.call(PL, r, torch.ones(5, 4, dtype=torch.bool)))
+        expect(every, full, "an all-True ranking_mask gave another loss than ranking_mask=None",
+               atol=1e-9)
+
+
+def test_plackett_luce_loss__large_rewards_are_stable(student):
+    """Rewards near ±1e4 (float64) and 300 (float32), gaps from 0.5 to 2e4: finite and
+    exact (exp(r) overflows; a log-cum-sum-exp does not)."""
+    cases = ((torch.tensor([[1e4 + 1, 1e4, 1e4 - 0.5, -1e4], [-1e4, 0.0, 1e4, 5e3]],
+                           dtype=torch.float64), "float64 rewards near ±1e4"),
+             (torch.tensor([[301.0, 300.0, 299.5, -300.0], [-300.0, 0.0, 300.0, 150.0]]),
+              "float32 rewards near ±300"))
+    for r, label in cases:
+        with case(f"for {label}"):
+            loss = loss_of(student.call(PL, r))
+            if not math.isfinite(float(loss)):
+                raise AssertionError(f"your loss is {float(loss)}: exp(r) overflows; use "
+                                     f"torch.logcumsumexp (or torch.logsumexp), never exp then "
+                                     f"log")
+            expect(loss, _pl(r), "wrong loss", _pl_mistakes(r), atol=1e-6, rtol=1e-6)
+
+
+def test_plackett_luce_loss__gradient_raises_the_best_and_lowers_the_worst(student):
+    """The exact gradient; on every ranking it is negative for the best reply (raising its
+    reward lowers the loss) and positive for the worst."""
+    r, mask, lengths = _rankings(67, (3, 5), lengths=[5, 3, 4])
+    x = r.clone().requires_grad_(True)
+    _pl(x, lengths).backward()
+    grad = check_grad(student, PL, (r, mask), 0, x.grad, "for the gradient with respect to the "
+                      "rewards of rankings of 5, 3 and 4 replies", atol=1e-9)
+    for b, n in enumerate(lengths):
+        if not (grad[b, 0] < 0 < grad[b, n - 1]):
+            raise AssertionError("your gradient should push the best reply's reward up and the "
+                                 "worst reply's down (dL/dr_1 < 0 < dL/dr_n)")
+
+
+def test_plackett_luce_loss__batch_of_one_and_the_order_matters(student):
+    """One ranking: exact; listed in the order of its rewards it costs less than listed in the
+    reverse order; reordering the prompts changes nothing."""
+    r = torch.tensor([[1.5, 0.5, -0.25, -2.0]], dtype=torch.float64)
+    best_first = loss_of(student.call(PL, r))
+    expect(best_first, _pl(r), "for one ranking of rewards [1.5, 0.5, -0.25, -2]",
+           _pl_mistakes(r), atol=1e-9)
+    worst_first = loss_of(student.call(PL, r.flip(1)))
+    if not float(best_first) < float(worst_first):
+        raise AssertionError("a ranking that agrees with the rewards should cost less than the "
+                             "reverse ranking: the replies are listed best first")
+    r, mask, _ = _rankings(68, (4, 5), lengths=[5, 3, 4, 2])
+    perm = torch.tensor([2, 0, 3, 1])
+    a = loss_of(student.call(PL, r, mask))
+    b = loss_of(student.call(PL, r[perm], mask[perm]))
+    expect(b, a, "reordering the prompts (rows) changed your loss", atol=1e-9)
+
+
+def test_plackett_luce_loss__float64_stays_float64(student):
+    """float64 rewards give a float64 loss, exact to float64 precision."""
+    r, mask, lengths = _rankings(69, (3, 6), lengths=[6, 4, 5])
+    check_float64(student, PL, (r, mask), "with float64 rewards", _pl(r, lengths), atol=1e-13)
 
 
 # ============================================================================ fit_bradley_terry

@@ -1,16 +1,21 @@
-"""Hidden tests of notebook 03: ``boltzmann_policy``, ``optimal_objective``, ``kl_optimal``.
+"""Hidden tests of notebook 03: ``boltzmann_policy``, ``optimal_objective``, ``kl_optimal``,
+``importance_estimates``.
 
 For (..., Y) inputs (the last dim lists the responses, leading dims are a batch) and β > 0:
 log π* = log π_ref + r/β − log Z, Z = Σ_y π_ref(y) exp(r(y)/β); the optimum of the objective is
 β log Z; KL(π*‖π_ref) = E_π*[r]/β − log Z. A response with π_ref(y) = 0 (log π_ref = −inf) keeps
-π*(y) = 0 and contributes 0. float64 inputs give a float64 result.
+π*(y) = 0 and contributes 0. From rewards (..., N) of N samples of π_ref, the importance
+estimates are the tuple (log Ẑ = logsumexp(r/β) − log N, w = softmax(r/β), Σ w r,
+Σ w log(N w), 1/Σ w²). float64 inputs give a float64 result.
 """
 import math
 
 import torch
-from _helpers import check_float64, close, expect, result, rng
+from _helpers import case, check_float64, check_grad, close, expect, fmt, result, rng
 
-BP, OBJ, KL = "boltzmann_policy", "optimal_objective", "kl_optimal"
+from rlhf_lab.equations import closed_form
+
+BP, OBJ, KL, IS = "boltzmann_policy", "optimal_objective", "kl_optimal", "importance_estimates"
 NEG_INF = -math.inf
 
 
@@ -323,3 +328,199 @@ def test_kl_optimal__float64_stays_float64(student):
     logp_ref, rewards = _space(seed=48, holes=False, shape=(2, 3, 5))
     check_float64(student, KL, (logp_ref, rewards, 0.3), "with float64 log π_ref and rewards",
                   _exact(logp_ref, rewards, 0.3)[2])
+
+
+# ============================================================================ importance_estimates
+
+FIELDS = ("log_z", "weights", "expected_reward", "kl", "ess")
+
+
+def _estimates(out, batch, n) -> dict:
+    """The student's (log_z, weights, expected_reward, kl, ess) as float64 tensors, by name."""
+    if isinstance(out, dict) and all(k in out for k in FIELDS):
+        out = tuple(out[k] for k in FIELDS)
+    if not isinstance(out, (tuple, list)) or len(out) != 5:
+        raise AssertionError(f"your function should return a tuple of five tensors (log_z, "
+                             f"weights, expected_reward, kl, ess), got a "
+                             f"{type(out).__name__}" + (f" of {len(out)}" if isinstance(
+                                 out, (tuple, list)) else ""))
+    shapes = {"weights": (*batch, n)}
+    return {k: result(v, f"your {k}", shapes.get(k, batch)) for k, v in zip(FIELDS, out)}
+
+
+def _is_exact(rewards, beta) -> dict:
+    """The five estimates in float64, computed in log space (the KL as log N − H(w), which
+    stays exact when weights underflow to 0)."""
+    r = rewards.double()
+    n = r.shape[-1]
+    log_sum = torch.logsumexp(r / beta, -1, keepdim=True)
+    log_w = r / beta - log_sum
+    w = log_w.exp()
+    mean_r = (w * r).sum(-1)
+    neg_entropy = torch.where(w > 0, w * log_w, torch.zeros_like(w)).sum(-1)
+    return {"log_z": log_sum.squeeze(-1) - math.log(n), "weights": w, "expected_reward": mean_r,
+            "kl": math.log(n) + neg_entropy, "ess": 1 / (w * w).sum(-1)}
+
+
+def _is_mistakes(rewards, beta) -> dict:
+    """{field: [(a wrong value, what it looks like)]}."""
+    r = rewards.double()
+    n = r.shape[-1]
+    e = _is_exact(r, beta)
+    w = e["weights"]
+    lse = torch.logsumexp(r / beta, -1)
+    plain = torch.softmax(r, -1)
+    return {
+        "log_z": [(lse, "you forgot the − log N: Ẑ is the MEAN of exp(r_i/β) over the samples, "
+                   "not their sum"),
+                  (beta * e["log_z"], "you returned β log Ẑ (the optimum of the objective): "
+                   "return log Ẑ"),
+                  (torch.logsumexp(r, -1) - math.log(n), "you forgot β: Ẑ averages exp(r_i/β)")],
+        "weights": [((r / beta).exp(), "your weights are not normalised: w_i = exp(r_i/β) / "
+                     "Σ_j exp(r_j/β), so they sum to 1 over the samples"),
+                    (plain, "you forgot β: w_i ∝ exp(r_i/β)"),
+                    (torch.full_like(w, 1 / n), "your weights are uniform: w_i ∝ exp(r_i/β)"),
+                    (torch.softmax(r / beta, 0), "you normalised over the wrong dim: the "
+                     "samples are the LAST dim")],
+        "expected_reward": [(r.mean(-1), "you averaged the rewards uniformly, which estimates "
+                             "E_ref[r]: weight them by w"),
+                            ((plain * r).sum(-1), "you forgot β in the weights")],
+        "kl": [(-e["kl"], "your KL has the wrong sign: Σ w_i log(N w_i) >= 0"),
+               (e["kl"] - math.log(n), "you forgot log N: the KL is Σ_i w_i log(N w_i) "
+                "(π*/π_ref at sample i is N w_i), or Σ w_i r_i/β − log Ẑ"),
+               (e["expected_reward"] - e["log_z"], "you forgot to divide Σ w_i r_i by β"),
+               (e["expected_reward"] / beta - lse, "you subtracted logsumexp(r/β) instead of "
+                "log Ẑ = logsumexp(r/β) − log N")],
+        "ess": [(n * e["ess"], "your ESS is N times too large: it is 1 / Σ_i w_i² (a sum, not a "
+                 "mean)"),
+                ((w * w).sum(-1), "you returned Σ w_i²: the ESS is its reciprocal"),
+                (1 / (w * w).mean(-1) / n ** 2, "your ESS is off by a factor N"),
+                (torch.full_like(e["ess"], float(n)), "your ESS is N whatever the weights: it "
+                 "is 1 / Σ_i w_i²")]}
+
+
+def _check_is(got: dict, rewards, beta, words: str, atol=1e-9, rtol=1e-7, wrong=True) -> None:
+    want, mistakes = _is_exact(rewards, beta), _is_mistakes(rewards, beta)
+    for k in FIELDS:
+        expect(got[k], want[k], f"{words}: your {k}", mistakes[k] if wrong else (), atol=atol,
+               rtol=rtol)
+
+
+def _draws(seed, shape, scale=1.0):
+    g = rng(seed)
+    return scale * torch.randn(shape, generator=g, dtype=torch.float64)
+
+
+def test_importance_estimates__exact_on_a_batch(student):
+    """(2, 3, 16) rewards at β = 0.5 and 2: each of the five estimates, exactly."""
+    r = _draws(70, (2, 3, 16))
+    for beta in (0.5, 2.0):
+        got = _estimates(student.call(IS, r, beta), (2, 3), 16)
+        _check_is(got, r, beta, f"on a (2, 3, 16) batch of rewards at β = {beta}")
+
+
+def test_importance_estimates__a_sample_in_proportion_to_pi_ref_is_exact(student):
+    """π_ref = [1/8, 1/8, 1/4, 1/2] and a sample holding each reply 1, 1, 2 and 4 times: log Ẑ,
+    Σ w r and the KL are the exact log Z, E_π*[r] and KL(π*‖π_ref)."""
+    logp_ref = torch.log(torch.tensor([1 / 8, 1 / 8, 1 / 4, 1 / 2], dtype=torch.float64))
+    rewards = torch.tensor([[2.0, -1.0, 0.5, 0.0], [-0.3, 1.2, 0.7, -2.0]], dtype=torch.float64)
+    sample = rewards[:, [0, 1, 2, 2, 3, 3, 3, 3]]                               # (2, 8)
+    beta = 0.7
+    lp = logp_ref.expand(2, 4)
+    got = _estimates(student.call(IS, sample, beta), (2,), 8)
+    words = ("for a sample of 8 replies that holds each reply in proportion to π_ref (so the "
+             "estimates are exact)")
+    _check_is(got, sample, beta, words)
+    p_star = closed_form.boltzmann_policy(lp, rewards, beta).exp()
+    expect(got["log_z"], closed_form.log_partition(lp, rewards, beta), f"{words}: your log Ẑ "
+           f"is not the exact log Z", atol=1e-9)
+    expect(got["expected_reward"], (p_star * rewards).sum(-1), f"{words}: your Σ w r is not "
+           f"the exact E_π*[r]", atol=1e-9)
+    expect(got["kl"], closed_form.kl_optimal(lp, rewards, beta), f"{words}: your KL is not the "
+           f"exact KL(π*‖π_ref)", atol=1e-9)
+
+
+def test_importance_estimates__repeating_the_sample_changes_only_the_ess(student):
+    """The same 12 samples twice over: log Ẑ, Σ w r and the KL stay, each weight halves, the
+    ESS doubles."""
+    r = _draws(71, (3, 12), scale=1.5)
+    beta = 0.8
+    with case("for the same 12 samples repeated twice (N = 24)"):
+        once = _estimates(student.call(IS, r, beta), (3,), 12)
+        twice = _estimates(student.call(IS, torch.cat([r, r], -1), beta), (3,), 24)
+        for k, why in (("log_z", "Ẑ is a mean over the samples: subtract log N"),
+                       ("expected_reward", "Σ w r is a weighted mean"),
+                       ("kl", "the KL is Σ_i w_i log(N w_i): N w_i does not change")):
+            expect(twice[k], once[k], f"your {k} changed ({why})", atol=1e-9)
+        expect(twice["weights"], torch.cat([once["weights"], once["weights"]], -1) / 2,
+               "each weight should halve (they sum to 1)", atol=1e-9)
+        expect(twice["ess"], 2 * once["ess"], "the ESS should double", atol=1e-9)
+
+
+def test_importance_estimates__shift_per_prompt(student):
+    """A constant c added to each row's rewards: log Ẑ moves by c/β, Σ w r by c; the
+    weights, the KL and the ESS stay."""
+    r = _draws(72, (4, 10))
+    shift = torch.tensor([[-30.0], [2.0], [0.0], [45.0]], dtype=torch.float64)
+    beta = 0.6
+    with case("adding a different constant to the rewards of each row"):
+        base = _estimates(student.call(IS, r, beta), (4,), 10)
+        moved = _estimates(student.call(IS, r + shift, beta), (4,), 10)
+        expect(moved["log_z"], base["log_z"] + shift[:, 0] / beta, "your log Ẑ should move by "
+               "c/β", atol=1e-8)
+        expect(moved["expected_reward"], base["expected_reward"] + shift[:, 0], "your Σ w r "
+               "should move by c", atol=1e-8)
+        for k in ("weights", "kl", "ess"):
+            expect(moved[k], base[k], f"your {k} changed: a constant cancels in the weights "
+                   f"(normalise each row over the last dim)", atol=1e-8)
+
+
+def test_importance_estimates__tiny_beta_and_huge_rewards(student):
+    """β = 1e-3 (r/β ~ 1e3, exp overflows, most weights underflow to exactly 0) and rewards
+    ~1e3 at β = 1: finite and exact; ESS → 1 and KL → log N."""
+    r = _draws(73, (2, 3, 20))
+    for rewards, beta, label in ((r, 1e-3, "at β = 1e-3"),
+                                 (400 * r, 1.0, "for rewards of size ~1e3 at β = 1")):
+        with case(label):
+            out = student.call(IS, rewards, beta)
+            got = _estimates(out, (2, 3), 20)
+            for k in FIELDS:
+                if not bool(torch.isfinite(got[k]).all()):
+                    raise AssertionError(f"your {k} is not finite: exp(r/β) overflows, or a "
+                                         f"weight of 0 meets log 0 (0 · log 0 is NaN): stay in "
+                                         f"log space, and write the KL as Σ w r/β − log Ẑ")
+            _check_is(got, rewards, beta, label, atol=1e-6, rtol=1e-9)
+            if bool((got["kl"] > math.log(20) + 1e-6).any()) or bool((got["ess"] < 1 - 1e-6).any()):
+                raise AssertionError(f"your KL exceeds log N or your ESS is below 1 "
+                                     f"(KL {fmt(got['kl'])}, ESS {fmt(got['ess'])})")
+
+
+def test_importance_estimates__constant_rewards_and_one_sample(student):
+    """Rewards constant on each row: uniform weights, KL 0, ESS N, log Ẑ = c/β. One sample:
+    w = 1, KL 0, ESS 1, log Ẑ = r/β."""
+    c = torch.tensor([[2.0], [-1.0], [0.0]], dtype=torch.float64).expand(3, 5).clone()
+    with case("for rewards constant on each row (2, -1, 0) at β = 0.25"):
+        got = _estimates(student.call(IS, c, 0.25), (3,), 5)
+        _check_is(got, c, 0.25, "π* = π_ref, so every weight is 1/N")
+    one = torch.tensor([[3.0], [-0.5]], dtype=torch.float64)
+    with case("for a single sample per row (N = 1) at β = 0.5"):
+        got = _estimates(student.call(IS, one, 0.5), (2,), 1)
+        _check_is(got, one, 0.5, "one sample carries all the weight")
+
+
+def test_importance_estimates__gradient_of_log_z_is_w_over_beta(student):
+    """d log Ẑ / d r_i = w_i / β: the gradient of the first result, log Ẑ."""
+    r = _draws(74, (3, 7))
+    beta = 0.4
+    want = _is_exact(r, beta)["weights"] / beta
+    with case("for the gradient of log Ẑ (the first of the five results)"):
+        check_grad(student, IS, (r, beta), 0, want, "d log Ẑ / d r_i should be w_i / β",
+                   atol=1e-9)
+
+
+def test_importance_estimates__float64_stays_float64(student):
+    """float64 rewards give five float64 results, exact to float64 precision."""
+    r = _draws(75, (2, 9))
+    want = _is_exact(r, 0.3)
+    check_float64(student, IS, (r, 0.3), "with float64 rewards",
+                  tuple(want[k] for k in FIELDS), atol=1e-12, rtol=1e-12)

@@ -1,5 +1,7 @@
-"""Realistic wrong answers to ``bt_probability``, ``bradley_terry_loss`` and
-``fit_bradley_terry``."""
+"""Realistic wrong answers to ``bt_probability``, ``bradley_terry_loss``,
+``plackett_luce_loss`` and ``fit_bradley_terry``."""
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -96,6 +98,125 @@ def bradley_terry_loss__hinge(r_chosen, r_rejected):
 def bradley_terry_loss__exp_formula(r_chosen, r_rejected):
     """log(1 + exp(-m)) written out: exp overflows at large negative margins."""
     return torch.log1p(torch.exp(r_rejected - r_chosen)).mean()
+
+# ---------------------------------------------------------------------------- plackett_luce_loss
+
+
+def _mask_of(rewards, ranking_mask):
+    return torch.ones_like(rewards, dtype=torch.bool) if ranking_mask is None else ranking_mask
+
+
+def _reverse_lse(scores):
+    return torch.logcumsumexp(scores.flip(-1), -1).flip(-1)
+
+
+def plackett_luce_loss__forward_cumsum(rewards, ranking_mask=None):
+    """Denominators over the replies ranked above (and itself): a logcumsumexp without the flip."""
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards, -math.inf)
+    terms = torch.where(mask, s - torch.logcumsumexp(s, -1), 0.0)
+    return -terms.sum(-1).mean()
+
+
+def plackett_luce_loss__ignores_the_mask(rewards, ranking_mask=None):
+    return -(rewards - _reverse_lse(rewards)).sum(-1).mean()
+
+
+def plackett_luce_loss__multiplies_by_the_mask(rewards, ranking_mask=None):
+    """Zeroes the padding by multiplying: 0 · NaN is NaN, and a 0 reward is still a reply."""
+    mask = _mask_of(rewards, ranking_mask).to(rewards.dtype)
+    r = rewards * mask
+    return -((r - _reverse_lse(r)) * mask).sum(-1).mean()
+
+
+def plackett_luce_loss__mask_only_the_terms(rewards, ranking_mask=None):
+    """Masks the choices but lets the padding into every denominator."""
+    mask = _mask_of(rewards, ranking_mask)
+    terms = torch.where(mask, rewards - _reverse_lse(rewards), 0.0)
+    return -terms.sum(-1).mean()
+
+
+def plackett_luce_loss__sum_over_prompts(rewards, ranking_mask=None):
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards, -math.inf)
+    return -torch.where(mask, s - _reverse_lse(s), 0.0).sum()
+
+
+def plackett_luce_loss__mean_over_replies(rewards, ranking_mask=None):
+    """A masked mean over every ranked reply of the batch instead of a sum per ranking."""
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards, -math.inf)
+    return -torch.where(mask, s - _reverse_lse(s), 0.0).sum() / mask.sum()
+
+
+def plackett_luce_loss__softmax_over_all(rewards, ranking_mask=None):
+    """Every choice among all the replies of the ranking: a sum of log_softmax."""
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards, -math.inf)
+    return -torch.where(mask, torch.log_softmax(s, -1), 0.0).sum(-1).mean()
+
+
+def plackett_luce_loss__top_one_only(rewards, ranking_mask=None):
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards, -math.inf)
+    return -torch.log_softmax(s, -1)[:, 0].mean()
+
+
+def plackett_luce_loss__all_pairs_bradley_terry(rewards, ranking_mask=None):
+    """InstructGPT's loss: −log σ(r_i − r_j) averaged over the C(K, 2) pairs of each ranking."""
+    mask = _mask_of(rewards, ranking_mask)
+    k = rewards.shape[1]
+    i, j = torch.triu_indices(k, k, 1)
+    pair = mask[:, i] & mask[:, j]
+    nll = torch.where(pair, -F.logsigmoid(rewards[:, i] - rewards[:, j]), 0.0)
+    return (nll.sum(-1) / pair.sum(-1)).mean()
+
+
+def plackett_luce_loss__naive_exp(rewards, ranking_mask=None):
+    mask = _mask_of(rewards, ranking_mask)
+    e = torch.where(mask, torch.exp(rewards), 0.0)
+    rest = e.flip(-1).cumsum(-1).flip(-1)
+    return -torch.where(mask, torch.log(e / rest), 0.0).sum(-1).mean()
+
+
+def plackett_luce_loss__worst_first(rewards, ranking_mask=None):
+    """Reads each ranking as listed worst first: its last reply is the first choice."""
+    mask = _mask_of(rewards, ranking_mask)
+    n = mask.sum(-1, keepdim=True)
+    pos = torch.arange(rewards.shape[1])
+    r = rewards.gather(-1, torch.where(mask, n - 1 - pos, pos))
+    s = torch.where(mask, r, -math.inf)
+    return -torch.where(mask, s - _reverse_lse(s), 0.0).sum(-1).mean()
+
+
+def plackett_luce_loss__mean_over_positions(rewards, ranking_mask=None):
+    """Each ranking's log-likelihood divided by its number of replies."""
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards, -math.inf)
+    nll = -torch.where(mask, s - _reverse_lse(s), 0.0).sum(-1)
+    return (nll / mask.sum(-1)).mean()
+
+
+def plackett_luce_loss__log_of_probabilities(rewards, ranking_mask=None):
+    """Forms each choice's probability, then takes its log: log(0) = -inf at large gaps."""
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards, -math.inf)
+    p = torch.exp(s - _reverse_lse(s))
+    return -torch.where(mask, torch.log(p), 0.0).sum(-1).mean()
+
+
+def plackett_luce_loss__clamped_rewards(rewards, ranking_mask=None):
+    """Clamps the rewards to ±50 'for stability': wrong for large gaps."""
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards.clamp(-50, 50), -math.inf)
+    return -torch.where(mask, s - _reverse_lse(s), 0.0).sum(-1).mean()
+
+
+def plackett_luce_loss__float32_arithmetic(rewards, ranking_mask=None):
+    mask = _mask_of(rewards, ranking_mask)
+    s = torch.where(mask, rewards.float(), -math.inf)
+    return -torch.where(mask, s - _reverse_lse(s), 0.0).sum(-1).mean()
+
 
 # ---------------------------------------------------------------------------- fit_bradley_terry
 

@@ -1,4 +1,5 @@
-"""Realistic wrong answers to ``boltzmann_policy``, ``optimal_objective`` and ``kl_optimal``."""
+"""Realistic wrong answers to ``boltzmann_policy``, ``optimal_objective``, ``kl_optimal`` and
+``importance_estimates``."""
 import math
 
 import torch
@@ -165,3 +166,120 @@ def kl_optimal__float32_buffer(logp_ref, rewards, beta):
         p = torch.exp(scores - log_z)
         out[i] = (p * flat_r[i]).sum() / beta - log_z
     return out.reshape(logp_ref.shape[:-1])
+
+
+# ---------------------------------------------------------------------------- importance_estimates
+
+
+def _estimates(rewards, beta, log_z=None, w=None, mean_r=None, kl=None, ess=None):
+    """The right five estimates, with any of them replaced."""
+    n = rewards.shape[-1]
+    lse = torch.logsumexp(rewards / beta, -1)
+    right_w = torch.softmax(rewards / beta, -1)
+    right_log_z = lse - math.log(n)
+    right_mean = (right_w * rewards).sum(-1)
+    return (right_log_z if log_z is None else log_z, right_w if w is None else w,
+            right_mean if mean_r is None else mean_r,
+            right_mean / beta - right_log_z if kl is None else kl,
+            1 / (right_w ** 2).sum(-1) if ess is None else ess)
+
+
+def importance_estimates__missing_log_n(rewards, beta):
+    """log Ẑ = logsumexp(r/β): the sum of exp(r_i/β), not their mean (and so the KL too)."""
+    log_z = torch.logsumexp(rewards / beta, -1)
+    w = torch.softmax(rewards / beta, -1)
+    mean_r = (w * rewards).sum(-1)
+    return log_z, w, mean_r, mean_r / beta - log_z, 1 / (w ** 2).sum(-1)
+
+
+def importance_estimates__unnormalised_weights(rewards, beta):
+    u = torch.exp(rewards / beta - torch.logsumexp(rewards / beta, -1, keepdim=True)
+                  + math.log(rewards.shape[-1]))                     # N w_i: they sum to N
+    mean_r = (u * rewards).sum(-1)
+    log_z = torch.logsumexp(rewards / beta, -1) - math.log(rewards.shape[-1])
+    return log_z, u, mean_r, mean_r / beta - log_z, 1 / (u ** 2).sum(-1)
+
+
+def importance_estimates__forgot_beta(rewards, beta):
+    w = torch.softmax(rewards, -1)
+    log_z = torch.logsumexp(rewards / beta, -1) - math.log(rewards.shape[-1])
+    mean_r = (w * rewards).sum(-1)
+    return log_z, w, mean_r, mean_r / beta - log_z, 1 / (w ** 2).sum(-1)
+
+
+def importance_estimates__ess_of_a_mean(rewards, beta):
+    w = torch.softmax(rewards / beta, -1)
+    return _estimates(rewards, beta, ess=1 / (w ** 2).mean(-1))
+
+
+def importance_estimates__ess_unnormalised(rewards, beta):
+    """1 / Σ exp(r_i/β)² with the max subtracted 'for stability', but never normalised."""
+    u = torch.exp(rewards / beta - (rewards / beta).max(-1, keepdim=True).values)
+    return _estimates(rewards, beta, ess=1 / (u ** 2).sum(-1))
+
+
+def importance_estimates__kl_without_log_n(rewards, beta):
+    """Σ w log w (minus the entropy of the weights), which is the KL minus log N."""
+    log_w = torch.log_softmax(rewards / beta, -1)
+    return _estimates(rewards, beta, kl=(log_w.exp() * log_w).sum(-1))
+
+
+def importance_estimates__kl_sign_flipped(rewards, beta):
+    est = _estimates(rewards, beta)
+    return _estimates(rewards, beta, kl=est[0] - est[2] / beta)
+
+
+def importance_estimates__kl_forgot_beta(rewards, beta):
+    est = _estimates(rewards, beta)
+    return _estimates(rewards, beta, kl=est[2] - est[0])
+
+
+def importance_estimates__kl_nan_at_zero_weights(rewards, beta):
+    """Σ w log(N w) as written: a weight that underflows to 0 gives 0 · log 0 = NaN."""
+    w = torch.softmax(rewards / beta, -1)
+    return _estimates(rewards, beta, kl=(w * torch.log(rewards.shape[-1] * w)).sum(-1))
+
+
+def importance_estimates__naive_exp(rewards, beta):
+    u = torch.exp(rewards / beta)
+    w = u / u.sum(-1, keepdim=True)
+    log_z = torch.log(u.mean(-1))
+    mean_r = (w * rewards).sum(-1)
+    return log_z, w, mean_r, mean_r / beta - log_z, 1 / (w ** 2).sum(-1)
+
+
+def importance_estimates__wrong_dim(rewards, beta):
+    """Normalises the weights over the first dim (the prompts) instead of the samples."""
+    w = torch.softmax(rewards / beta, 0)
+    mean_r = (w * rewards).sum(-1)
+    return _estimates(rewards, beta, w=w, mean_r=mean_r, ess=1 / (w ** 2).sum(-1))
+
+
+def importance_estimates__n_from_the_first_dim(rewards, beta):
+    """N taken as len(rewards): right for one row of samples, wrong for a batch."""
+    log_z = torch.logsumexp(rewards / beta, -1) - math.log(len(rewards))
+    w = torch.softmax(rewards / beta, -1)
+    mean_r = (w * rewards).sum(-1)
+    return log_z, w, mean_r, mean_r / beta - log_z, 1 / (w ** 2).sum(-1)
+
+
+def importance_estimates__reference_mean_reward(rewards, beta):
+    """Σ w r replaced by the plain mean of the rewards (what π_ref gets)."""
+    return _estimates(rewards, beta, mean_r=rewards.mean(-1))
+
+
+def importance_estimates__log_z_times_beta(rewards, beta):
+    est = _estimates(rewards, beta)
+    return _estimates(rewards, beta, log_z=beta * est[0])
+
+
+def importance_estimates__detached_log_z(rewards, beta):
+    """log Ẑ through .item(): right numbers, but nothing can differentiate it."""
+    est = _estimates(rewards, beta)
+    log_z = torch.tensor(est[0].tolist(), dtype=rewards.dtype)
+    return (log_z,) + est[1:]
+
+
+def importance_estimates__float32_weights(rewards, beta):
+    w = torch.softmax((rewards / beta).float(), -1)
+    return _estimates(rewards, beta, w=w, ess=1 / (w ** 2).sum(-1))

@@ -77,6 +77,29 @@ def bradley_terry_loss__bce_with_logits(r_chosen, r_rejected):
     return loss, {"accuracy": float((margin > 0).float().mean())}
 
 
+def plackett_luce_loss__loop_over_choices(rewards, ranking_mask=None):
+    """One logsumexp per choice over the replies still left; the padding set to -inf first."""
+    mask = torch.ones_like(rewards, dtype=torch.bool) if ranking_mask is None else ranking_mask
+    s = rewards.masked_fill(~mask, -math.inf)
+    total = torch.zeros(len(rewards), dtype=rewards.dtype)
+    for i in range(rewards.shape[1]):
+        term = s[:, i] - torch.logsumexp(s[:, i:], -1)
+        total = total + torch.where(mask[:, i], term, torch.zeros_like(term))
+    return -total.mean()
+
+
+def plackett_luce_loss__row_slices_with_stats(rewards, ranking_mask=None):
+    """Each ranking sliced to its own replies (padding at the end), then a reverse logcumsumexp."""
+    lengths = [rewards.shape[1]] * len(rewards) if ranking_mask is None \
+        else ranking_mask.sum(-1).tolist()
+    rows = []
+    for b, n in enumerate(lengths):
+        r = rewards[b, :n]
+        rows.append(-(r - torch.logcumsumexp(r.flip(0), 0).flip(0)).sum())
+    loss = torch.stack(rows).mean()
+    return loss, {"loss": float(loss)}
+
+
 def fit_bradley_terry__newton_numpy(wins, steps=30, lr=1.0):
     w = np.asarray(wins, dtype=np.float64)
     games, won = w + w.T, w.sum(1)
@@ -124,6 +147,36 @@ def kl_optimal__definition_with_where(logp_ref, rewards, beta):
     logp = torch.log_softmax(logp_ref + rewards / beta, -1)
     p = logp.exp()
     return torch.where(p > 0, p * (logp - logp_ref), torch.zeros_like(p)).sum(-1)
+
+def importance_estimates__xlogy_and_max_shift(rewards, beta):
+    """Weights from a max-shifted exp; the KL as Σ xlogy(w, N w) (0 where w = 0); a list."""
+    n = rewards.shape[-1]
+    s = rewards / beta
+    top = s.max(-1, keepdim=True).values
+    u = torch.exp(s - top)                                               # (..., N), max 1
+    w = u / u.sum(-1, keepdim=True)
+    log_z = top.squeeze(-1) + torch.log(u.mean(-1))
+    ess = u.sum(-1) ** 2 / (u ** 2).sum(-1)
+    return [log_z, w, (w * rewards).sum(-1), torch.xlogy(w, n * w).sum(-1), ess]
+
+
+def importance_estimates__row_loop(rewards, beta):
+    """One row of samples at a time, the KL as Σ w r/β − log Ẑ."""
+    flat = rewards.reshape(-1, rewards.shape[-1])
+    parts = [[], [], [], [], []]
+    for row in flat:
+        log_w = torch.log_softmax(row / beta, 0)
+        log_z = torch.logsumexp(row / beta, 0) - math.log(len(row))
+        w = log_w.exp()
+        mean_r = (w * row).sum()
+        for bucket, value in zip(parts, (log_z, w, mean_r, mean_r / beta - log_z,
+                                         1 / (w * w).sum())):
+            bucket.append(value)
+    lead = rewards.shape[:-1]
+    return (torch.stack(parts[0]).reshape(lead), torch.stack(parts[1]).reshape(rewards.shape),
+            torch.stack(parts[2]).reshape(lead), torch.stack(parts[3]).reshape(lead),
+            torch.stack(parts[4]).reshape(lead))
+
 
 # ---------------------------------------------------------------------------- notebook 04
 

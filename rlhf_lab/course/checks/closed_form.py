@@ -1,4 +1,5 @@
-"""Checks of notebook 03: the Boltzmann policy, the optimal objective and the KL of pi*."""
+"""Checks of notebook 03: the Boltzmann policy, the optimal objective, the KL of pi*, and their
+importance-sampled estimates from samples of pi_ref."""
 from __future__ import annotations
 
 import math
@@ -8,7 +9,8 @@ import torch
 from rlhf_lab.course.checks.harness import _LOG3, _call, _close, _expect, _Fail, _fmt, _run, _tensor
 from rlhf_lab.equations import closed_form, enumerable_space
 
-__all__ = ['check_boltzmann_policy', 'check_optimal_objective', 'check_kl_optimal']
+__all__ = ['check_boltzmann_policy', 'check_optimal_objective', 'check_kl_optimal',
+           'check_importance_estimates']
 
 
 def _space():
@@ -157,3 +159,122 @@ def check_kl_optimal(fn) -> bool:
                 atol=1e-2)
 
     return _run("kl_optimal", [example, batch, non_negative_and_monotone, small_beta], fn)
+
+
+_FIELDS = ("log_z", "weights", "expected_reward", "kl", "ess")
+
+
+def _estimates(out, batch: tuple, n: int) -> dict:
+    """The five results ``(log_z, weights, expected_reward, kl, ess)``, validated, by name."""
+    if not isinstance(out, (tuple, list)) or len(out) != 5:
+        got = type(out).__name__ + (f" of {len(out)}" if isinstance(out, (tuple, list)) else "")
+        raise _Fail(f"return a tuple of five tensors (log_z, weights, expected_reward, kl, ess), "
+                    f"got a {got}")
+    return {k: _tensor(v, f"your {k}", (*batch, n) if k == "weights" else batch)
+            for k, v in zip(_FIELDS, out)}
+
+
+def _is_wrong(rewards, beta) -> dict:
+    """{field: [(a known wrong value, what it looks like)]} for rewards (..., N)."""
+    est = closed_form.importance_estimates(rewards, beta)
+    n = rewards.shape[-1]
+    lse = torch.logsumexp(rewards / beta, -1)
+    return {"log_z": [(lse, "you forgot the - log N: Ẑ is the MEAN of exp(r_i/β) over the N "
+                       "samples, not their sum"),
+                      (beta * est.log_z, "you returned β log Ẑ (the objective): return log Ẑ")],
+            "weights": [(torch.exp(rewards / beta), "your weights are not normalised: divide by "
+                         "Σ_j exp(r_j/β), so that they sum to 1"),
+                        (n * est.weights, "your weights sum to N: N w_i is π*/π_ref at sample i, "
+                         "the weights themselves sum to 1"),
+                        (torch.softmax(rewards, -1), "you forgot β: w_i ∝ exp(r_i/β)"),
+                        (torch.softmax(rewards / beta, 0), "you normalised over the wrong dim: "
+                         "the samples are the LAST dim")],
+            "expected_reward": [(rewards.mean(-1), "you averaged the rewards uniformly (that "
+                                 "estimates E_ref[r]): weight them by w")],
+            "kl": [(est.kl - math.log(n), "you forgot log N: the KL is Σ_i w_i log(N w_i), "
+                    "or Σ_i w_i r_i/β - log Ẑ"),
+                   (-est.kl, "your KL has the wrong sign: it is >= 0"),
+                   (est.expected_reward - est.log_z, "you forgot to divide Σ w_i r_i by β")],
+            "ess": [(n * est.ess, "your ESS is N times too large: it is 1 / Σ_i w_i² (a sum, "
+                     "not a mean)"),
+                    (1 / est.ess, "you returned Σ_i w_i²: the ESS is its reciprocal")]}
+
+
+def _compare(got: dict, rewards, beta, example: str, atol=1e-5, rtol=1e-4) -> None:
+    want = closed_form.importance_estimates(rewards, beta)._asdict()
+    wrong = _is_wrong(rewards, beta)
+    for k in _FIELDS:
+        _expect(got[k], want[k], f"{example}: {k}", wrong[k], atol=atol, rtol=rtol)
+
+
+def _samples(logp_ref, rewards, n: int, seed: int) -> torch.Tensor:
+    """Rewards of n samples of π_ref per prompt: (prompts, n)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.multinomial(logp_ref.exp(), n, replacement=True, generator=g)   # (prompts, n)
+    return rewards.gather(-1, idx)
+
+
+def check_importance_estimates(fn) -> bool:
+    """Check ``importance_estimates(rewards, beta) -> (log_z, weights, expected_reward, kl,
+    ess)`` for rewards (..., N) of N samples of π_ref."""
+    logp_ref, rewards = _space()                                         # (2, 39) each
+
+    def example():
+        got = _estimates(_call(fn, _LOG3, 1.0), (), 2)
+        _compare(got, _LOG3, 1.0, "for rewards [0, log 3] at β = 1")
+
+    def proportional():
+        lp = torch.log(torch.tensor([1 / 8, 1 / 8, 1 / 4, 1 / 2], dtype=torch.float64))
+        r = torch.tensor([2.0, -1.0, 0.5, 0.0], dtype=torch.float64)
+        sample, beta = r[[0, 1, 2, 2, 3, 3, 3, 3]], 0.6
+        got = _estimates(_call(fn, sample, beta), (), 8)
+        example = ("for a sample that holds each reply in proportion to π_ref = [1/8, 1/8, 1/4, "
+                   "1/2] at β = 0.6 (the estimates are then exact)")
+        _expect(got["log_z"], closed_form.log_partition(lp, r, beta), f"{example}: log_z",
+                _is_wrong(sample, beta)["log_z"])
+        _expect(got["kl"], closed_form.kl_optimal(lp, r, beta), f"{example}: kl",
+                _is_wrong(sample, beta)["kl"])
+
+    def batch():
+        sample = _samples(logp_ref, rewards, 64, seed=1)
+        got = _estimates(_call(fn, sample, 0.5), (2,), 64)
+        _compare(got, sample, 0.5, "on 2 prompts x 64 samples of π_ref at β = 0.5")
+
+    def repeated():
+        sample = _samples(logp_ref, rewards, 30, seed=2)
+        once = _estimates(_call(fn, sample, 0.5), (2,), 30)
+        twice = _estimates(_call(fn, torch.cat([sample, sample], -1), 0.5), (2,), 60)
+        for k in ("log_z", "expected_reward", "kl"):
+            if not _close(once[k], twice[k]):
+                raise _Fail(f"the same 30 samples twice over changed your {k} "
+                            f"({_fmt(once[k])} vs {_fmt(twice[k])}): the estimates are averages "
+                            f"over the samples (log Ẑ subtracts log N)")
+        if not _close(twice["ess"], 2 * once["ess"]):
+            raise _Fail(f"the same 30 samples twice over should double the ESS "
+                        f"({_fmt(once['ess'])} -> {_fmt(twice['ess'])})")
+
+    def small_beta():
+        sample = _samples(logp_ref, rewards, 64, seed=3)
+        out = _call(fn, sample, 1e-3)
+        values = [torch.as_tensor(v) for v in out] if isinstance(out, (tuple, list)) else []
+        if any(not bool(torch.isfinite(v).all()) for v in values):
+            raise _Fail("at β = 1e-3 some of your estimates are NaN or inf: exp(r/β) overflows, "
+                        "or a weight of 0 meets log 0; stay in log space and write the KL as "
+                        "Σ w_i r_i/β - log Ẑ")
+        got = _estimates(out, (2,), 64)
+        if (got["kl"] > math.log(64) + 1e-6).any() or (got["ess"] < 1 - 1e-6).any():
+            raise _Fail(f"at β = 1e-3 your KL {_fmt(got['kl'])} exceeds log N = "
+                        f"{_fmt(math.log(64))} or your ESS {_fmt(got['ess'])} is below 1")
+        _compare(got, sample, 1e-3, "at β = 1e-3")
+
+    def converges():
+        sample = _samples(logp_ref, rewards, 20000, seed=4)
+        got = _estimates(_call(fn, sample, 1.0), (2,), 20000)
+        for k, want in (("log_z", closed_form.log_partition(logp_ref, rewards, 1.0)),
+                        ("kl", closed_form.kl_optimal(logp_ref, rewards, 1.0))):
+            if not _close(got[k], want, atol=0.05, rtol=0):
+                raise _Fail(f"with 20000 samples of π_ref at β = 1 your {k} {_fmt(got[k])} is "
+                            f"far from the exact {_fmt(want)}", against_reference=True)
+
+    return _run("importance_estimates", [example, proportional, batch, repeated, small_beta,
+                                         converges], fn)
