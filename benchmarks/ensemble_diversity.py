@@ -41,7 +41,8 @@ corr(σ, ē), the members' spread against their mean error: what mean − k·σ 
         [--k 1] [--bootstrap 2000] [--cache DIR] [--jobs 2]
 
 Base models, SFT models and reward models are cached pipeline artifacts (a new trunk costs one
-pretraining and one SFT); the scores of the pool are not cached.
+pretraining and one SFT), and so is each reward model's scores of the pool (``pool_scores-<key>``):
+a rerun only computes the tables.
 """
 from __future__ import annotations
 
@@ -57,11 +58,13 @@ from datetime import datetime
 import numpy as np
 import torch
 
+from rlhf_lab.core.artifacts import cached, read_json, write_json
+from rlhf_lab.core.config import config_hash
 from rlhf_lab.core.workers import in_processes
 from rlhf_lab.equations.bon_curves import best_of_n_curve, gao_summary, n_grid
 from rlhf_lab.equations.overopt_math import aggregate_ensemble, best_of_n_expected
 from rlhf_lab.lm import models
-from rlhf_lab.pipeline.pool import encode_pool, load_or_sample_pool, score_pool
+from rlhf_lab.pipeline.pool import PoolSpec, encode_pool, load_or_sample_pool, score_pool
 from rlhf_lab.pipeline.runs import RunConfig, load_or_train_rm, load_or_train_sft, stage_keys
 from rlhf_lab.studies.overoptimisation import BestOfNConfig
 
@@ -88,21 +91,33 @@ def pretrain_trunk(run: RunConfig, root, threads: int) -> float:
 
 
 _POOL: dict = {}
+POOL_BATCH = 8192                                  # load_or_sample_pool's default batch size
 
 
 def train_and_score(run: RunConfig, pool_args: tuple, root, threads: int) -> tuple:
-    """In a worker: train (or load) the reward model of ``run`` and score the pool with it;
-    ``(scores (P, m), held-out metrics, seconds)``."""
+    """In a worker: the reward model of ``run`` (trained or loaded) scoring the pool, cached as the
+    artifact ``pool_scores-<key>`` (the pool's and the reward model's keys), so that a rerun
+    only reads them; ``(scores (P, m), held-out metrics)``."""
     torch.set_num_threads(threads)
-    start = time.perf_counter()
-    rm = load_or_train_rm(run, root)
-    if not _POOL:
-        pool = load_or_sample_pool(run, *pool_args, root)
-        _POOL["pool"] = pool, encode_pool(models.world_tokenizer(), pool)
-    pool, encoded = _POOL["pool"]
-    scores = score_pool(rm.model, models.world_tokenizer(), pool, encoded=encoded)
-    keep = ("accuracy", "gold_correlation", "gold_order_accuracy")
-    return scores, {k: rm.metrics[k] for k in keep}, time.perf_counter() - start
+    keys = stage_keys(run)
+    key = config_hash(PoolSpec(*pool_args, POOL_BATCH), keys["sft"], keys["rm"])
+
+    def score() -> tuple:
+        rm = load_or_train_rm(run, root)
+        if not _POOL:
+            pool = load_or_sample_pool(run, *pool_args, root, POOL_BATCH)
+            _POOL["pool"] = pool, encode_pool(models.world_tokenizer(), pool)
+        pool, encoded = _POOL["pool"]
+        keep = ("accuracy", "gold_correlation", "gold_order_accuracy")
+        return (score_pool(rm.model, models.world_tokenizer(), pool, encoded=encoded),
+                {k: rm.metrics[k] for k in keep})
+
+    def save(obj, folder) -> None:
+        np.save(folder / "scores.npy", obj[0])
+        write_json(folder / "metrics.json", obj[1])
+
+    return cached("pool_scores", key, score, save,
+                  lambda folder: (np.load(folder / "scores.npy"), read_json(folder / "metrics.json")), root)
 
 
 def per_prompt_gains(proxy, gold, ns) -> np.ndarray:
@@ -228,7 +243,8 @@ def analyse(members: np.ndarray, gold: np.ndarray, ns, ks=(1.0,), n_boot: int = 
     for name in list(curves)[len(members):]:
         row = rows[name]
         row["delta"] = row["summary"]["fall"] - average["fall"]
-        row["delta_se"] = float((boot[name] - member_boot).std(ddof=1))
+        row["delta_boot"] = boot[name] - member_boot
+        row["delta_se"] = float(row["delta_boot"].std(ddof=1))
         aggregates[name] = row
     return {"members": [rows[f"member {i}"] for i in range(len(members))], "average": average,
             "aggregates": aggregates, "herding": herding(members, gold, resamples(len(gold), n_boot, seed))}
@@ -321,33 +337,44 @@ def print_replicate_summary(summary: list) -> None:
 
 
 def print_across_replicates(results: dict) -> None:
-    """Mean ± s.e. over the replicate ensembles (disjoint members) of each kind: the herding
-    measures, the average member's fall and each aggregate's Δ fall and Δ gain at n_max (each
-    replicate's values listed after it). The s.e. counts the training of the members and of the
-    aggregates; the pool is shared by all, so its own noise (the prompts' s.e.) is not in it."""
+    """Mean ± s.e. over the replicate ensembles (disjoint members) of each kind, each replicate's
+    value in brackets: the herding measures and the average member's fall; then each aggregate's
+    Δ fall and Δ gain at n_max. The replicates' s.e. counts the training of the members and of
+    the aggregates; the pool is shared by all, so its noise is the prompts' s.e. of the mean
+    over replicates (the same resamples for every replicate), printed beside it; z divides by
+    both (the square root of the sum of their squares)."""
     kinds = list(dict.fromkeys(kind for kind, _ in results))
     reps = sorted({r for _, r in results})
     first = kinds[0]
-    names = list(results[(first, reps[0])]["aggregates"])
     listed = lambda v: f"{mean_se(v)} ({', '.join(f'{x:+.2f}' for x in v)})"
     print(f"\n{len(reps)} replicate ensembles of each kind, mean ± s.e. over replicates "
           f"(each replicate's value in brackets):\n")
-    print("| ensemble | error corr | error corr − " + first + "'s | corr(σ, ē) | average member's fall | "
-          + " | ".join(f"{name}: Δ fall | {name}: Δ gain at n_max" for name in names) + " |")
-    print("|---|---|---|---|---|" + "---|---|" * len(names))
+    print(f"| ensemble | error corr | error corr − {first}'s (± s.e. prompts) | corr(σ, ē) "
+          f"| average member's fall |")
+    print("|---|---|---|---|---|")
     for kind in kinds:
-        rows = [results[(kind, r)] for r in reps]
-        error = [row["herding"]["error"] for row in rows]
-        diff = "" if kind == first else listed(
-            [e - results[(first, r)]["herding"]["error"] for e, r in zip(error, reps)])
-        cells = []
-        for name in names:
-            aggs = [row["aggregates"][name] for row in rows]
-            cells += [listed([a["delta"] for a in aggs]),
-                      listed([a["summary"]["curve"]["gold_gain"][-1] - row["average"]["final"]
-                              for a, row in zip(aggs, rows)])]
-        print(f"| {kind} | {listed(error)} | {diff} | {listed([row['herding']['flag'] for row in rows])} "
-              f"| {listed([row['average']['fall'] for row in rows])} | " + " | ".join(cells) + " |")
+        rows = [results[(kind, r)]["herding"] for r in reps]
+        base = [results[(first, r)]["herding"] for r in reps]
+        diffs = [h["error"] - b["error"] for h, b in zip(rows, base)]
+        prompts = np.mean([h["error_boot"] - b["error_boot"] for h, b in zip(rows, base)], axis=0)
+        diff = "" if kind == first else f"{listed(diffs)} (± {prompts.std(ddof=1):.3f})"
+        print(f"| {kind} | {listed([h['error'] for h in rows])} | {diff} | "
+              f"{listed([h['flag'] for h in rows])} | "
+              f"{listed([results[(kind, r)]['average']['fall'] for r in reps])} |")
+    print("\n| ensemble | aggregate | Δ fall vs average member | ± s.e. prompts | z (both) "
+          "| Δ gain at n_max |")
+    print("|---|---|---|---|---|---|")
+    for kind in kinds:
+        for name in results[(kind, reps[0])]["aggregates"]:
+            aggs = [results[(kind, r)]["aggregates"][name] for r in reps]
+            deltas = np.array([a["delta"] for a in aggs])
+            se_rep = deltas.std(ddof=1) / math.sqrt(len(deltas)) if len(deltas) > 1 else 0.0
+            se_prompts = float(np.mean([a["delta_boot"] for a in aggs], axis=0).std(ddof=1))
+            both = math.hypot(se_rep, se_prompts)
+            finals = [a["summary"]["curve"]["gold_gain"][-1] - results[(kind, r)]["average"]["final"]
+                      for a, r in zip(aggs, reps)]
+            print(f"| {kind} | {name} | {listed(deltas)} | {se_prompts:.3f} "
+                  f"| {deltas.mean() / both if both > 0 else 0.0:+.1f} | {listed(finals)} |")
 
 
 def main(argv=None) -> None:
@@ -371,7 +398,7 @@ def main(argv=None) -> None:
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the start; torch {torch.__version__}")
     start = time.perf_counter()
     pool_args = (cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)
-    pool = load_or_sample_pool(run, *pool_args, args.cache)             # and base, SFT: before the workers
+    pool = load_or_sample_pool(run, *pool_args, args.cache, POOL_BATCH)  # and base, SFT: before the workers
     ensembles = {(kind, r): member_runs(kind, args.pairs, [s + r * M for s in args.rm_seeds],
                                         [t + r * M for t in args.trunk_seeds], run)
                  for r in range(args.replicates) for kind in args.ensembles}
@@ -385,7 +412,7 @@ def main(argv=None) -> None:
                                                              for r in distinct.values()],
                                            args.jobs, "reward models")))
     print(f"{len(distinct)} reward models on {args.pairs} pairs ({len(trunks)} other trunks) trained "
-          f"or loaded and scoring {pool.gold.shape[0]} prompts × {pool.gold.shape[1]} replies in "
+          f"and scoring {pool.gold.shape[0]} prompts × {pool.gold.shape[1]} replies (or loaded) in "
           f"{time.perf_counter() - start:.0f} s; {args.bootstrap} bootstrap resamples of the prompts")
     ns = n_grid(cfg.n_max, cfg.points_per_octave)
     results = {}

@@ -143,13 +143,40 @@ def test_disagreement_flags_shared_error_when_the_members_spread_where_they_over
 def test_the_replicate_table_averages_over_replicates(capsys):
     assert ed.mean_se([0.1, 0.3]) == "+0.200 ± 0.100" and ed.mean_se([-0.5]) == "-0.500"
     rng = np.random.default_rng(8)
-    gold = rng.normal(size=(5, 16))
-    ns = [1, 2, 4, 8, 16]
-    results = {(kind, r): ed.analyse(np.stack([gold + rng.normal(size=gold.shape) for _ in range(3)]),
-                                     gold, ns, n_boot=20)
+    gold = rng.normal(size=(5, 64))
+    ns = [1, 2, 4, 8, 16, 32, 64]
+
+    def hacked():                         # a proxy that overrates some of the worst replies: it falls
+        return gold + 0.5 * rng.normal(size=gold.shape) + 4 * (gold < -1) * (rng.random(gold.shape) < 0.5)
+    results = {(kind, r): ed.analyse(np.stack([hacked() for _ in range(3)]), gold, ns, n_boot=20)
                for r in (0, 1) for kind in ("finetune", "pretrain")}
     ed.print_across_replicates(results)
     out = capsys.readouterr().out
-    deltas = [results[("pretrain", r)]["aggregates"]["min"]["delta"] for r in (0, 1)]
-    assert f"{ed.mean_se(deltas)} ({deltas[0]:+.2f}, {deltas[1]:+.2f})" in out
-    assert "2 replicate ensembles of each kind" in out and out.count("| pretrain |") == 1
+    aggs = [results[("pretrain", r)]["aggregates"]["mean"] for r in (0, 1)]
+    deltas = [a["delta"] for a in aggs]
+    se_prompts = ((aggs[0]["delta_boot"] + aggs[1]["delta_boot"]) / 2).std(ddof=1)
+    z = np.mean(deltas) / np.hypot(abs(deltas[0] - deltas[1]) / 2, se_prompts)   # s.e. of 2: |a − b|/2
+    assert (f"| pretrain | mean | {ed.mean_se(deltas)} ({deltas[0]:+.2f}, {deltas[1]:+.2f}) "
+            f"| {se_prompts:.3f} | {z:+.1f} |") in out and z != 0
+    assert "2 replicate ensembles of each kind" in out and out.count("| pretrain |") == 1 + 3   # herding, then mean, mean − std, min
+
+
+@pytest.mark.slow
+def test_a_reward_models_scores_of_the_pool_are_cached(small_config, tmp_path, monkeypatch):
+    from rlhf_lab.pipeline.pool import load_or_sample_pool, score_pool
+    from rlhf_lab.pipeline.runs import load_or_train_rm
+    from rlhf_lab.lm import models
+    pool_args = (4, 20_000, 8)
+    scores, metrics = ed.train_and_score(small_config, pool_args, tmp_path, 1)
+    pool = load_or_sample_pool(small_config, *pool_args, tmp_path, ed.POOL_BATCH)
+    rm = load_or_train_rm(small_config, tmp_path)
+    assert np.allclose(scores, score_pool(rm.model, models.world_tokenizer(), pool), atol=1e-5)
+    assert scores.shape == (48, 4) and metrics["accuracy"] == rm.metrics["accuracy"]
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scored the pool again")
+    monkeypatch.setattr(ed, "score_pool", no_scoring)
+    again, _ = ed.train_and_score(small_config, pool_args, tmp_path, 1)
+    assert np.array_equal(again, scores)
+    with pytest.raises(AssertionError, match="scored the pool again"):     # another RM: its own key
+        ed.train_and_score(small_config.with_rm(seed=1), pool_args, tmp_path, 1)
