@@ -30,6 +30,7 @@ from rlhf_lab.stages.reward_model import (
     evaluate_reward_model,
     sample_preferences,
     train_reward_model,
+    training_pairs,
 )
 from rlhf_lab.stages.sft import PretrainConfig, SFTConfig, evaluate_gold, pretrain, train_sft
 
@@ -201,8 +202,8 @@ def load_or_train_sft(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
 
 
 def load_or_train_rm(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> Artifact:
-    """Stage 2: a reward model on ``run.rm.n_pairs`` pairs sampled from the SFT policy,
-    evaluated on 1000 fresh held-out pairs."""
+    """Stage 2: a reward model on ``run.rm.n_pairs`` pairs sampled from the SFT policy, evaluated
+    on 1000 fresh held-out pairs; its trunk is that SFT model unless ``run.rm.trunk_seed`` is set."""
     from transformers import GPT2ForSequenceClassification
     key = stage_keys(run)["rm"]
     sft = load_or_train_sft(run, root)
@@ -210,7 +211,10 @@ def load_or_train_rm(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> A
     def train():
         tok = models.world_tokenizer()
         kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
-        model, metrics = train_reward_model(run.rm, sft.model, tok, **kwargs)
+        trunk = sft.model if run.rm.trunk_seed is None else load_or_train_sft(
+            dataclasses.replace(run, base=run.rm.trunk_pretraining(run.base)), root).model
+        model, metrics = train_reward_model(run.rm, trunk, tok,
+                                            data=training_pairs(run.rm, sft.model, tok), **kwargs)
         heldout = sample_preferences(sft.model, tok, run.rm.n_heldout, HELDOUT_SEED,
                                      run.rm.max_response_len)
         metrics.update(evaluate_reward_model(model, tok, heldout, run.rm.max_response_len))
@@ -327,9 +331,7 @@ def load_or_train_dpo(run: RunConfig = RunConfig(), root=None, loss_fn=None) -> 
 
     def train():
         tok = models.world_tokenizer()
-        data = sample_preferences(sft.model, tok, run.rm.n_pairs, run.rm.seed,
-                                  run.rm.max_response_len, run.rm.labels,
-                                  run.rm.sharpness)                        # the pairs the RM learned from
+        data = training_pairs(run.rm, sft.model, tok)                # the pairs the RM learned from
         kwargs = {"loss_fn": loss_fn} if loss_fn is not None else {}
         policy, metrics = train_dpo(run.dpo, sft.model, tok, data, **kwargs)
         metrics["evaluation"] = evaluate_policy(policy, sft.model, tok, reward_model=rm.model)

@@ -10,7 +10,9 @@ The loss is a parameter, so a student's ``bradley_terry_loss`` can drive the rea
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 import random
 from dataclasses import dataclass, field
 
@@ -25,8 +27,8 @@ from rlhf_lab.lm import models
 from rlhf_lab.lm.generation import sample_texts
 from rlhf_lab.lm.sequences import encode_pairs
 
-__all__ = ["learning_rate", "RewardConfig", "PreferenceData", "sample_preferences", "score_texts", "train_reward_model",
-           "evaluate_reward_model", "calibration_table"]
+__all__ = ["learning_rate", "RewardConfig", "PreferenceData", "sample_preferences", "training_pairs",
+           "score_texts", "train_reward_model", "evaluate_reward_model", "calibration_table"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,14 @@ class RewardConfig:
     one (``benchmarks/rm_diagnosis.py`` prints how often two such annotators agree). The
     held-out pairs keep the course's annotator, so accuracies and the Bayes ceiling compare
     across sharpness."""
+    trunk_seed: int | None = field(default=None, metadata=LATER)
+    """Where the trunk comes from: None starts the reward model from the run's own SFT model; an
+    integer s from the SFT model (the run's SFT config) fine-tuned from a base model pretrained
+    with seed s (:meth:`trunk_pretraining`), so that ensemble members can differ in their
+    pretraining (Eisenstein et al. 2023, "Helping or Herding?"). The pairs still come from the
+    run's own SFT policy, and the held-out evaluation is unchanged. Read by
+    :func:`rlhf_lab.pipeline.runs.load_or_train_rm`; :func:`train_reward_model` starts from
+    whatever trunk it is given."""
 
     def __post_init__(self):
         positive(self, "n_pairs", "epochs", "batch_size", "lr", "n_heldout", "max_response_len",
@@ -74,6 +84,16 @@ class RewardConfig:
                 f"must be one of {world.ANNOTATORS}, got {self.labels!r}")
         require(self.batch_size <= self.n_pairs, "batch_size",
                 f"must not exceed n_pairs ({self.n_pairs}), got {self.batch_size}")
+        require(self.trunk_seed is None or (isinstance(self.trunk_seed, numbers.Integral)
+                                            and not isinstance(self.trunk_seed, bool)
+                                            and self.trunk_seed >= 0), "trunk_seed",
+                f"must be None (the run's own SFT model) or an integer >= 0, got {self.trunk_seed!r}")
+
+    def trunk_pretraining(self, base):
+        """The pretraining config of the base model under the trunk: ``base`` (a
+        :class:`~rlhf_lab.stages.sft.PretrainConfig`) itself, or with its seed set to
+        ``trunk_seed``."""
+        return base if self.trunk_seed is None else dataclasses.replace(base, seed=self.trunk_seed)
 
 
 @dataclass
@@ -113,6 +133,13 @@ def sample_preferences(policy, tokenizer, n_pairs: int, seed: int,
                           world.gold_utilities(prompts, second))
 
 
+def training_pairs(cfg: RewardConfig, policy, tokenizer) -> PreferenceData:
+    """The ``cfg.n_pairs`` pairs a reward model of ``cfg`` learns from: replies of ``policy`` (the
+    run's SFT policy), labelled by ``cfg``'s annotator, all drawn with ``cfg.seed``."""
+    return sample_preferences(policy, tokenizer, cfg.n_pairs, cfg.seed, cfg.max_response_len,
+                              cfg.labels, cfg.sharpness)
+
+
 def _rewards(rm, batch) -> torch.Tensor:
     """r_phi for each row of an encoded batch (:func:`rlhf_lab.lm.models.reward_scores`): (B,)."""
     return models.reward_scores(rm, batch.input_ids, batch.attention_mask, batch.prompt_len)
@@ -150,8 +177,7 @@ def train_reward_model(cfg: RewardConfig, sft_model, tokenizer=None, loss_fn=bra
     sampled from ``sft_model``."""
     tokenizer = tokenizer or models.world_tokenizer()
     loss_fn = pluggable(loss_fn, bradley_terry_loss, "bradley_terry_loss")
-    data = data or sample_preferences(sft_model, tokenizer, cfg.n_pairs, cfg.seed,
-                                      cfg.max_response_len, cfg.labels, cfg.sharpness)
+    data = data or training_pairs(cfg, sft_model, tokenizer)
     torch.manual_seed(cfg.seed)
     rm = models.reward_model_from(sft_model, seed=cfg.seed, pooling=cfg.pooling)
     n = len(data)

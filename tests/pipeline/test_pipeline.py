@@ -53,6 +53,46 @@ def test_changed_config_changes_every_downstream_key(small_config):
     assert runs.stage_keys(small_config.with_rm(n_pairs=512))["sft"] == keys["sft"]
 
 
+def test_a_trunk_seed_keeps_the_default_keys_and_changes_only_the_reward_model_and_after():
+    default = runs.stage_keys(runs.RunConfig())
+    assert default["rm"] == "516049069851"        # the default pipeline's reward model, as cached for RESULTS.md
+    assert runs.stage_keys(runs.RunConfig().with_rm(trunk_seed=None)) == default
+    one, two = (runs.stage_keys(runs.RunConfig().with_rm(trunk_seed=t)) for t in (1, 2))
+    assert (one["base"], one["sft"]) == (default["base"], default["sft"])      # the policy's own stages
+    assert all(one[k] != default[k] and one[k] != two[k] for k in ("rm", "ppo", "grpo", "dpo"))
+
+
+@pytest.mark.slow
+def test_a_trunk_seed_starts_the_reward_model_from_another_pretraining(small_config, tmp_path, monkeypatch):
+    import torch
+
+    from rlhf_lab.lm import models
+    from rlhf_lab.stages.reward_model import training_pairs
+    handed = []                                   # (trunk, pairs) of each reward model trained
+    real = runs.train_reward_model
+
+    def spy(cfg, trunk, tokenizer, data=None, **kwargs):
+        handed.append((trunk, data))
+        return real(cfg, trunk, tokenizer, data=data, **kwargs)
+    monkeypatch.setattr(runs, "train_reward_model", spy)
+    run = small_config.with_rm(trunk_seed=7)
+    runs.load_or_train_rm(run, root=tmp_path)
+    runs.load_or_train_rm(small_config, root=tmp_path)                     # the default, beside it
+    assert sorted(p.name.split("-")[0] for p in tmp_path.iterdir()) == ["base", "base", "rm", "rm", "sft", "sft"]
+    own = runs.load_or_train_sft(small_config, root=tmp_path).model
+    other = runs.load_or_train_sft(
+        dataclasses.replace(small_config, base=dataclasses.replace(small_config.base, seed=7)), root=tmp_path).model
+    same = lambda a, b: all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    (trunk, pairs), (default_trunk, default_pairs) = handed
+    assert same(trunk, other) and not same(trunk, own) and same(default_trunk, own)
+    start = lambda t: models.reward_model_from(t, seed=run.rm.seed).base_model     # before training
+    assert not same(start(trunk), start(default_trunk))
+    want = training_pairs(run.rm, own, models.world_tokenizer())           # the policy's pairs, both
+    for got in (pairs, default_pairs):
+        assert (got.prompts, got.first, got.second, got.first_preferred) == \
+               (want.prompts, want.first, want.second, want.first_preferred)
+
+
 def test_interrupted_training_leaves_no_artifact(tmp_path):
     def train():
         raise KeyboardInterrupt

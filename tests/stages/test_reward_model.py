@@ -72,10 +72,23 @@ def test_an_unknown_pooling_is_refused(policy):
 
 
 @pytest.mark.parametrize("field, value", [("pooling", "max"), ("labels", "oracle"), ("weight_decay", -0.1),
-                                          ("sharpness", 0.0), ("sharpness", -2.5)])
+                                          ("sharpness", 0.0), ("sharpness", -2.5), ("trunk_seed", -1),
+                                          ("trunk_seed", 1.0), ("trunk_seed", True), ("trunk_seed", "1")])
 def test_reward_config_names_the_bad_field(field, value):
     with pytest.raises(ValueError, match=field):
         RewardConfig(**{field: value})
+
+
+def test_a_trunk_seed_is_a_pretraining_seed_and_keeps_old_cache_keys():
+    from rlhf_lab.core.config import config_dict
+    from rlhf_lab.stages.sft import PretrainConfig
+    assert "trunk_seed" not in config_dict(RewardConfig())           # the default: old keys hold
+    assert config_dict(RewardConfig(trunk_seed=0))["trunk_seed"] == 0
+    base = PretrainConfig(steps=50, seed=3)
+    assert RewardConfig().trunk_pretraining(base) is base             # None: the run's own base
+    assert RewardConfig(trunk_seed=7).trunk_pretraining(base) == PretrainConfig(steps=50, seed=7)
+    with pytest.raises(ValueError, match=r"trunk_seed must be None \(the run's own SFT model\) or an integer >= 0, got -1"):
+        RewardConfig(trunk_seed=-1)
 
 
 def test_the_annotators_sharpness_keeps_old_cache_keys_and_reaches_the_labels(policy, tok):
