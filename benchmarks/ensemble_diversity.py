@@ -51,7 +51,6 @@ import dataclasses
 import itertools
 import math
 import os
-import platform
 import time
 from datetime import datetime
 
@@ -301,17 +300,6 @@ def verdict(delta: float, se_prompts: float, se_members: float) -> str:
             f"{math.hypot(se_prompts, se_members):.3f} with the members' spread (z = {z_both:+.1f}): {said}")
 
 
-def machine() -> str:
-    """The CPU's model name (``/proc/cpuinfo``) or, failing that, what ``platform`` says."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def mean_se(values) -> str:
     """``mean ± s.e.`` over ``values`` (the s.e. left out for one value)."""
     v = np.asarray(values, dtype=np.float64)
@@ -394,7 +382,8 @@ def main(argv=None) -> None:
     if len(args.trunk_seeds) != M or M < 2 or args.replicates < 1:
         parser.error("--rm-seeds and --trunk-seeds must be of one length >= 2, --replicates >= 1")
     run, cfg = RunConfig(), BestOfNConfig()
-    print(f"{datetime.now():%Y-%m-%d %H:%M} · {machine()}, "
+    from report import cpu_model                   # benchmarks/ is on sys.path as a script
+    print(f"{datetime.now():%Y-%m-%d %H:%M} · {cpu_model()}, "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the start; torch {torch.__version__}")
     start = time.perf_counter()
     pool_args = (cfg.n_max, cfg.pool_seed, cfg.max_new_tokens)

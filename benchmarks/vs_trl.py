@@ -187,17 +187,8 @@ def table(title: str, trl: dict, head: dict, separate: dict) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def header(load, threads: int, meta: dict) -> str:
+    from report import cpu_model                   # benchmarks/ is on sys.path (see above)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (f"{time.strftime('%Y-%m-%d %H:%M')} · {cpu_model()} · {cores} cores · Python "
             f"{platform.python_version()} · load average at start {load[0]:.2f} / {load[1]:.2f} / "
